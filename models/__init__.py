@@ -1,0 +1,17 @@
+"""The networks, one file each, and the registry that names their presets.
+
+    import tfdeblur.models
+    model = tfdeblur.models.build("mtwdn")
+    tfdeblur.models.available()  # ['mtwdn', 'mtwdn_oneway', ...]
+
+Adding a network: write `models/<net>.py` with its class and a `PRESETS`
+dict, then add one line below.
+"""
+from tfdeblur.models import mtwdn
+from tfdeblur.models.registry import Preset, available, build, get_preset, register_preset
+
+for _module, _cls in ((mtwdn, mtwdn.MTWDN),):
+    for _name, _p in _module.PRESETS.items():
+        register_preset(_name, _cls, **_p)
+
+__all__ = ["available", "build", "get_preset", "register_preset", "Preset"]
