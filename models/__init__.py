@@ -8,10 +8,20 @@ Adding a network: write `models/<net>.py` with its class and a `PRESETS`
 dict, then add one line below.
 """
 from tfdeblur.models import mtwdn
-from tfdeblur.models.registry import Preset, available, build, get_preset, register_preset
+from tfdeblur.models.registry import (
+    Preset,
+    available,
+    build,
+    get_preset,
+    get_recipe,
+    register_preset,
+    register_recipe,
+)
 
 for _module, _cls in ((mtwdn, mtwdn.MTWDN),):
     for _name, _p in _module.PRESETS.items():
         register_preset(_name, _cls, **_p)
+    for _name, _r in _module.RECIPES.items():
+        register_recipe(_name, _r)
 
-__all__ = ["available", "build", "get_preset", "register_preset", "Preset"]
+__all__ = ["available", "build", "get_preset", "get_recipe", "register_preset", "register_recipe", "Preset"]

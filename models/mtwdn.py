@@ -196,3 +196,31 @@ PRESETS = {
         recipe="mtwdn",
     ),
 }
+
+
+# Training recipe (STYLE practice 6): the paper's values, each with its source.
+RECIPES = {
+    "mtwdn": {
+        "optimizer": {
+            "class": "Adam",
+            "beta_1": 0.9,  # sec. 4
+            "beta_2": 0.999,  # sec. 4
+            "epsilon": 1e-8,  # sec. 4
+        },
+        "learning_rate": 1e-4,  # sec. 4: initial learning rate
+        "schedule": {
+            "class": "PolynomialDecay",  # sec. 4: "decayed ... polynomially"
+            "end_learning_rate": 0.0,  # sec. 4: decayed to 0
+            "power": 0.3,  # sec. 4
+        },
+        "loss": {
+            "class": "MultiScaleLoss",
+            # eq. (2): alpha = (1, 1, 5) from coarse (1/4) to fine (1/1)
+            "weights": {"scale_3": 1.0, "scale_2": 1.0, "image": 5.0},
+            "kind": "mse",  # eq. (2): squared L2 norm over T_i pixels
+        },
+        "crop": 256,  # sec. 4: random 256x256 crops
+        "batch_size": 16,  # not stated by MTWDN; SRN-DeblurNet's batch size
+        "augment": ["flip", "rot90"],  # sec. 4: flips and rotations
+    },
+}

@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 
 _PRESETS = {}
+_RECIPES = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,3 +49,18 @@ def build(name, **overrides):
     kwargs = {**preset.kwargs, **overrides}
     kwargs.setdefault("name", name)
     return preset.cls(**kwargs)
+
+
+def register_recipe(name, recipe):
+    if name in _RECIPES:
+        raise ValueError(f"recipe {name!r} is already registered")
+    _RECIPES[name] = recipe
+
+
+def get_recipe(name):
+    """The training recipe (a dict of the paper's values) of a preset or recipe name."""
+    if name in _PRESETS:
+        name = _PRESETS[name].recipe
+    if name not in _RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(sorted(_RECIPES))}")
+    return _RECIPES[name]

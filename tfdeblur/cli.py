@@ -1,0 +1,179 @@
+"""Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
+
+    train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
+    eval --model FILE.keras --data SPEC [--json FILE]
+    deblur --model FILE.keras INPUT... --out DIR
+
+Bad input (missing files, unknown names, unusable images, a folder holding
+another run) ends with a one-line `error: ...` on stderr and exit code 2.
+"""
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="tfdeblur", description="Single-image motion deblurring (TF2/Keras 3).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a network")
+    t.add_argument("net", help="network preset, e.g. mtwdn (see `tfdeblur list`)")
+    t.add_argument("--data", default="synthetic", help="synthetic (default) or pairs:BLUR_DIR,SHARP_DIR")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 1000)")
+    budget.add_argument("--epochs", type=_positive_int, help="epochs of --steps-per-epoch steps")
+    t.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="checkpoint/validation interval")
+    t.add_argument("--batch-size", type=_positive_int, default=4)
+    t.add_argument("--crop", type=_positive_int, default=128, help="square training crop, pixels")
+    t.add_argument("--out", help="run folder (default runs/NET)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--learning-rate", type=float, help="initial learning rate (default: the paper's)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-images", type=_positive_int, help="use only the first N validation images")
+
+    e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
+    e.add_argument("--model", required=True, help="a .keras file written by `train`")
+    e.add_argument("--data", required=True, help="synthetic or pairs:BLUR_DIR,SHARP_DIR")
+    e.add_argument("--json", help="write the summary as JSON to this file")
+
+    d = sub.add_parser("deblur", help="restore image files")
+    d.add_argument("--model", required=True, help="a .keras file written by `train`")
+    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
+    d.add_argument("--out", required=True, help="output folder (PNG files)")
+    d.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    sub.add_parser("list", help="list the registered networks")
+    return p
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_deblur_model(path):
+    """Loads a tfdeblur `.keras` file (safe mode, no custom_objects)."""
+    import keras
+
+    import tfdeblur.models  # noqa: F401  (registers every network class)
+    from tfdeblur.model import DeblurModel
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--model {path}: no such file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # zip/h5/config errors all mean "not a model file"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"--model {path}: not a loadable .keras model ({first[:200]})") from e
+    if not isinstance(model, DeblurModel):
+        raise ValueError(f"--model {path}: a Keras model, but not a tfdeblur network ({type(model).__name__})")
+    return model
+
+
+def _cmd_train(args):
+    from tfdeblur.training.run import TrainConfig, run_training
+
+    cfg = TrainConfig(
+        net=args.net, data=args.data, steps=args.steps, epochs=args.epochs,
+        batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
+        precision=args.precision, learning_rate=args.learning_rate, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, val_images=args.val_images,
+    )
+    run_training(cfg)
+    return 0
+
+
+def _cmd_eval(args):
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.evaluate import evaluate_pairs
+
+    spec = data_spec.parse_spec(args.data)
+    if args.json and os.path.isdir(args.json):
+        raise ValueError(f"--json {args.json}: is a directory")
+    model = load_deblur_model(args.model)
+    dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
+    summary, rows, _ = evaluate_pairs(model, dataset, names=names)
+    print(f"{'image':<32} {'PSNR':>8} {'SSIM':>8} {'in PSNR':>8} {'in SSIM':>8}")
+    for r in rows:
+        print(f"{r['name'][:32]:<32} {r['psnr']:8.2f} {r['ssim']:8.4f} {r['input_psnr']:8.2f} {r['input_ssim']:8.4f}")
+    print(
+        f"mean over {summary['images']} images: output PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}; "
+        f"input PSNR {summary['input_psnr']:.2f} dB, SSIM {summary['input_ssim']:.4f}"
+    )
+    print(f"SSIM: {summary['ssim_convention']}")
+    if args.json:
+        keys = ("psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention")
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({k: summary[k] for k in keys} | {"per_image": rows}, f, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def _cmd_deblur(args):
+    import numpy as np
+
+    from tfdeblur import io as tio
+    from tfdeblur.evaluate import inference_fn
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: exists and is not a directory")
+    targets = []
+    for path in args.inputs:
+        target = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+        if os.path.exists(target) and not args.overwrite:
+            raise ValueError(f"{target}: already exists; pass --overwrite to replace it")
+        if target in [t for _, t in targets]:
+            raise ValueError(f"{path}: writes the same output {target} as another input")
+        targets.append((path, target))
+    images = []
+    model = load_deblur_model(args.model)
+    for path, target in targets:  # read and check all first: fail before writing anything
+        img = tio.read_image(path)
+        h, w = img.shape[:2]
+        if min(h, w) < model.min_size:
+            raise ValueError(f"{path}: {w}x{h} is smaller than the network's minimum {model.min_size}x{model.min_size}")
+        images.append(img)
+    fn = inference_fn(model)
+    for (path, target), img in zip(targets, images):
+        out = fn(img[None])[0].numpy()
+        tio.write_image(target, np.clip(out, 0.0, 1.0))
+        print(f"{path} -> {target}")
+    return 0
+
+
+def _cmd_list(args):
+    from tfdeblur.models import available, get_preset
+
+    for name in available():
+        print(f"{name:<20} {get_preset(name).description}")
+    return 0
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    _quiet_tensorflow()
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "list": _cmd_list}
+    try:
+        return commands[args.command](args)
+    except (ValueError, OSError, KeyError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
