@@ -1,0 +1,261 @@
+"""Image files in and out: 8-bit RGB, float32 [0, 1] in memory.
+
+Every failure is an `ImageError` with a one-line message that starts with
+the file or directory it is about, so a CLI can print it as it stands.
+Arrays are RGB; OpenCV's BGR stays inside this module.
+"""
+import os
+import uuid
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_CONVERT_HINT = "tfdeblur expects 8-bit RGB (pass allow_conversion=True to convert)"
+
+
+class ImageError(ValueError):
+    """An image file or directory that cannot be used; the message names it."""
+
+
+def to_uint8(x):
+    """Float image in [0, 1] to uint8: `rint(x * 255)` clipped to [0, 255].
+
+    `np.rint` rounds halves to even, like OpenCV's `saturate_cast` and
+    BasicSR's `tensor2img`. uint8 input is returned unchanged.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be float in [0, 1] or uint8; got dtype {x.dtype}")
+    if np.isnan(x).any():
+        raise ValueError("x must not contain NaN; got NaN values")
+    return np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def read_image(path, *, allow_conversion=False):
+    """Reads an image file as float32 RGB in [0, 1], shape (H, W, 3).
+
+    Only 8-bit RGB is accepted unless `allow_conversion=True`, which
+    replicates grayscale to three channels, drops an alpha channel and scales
+    16-bit samples by 1/65535. EXIF orientation is not applied (OpenCV's
+    IMREAD_UNCHANGED), so pixels line up with the file as datasets store it.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read file ({e.strerror})") from e
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    # imdecode on bytes we read ourselves is cv2.imread's decoder, minus its
+    # trouble with non-ASCII paths on Windows.
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageError(f"{path}: cannot decode image (corrupt, truncated or not an image file)")
+
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if img.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4):
+        raise ImageError(
+            f"{path}: unsupported image ({channels} channels, {img.dtype} samples); "
+            "tfdeblur reads 8- or 16-bit grayscale, RGB or RGBA"
+        )
+    kind = {1: "grayscale", 2: "grayscale+alpha", 3: "", 4: "RGBA"}[channels]
+    depth = "16-bit" if img.dtype == np.uint16 else ""
+    if (kind or depth) and not allow_conversion:
+        what = " ".join(part for part in (depth, kind) if part)
+        raise ImageError(f"{path}: {what} image; {_CONVERT_HINT}")
+
+    if channels <= 2:
+        gray = img if channels == 1 else img[..., 0]
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+    else:
+        rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    return rgb.astype(np.float32) / np.float32(scale)
+
+
+def write_image(path, img, *, jpeg_quality=95):
+    """Writes an RGB image (uint8, or float in [0, 1]) to PNG, JPEG, ...
+
+    The format follows the extension. The file appears atomically: the image
+    is encoded in memory, written to a temporary file beside the target and
+    renamed over it, so a reader (or a crash) never sees half a file, and a
+    failure leaves no file behind. Parent directories are created.
+    """
+    path = os.fspath(path)
+    arr = np.asarray(img)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3))):
+        raise ImageError(f"{path}: image must be HxW or HxWx3 RGB; got shape {arr.shape}")
+    try:
+        arr = to_uint8(arr)
+    except ValueError as e:
+        raise ImageError(f"{path}: {e}") from e
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        raise ImageError(f"{path}: file name needs an image extension (.png, .jpg, ...)")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext.lower() in (".jpg", ".jpeg") else []
+    try:
+        ok, encoded = cv2.imencode(ext, arr, params)
+    except cv2.error:  # OpenCV raises for an unknown extension
+        ok = False
+    if not ok:
+        raise ImageError(f"{path}: cannot encode image as {ext!r}")
+
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot create directory {directory} ({e.strerror})") from e
+    # Same directory, so os.replace is a rename on one filesystem; a dot
+    # prefix keeps list_images from picking up a file in flight.
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp{ext}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(encoded.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ImageError(f"{path}: cannot write file ({e.strerror})") from e
+
+
+def list_images(directory):
+    """Sorted paths of the image files directly inside `directory`.
+
+    Extensions in `IMAGE_EXTENSIONS`, any case. Hidden files are skipped:
+    macOS '._name.png' forks and write_image's temporary files are not images.
+    """
+    directory = os.fspath(directory)
+    if not os.path.exists(directory):
+        raise ImageError(f"{directory}: no such directory")
+    if not os.path.isdir(directory):
+        raise ImageError(f"{directory}: not a directory")
+    names = sorted(
+        name
+        for name in os.listdir(directory)
+        if not name.startswith(".")
+        and name.lower().endswith(IMAGE_EXTENSIONS)
+        and os.path.isfile(os.path.join(directory, name))
+    )
+    return [os.path.join(directory, name) for name in names]
+
+
+def _by_stem(directory):
+    paths = list_images(directory)
+    if not paths:
+        raise ImageError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    stems = {}
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        if stem in stems:
+            raise ImageError(
+                f"{directory}: two images share the name {stem!r} "
+                f"({os.path.basename(stems[stem])}, {os.path.basename(p)})"
+            )
+        stems[stem] = p
+    return stems
+
+
+def _unmatched(names, side, other):
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} {side} image(s) have no {other} partner ({shown})"
+
+
+def match_pairs(blur_dir, sharp_dir):
+    """(blur_path, sharp_path) pairs matched by file name without extension.
+
+    The GoPro / HIDE / RealBlur layout: `blur/x.png` pairs with `sharp/x.png`
+    (or `sharp/x.jpg`). Sorted by name. Every image must have a partner.
+    """
+    blur = _by_stem(blur_dir)
+    sharp = _by_stem(sharp_dir)
+    only_blur = sorted(blur.keys() - sharp.keys())
+    only_sharp = sorted(sharp.keys() - blur.keys())
+    if only_blur or only_sharp:
+        problems = []
+        if only_blur:
+            problems.append(_unmatched(only_blur, "blur", "sharp"))
+        if only_sharp:
+            problems.append(_unmatched(only_sharp, "sharp", "blur"))
+        raise ImageError(f"{os.fspath(blur_dir)} vs {os.fspath(sharp_dir)}: " + "; ".join(problems))
+    return [(blur[s], sharp[s]) for s in sorted(blur)]
+
+
+def contact_sheet(rows, labels=None, *, gap=4):
+    """Tiles images into one uint8 RGB sheet, e.g. `[blur, output, sharp]` per row.
+
+    Images in a row must share a height; rows narrower than the widest are
+    padded on the right. `labels` is one list of strings for the columns
+    (repeated on every row) or one list per row; each label is drawn in the
+    top-left corner of its tile. `gap` pixels of white separate the tiles.
+    """
+    if not rows or any(len(row) == 0 for row in rows):
+        raise ValueError("rows must be a non-empty list of non-empty image lists")
+    if labels is not None:
+        if all(isinstance(item, str) for item in labels):
+            labels = [list(labels)] * len(rows)
+        if len(labels) != len(rows) or any(len(l) != len(r) for l, r in zip(labels, rows)):
+            raise ValueError("labels must have one string per column or per image")
+
+    strips = []
+    for i, row in enumerate(rows):
+        tiles = [_rgb_uint8(img) for img in row]
+        heights = {t.shape[0] for t in tiles}
+        if len(heights) != 1:
+            raise ValueError(f"images in row {i} must share a height; got {sorted(heights)}")
+        if labels is not None:
+            tiles = [_put_label(t, text) for t, text in zip(tiles, labels[i])]
+        sep = np.full((tiles[0].shape[0], gap, 3), 255, np.uint8)
+        parts = [tiles[0]]
+        for t in tiles[1:]:
+            parts += [sep, t]
+        strips.append(np.concatenate(parts, axis=1))
+
+    width = max(s.shape[1] for s in strips)
+    out = []
+    for i, s in enumerate(strips):
+        if i:
+            out.append(np.full((gap, width, 3), 255, np.uint8))
+        pad = np.full((s.shape[0], width - s.shape[1], 3), 255, np.uint8)
+        out.append(np.concatenate([s, pad], axis=1))
+    return np.concatenate(out, axis=0)
+
+
+def _rgb_uint8(img):
+    img = to_uint8(img)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"images must be HxW or HxWx3; got shape {img.shape}")
+    return img
+
+
+def _put_label(tile, text):
+    if not text:
+        return tile
+    tile = tile.copy()
+    h = tile.shape[0]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(0.35, h / 720.0)
+    thickness = max(1, int(round(scale * 1.5)))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    pad = max(2, th // 3)
+    # Dark box under white text: readable on any image.
+    cv2.rectangle(tile, (0, 0), (tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), thickness=-1)
+    cv2.putText(tile, text, (pad, pad + th), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return tile
