@@ -16,11 +16,12 @@ from tfdeblur.io import to_uint8
 
 def inference_fn(model):
     """One traced function for every input size (no retracing per size)."""
-    return tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-        reduce_retracing=True,
-    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def run(x):
+        return model(x, training=False)
+
+    return run
 
 
 def evaluate_pairs(model, dataset, names=None, keep=0, progress=None):

@@ -236,6 +236,7 @@ def run_training(cfg, log=print):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
+            shuffle=False,  # the datasets shuffle themselves
             verbose=1 if sys.stdout.isatty() else 2,
         )
     train_seconds = time.perf_counter() - start
