@@ -196,11 +196,13 @@ PRESETS = {
     "mtwdn": dict(
         kwargs=dict(),
         description="MTWDN as in the paper: 3 scales, shared weights, two-way decoder.",
+        params=3_768_038,  # the paper gives no count; ours, checked by a closed form in tests
         recipe="mtwdn",
     ),
     "mtwdn_oneway": dict(
         kwargs=dict(two_way=False),
         description="Paper ablation 'w/o TWNNet': the up branch only (single decoder).",
+        params=2_512_355,
         recipe="mtwdn",
     ),
 }

@@ -1,0 +1,55 @@
+"""The one shared test helper module (keras-hub's TestCase idea, as functions).
+
+A network's own test only says what is special about it; everything every
+network must satisfy is checked by `test_models.py`, parametrized over the
+registry.
+"""
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("TFDEBLUR_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts):
+    """A path under ../shared, or a visible skip when that folder is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: ../shared data is needed (set TFDEBLUR_SHARED)")
+    return path
+
+
+def random_images(batch, height, width, seed=0):
+    return np.random.default_rng(seed).random((batch, height, width, 3), dtype=np.float32)
+
+
+def run_layer_serialization_test(layer, inputs):
+    """get_config -> from_config and serialize -> deserialize give a layer
+    with the same config and the same output on `inputs`."""
+    expected = keras.ops.convert_to_numpy(layer(inputs))
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert revived.get_config() == config
+    for other in (clone, revived):
+        if layer.weights:
+            other(inputs)
+            other.set_weights(layer.get_weights())
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(other(inputs)), expected, atol=1e-6)
+    return expected
+
+
+def run_model_saving_test(model, inputs, path):
+    """`.keras` round trip under safe_mode, without custom_objects: same outputs."""
+    expected = keras.ops.convert_to_numpy(model(inputs))
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert type(loaded) is type(model)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs)), expected, atol=1e-5)
+    return loaded

@@ -1,0 +1,188 @@
+"""The CLI contract: train -> eval -> deblur on a tiny budget, and bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import REPO, shared_path
+from tfdeblur.cli import main
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+TINY = ["--steps", "2", "--steps-per-epoch", "1", "--crop", "32", "--batch-size", "1",
+        "--val-images", "2", "--precision", "bf16"]
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env=ENV, cwd=cwd)
+
+
+def _png(path, img):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+
+
+def _pairs_dir(root, n=3, size=(40, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sharp = (rng.random((*size, 3)) * 255).astype(np.uint8)
+        blur = cv2.GaussianBlur(sharp, (5, 5), 1.5)
+        _png(root / "blur" / f"{i:03d}.png", blur)
+        _png(root / "sharp" / f"{i:03d}.png", sharp)
+    return root / "blur", root / "sharp"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "mtwdn"
+    proc = cli("train", "mtwdn", *TINY, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_train_writes_the_run_folder(trained_run):
+    out, proc = trained_run
+    for name in ("model.keras", "config.json", "samples.png", "results.json", "checkpoints", "logs"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["net"] == "mtwdn" and config["total_steps"] == 2 and config["precision_resolved"] == "bf16"
+    results = json.loads((out / "results.json").read_text())
+    assert {"psnr", "ssim", "input_psnr", "input_ssim"} <= set(results)
+    assert "output PSNR" in proc.stdout and "blurry input PSNR" in proc.stdout
+    sheet = cv2.imread(str(out / "samples.png"))
+    assert sheet is not None and sheet.shape[1] > 3 * 256  # blurry | output | sharp
+    assert any(f.startswith("events") for f in os.listdir(out / "logs" / "train"))
+
+
+def test_train_refuses_to_overwrite_and_resumes(trained_run):
+    out, _ = trained_run
+    proc = cli("train", "mtwdn", *TINY, "--out", out)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "already holds a run" in proc.stderr
+    proc = cli("train", "mtwdn_oneway", *TINY, "--out", out, "--resume")
+    assert proc.returncode == 2 and "holds a run of 'mtwdn'" in proc.stderr
+    before = (out / "model.keras").stat().st_mtime_ns
+    proc = cli("train", "mtwdn", *TINY[:2], "4", *TINY[2:], "--out", out, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    assert (out / "model.keras").stat().st_mtime_ns != before
+
+
+def test_eval_json_and_deblur(trained_run, tmp_path):
+    out, _ = trained_run
+    blur_dir, sharp_dir = _pairs_dir(tmp_path / "pairs", n=2, size=(37, 53))
+    report = tmp_path / "eval.json"
+    proc = cli("eval", "--model", out / "model.keras", "--data", f"pairs:{blur_dir},{sharp_dir}", "--json", report)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(report.read_text())
+    assert set(summary) >= {"psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention"}
+    assert summary["images"] == 2
+    proc = cli("deblur", "--model", out / "model.keras", blur_dir / "000.png", blur_dir / "001.png",
+               "--out", tmp_path / "restored")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    restored = cv2.imread(str(tmp_path / "restored" / "000.png"))
+    assert restored.shape == (37, 53, 3)
+    proc = cli("deblur", "--model", out / "model.keras", blur_dir / "000.png", "--out", tmp_path / "restored")
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_deblur_a_real_photo_full_size(trained_run, tmp_path):
+    out, _ = trained_run
+    photo = shared_path("data", "gopro_pair")
+    blur = sorted(photo.glob("*_blur.png"))[0]
+    proc = cli("deblur", "--model", out / "model.keras", blur, "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cv2.imread(str(tmp_path / blur.name)).shape == (720, 1280, 3)
+
+
+# -- bad input: one line on stderr, exit code 2, no traceback ----------------
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_unknown_network(capsys, tmp_path):
+    err = _error(capsys, ["train", "mtwdx", "--out", str(tmp_path / "r")])
+    assert "unknown network 'mtwdx'" in err and "mtwdn" in err
+
+
+def test_unknown_data_spec(capsys, tmp_path):
+    err = _error(capsys, ["train", "mtwdn", "--data", "gopro2:/x", "--out", str(tmp_path / "r")])
+    assert "--data must be one of" in err and "gopro2:/x" in err
+
+
+def test_pairs_spec_with_missing_folder(capsys, tmp_path):
+    err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{tmp_path}/nope,{tmp_path}", "--out", str(tmp_path / "r"), "--precision", "fp32"])
+    assert f"{tmp_path}/nope" in err
+
+
+def test_pairs_with_unmatched_names(capsys, tmp_path):
+    blur_dir, sharp_dir = _pairs_dir(tmp_path, n=2)
+    os.rename(sharp_dir / "001.png", sharp_dir / "999.png")
+    err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{blur_dir},{sharp_dir}", "--out", str(tmp_path / "r"), "--precision", "fp32"])
+    assert "001" in err and "no sharp partner" in err
+
+
+def test_pair_of_different_sizes(capsys, tmp_path):
+    blur_dir, sharp_dir = _pairs_dir(tmp_path, n=2, size=(40, 48))
+    _png(sharp_dir / "001.png", np.zeros((40, 50, 3), np.uint8))
+    err = _error(capsys, ["eval", "--model", str(tmp_path / "m.keras"), "--data", f"pairs:{blur_dir},{sharp_dir}"])
+    # the model is checked after the data spec parses; a missing model is named
+    assert "m.keras" in err
+    err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{blur_dir},{sharp_dir}", "--out", str(tmp_path / "r"), "--precision", "fp32", "--crop", "32"])
+    assert "001.png" in err and "40" in err and "50" in err
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit"])
+def test_unsupported_image_kinds_in_pairs(capsys, tmp_path, kind):
+    blur_dir, sharp_dir = _pairs_dir(tmp_path, n=2)
+    bad = {"gray": np.zeros((40, 48), np.uint8), "rgba": np.zeros((40, 48, 4), np.uint8),
+           "16bit": np.zeros((40, 48, 3), np.uint16)}[kind]
+    _png(blur_dir / "000.png", bad)
+    err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{blur_dir},{sharp_dir}", "--out", str(tmp_path / "r"), "--precision", "fp32", "--crop", "32"])
+    assert "000.png" in err
+
+
+def test_directory_with_no_images(capsys, tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "s").mkdir()
+    err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{tmp_path}/b,{tmp_path}/s", "--out", str(tmp_path / "r"), "--precision", "fp32"])
+    assert "no image files" in err
+
+
+def test_deblur_bad_inputs(capsys, tmp_path, trained_run):
+    out, _ = trained_run
+    model = str(out / "model.keras")
+    err = _error(capsys, ["deblur", "--model", model, str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")])
+    assert "missing.png" in err
+    _png(tmp_path / "gray.png", np.zeros((40, 40), np.uint8))
+    err = _error(capsys, ["deblur", "--model", model, str(tmp_path / "gray.png"), "--out", str(tmp_path / "o")])
+    assert "gray.png" in err and "grayscale" in err
+    _png(tmp_path / "tiny.png", np.zeros((8, 40, 3), np.uint8))
+    err = _error(capsys, ["deblur", "--model", model, str(tmp_path / "tiny.png"), "--out", str(tmp_path / "o")])
+    assert "tiny.png" in err and "smaller than the network's minimum" in err
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    err = _error(capsys, ["deblur", "--model", model, str(tmp_path / "broken.png"), "--out", str(tmp_path / "o")])
+    assert "broken.png" in err
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+def test_model_file_that_is_not_a_model(capsys, tmp_path):
+    (tmp_path / "x.keras").write_bytes(b"junk")
+    err = _error(capsys, ["deblur", "--model", str(tmp_path / "x.keras"), str(tmp_path / "x.keras"), "--out", str(tmp_path / "o")])
+    assert "x.keras" in err and "not a loadable" in err
+
+
+def test_cli_usage_errors_exit_2():
+    proc = cli("train", "mtwdn", "--steps", "0")
+    assert proc.returncode == 2 and "positive integer" in proc.stderr
+    proc = cli("frobnicate")
+    assert proc.returncode == 2

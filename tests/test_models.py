@@ -1,0 +1,96 @@
+"""Every registered network, parametrized over the registry (timm style):
+a new preset is tested without new test code."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdeblur.models as models
+from tests.helpers import random_images, run_model_saving_test
+from tfdeblur.training import compile_args
+
+NAMES = models.available()
+
+
+@pytest.fixture(scope="module")
+def built():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = models.build(name)
+        return cache[name]
+
+    return get
+
+
+def test_registry_lists_and_rejects_unknown_names():
+    assert "mtwdn" in NAMES and "mtwdn_oneway" in NAMES
+    with pytest.raises(ValueError, match=r"unknown network 'mtwdm' \(did you mean 'mtwdn'\?\); known: .*mtwdn"):
+        models.build("mtwdm")
+
+
+def test_registry_refuses_duplicate_names():
+    with pytest.raises(ValueError, match="already registered"):
+        models.register_preset("mtwdn", object, {}, "dup")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count_matches_preset_record(name, built):
+    preset = models.get_preset(name)
+    assert preset.params is not None, f"{name}: record the parameter count in its preset"
+    assert built(name).count_params() == preset.params
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("h,w", [(37, 53), (32, 17)])
+def test_output_shape_equals_input_shape_for_odd_sizes(name, h, w, built):
+    model = built(name)
+    x = random_images(1, max(h, model.min_size), max(w, model.min_size))
+    y = model(x).numpy()
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_untrained_network_is_finite_and_near_identity_or_bounded(name, built):
+    y = built(name)(random_images(2, 48, 48, seed=1)).numpy()
+    assert np.isfinite(y).all() and np.abs(y).max() < 10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_fit_step_changes_weights_and_lowers_loss(name):
+    keras.utils.set_random_seed(0)
+    model = models.build(name)
+    model.compile(**compile_args(name, total_steps=100, learning_rate=1e-4, metrics=False))
+    sharp = random_images(2, 32, 32, seed=2)
+    blur = (0.8 * sharp + 0.1).astype("float32")  # a contrast loss: learnable in a few steps
+    before = [w.copy() for w in model.get_weights()]
+    loss0 = model.evaluate(blur, sharp, verbose=0)
+    model.fit(blur, sharp, batch_size=2, epochs=3, verbose=0, shuffle=False)
+    loss1 = model.evaluate(blur, sharp, verbose=0)
+    changed = sum(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert changed > 0
+    assert loss1 < loss0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_file_round_trip_under_safe_mode(name, built, tmp_path):
+    run_model_saving_test(built(name), random_images(1, 20, 23), tmp_path / f"{name}.keras")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_model_round_trip(name, built, tmp_path):
+    model = built(name)
+    x = random_images(1, 24, 19, seed=5)
+    model.export(str(tmp_path / "sm"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    np.testing.assert_allclose(served.serve(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_outputs_include_full_resolution_image(name, built):
+    model = built(name)
+    x = random_images(1, 35, 30)
+    outs = model.training_outputs(x)
+    np.testing.assert_allclose(outs["image"].numpy(), model(x).numpy(), atol=1e-6)
