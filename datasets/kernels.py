@@ -392,17 +392,13 @@ def load_kernels(path):
     return [_checked(a, f"kernel {name!r} in {p!r}") for name, a in arrays]
 
 
-def _draw_extent(rng, max_size, min_size=3, bias=2.0):
-    """Blur extent in pixels, in [min_size, max_size], biased to small ones."""
-    return min_size + (max_size - min_size) * rng.random() ** bias
-
-
-def random_kernel(rng, max_size=31, probs=None):
+def random_kernel(rng, max_size=31, probs=None, size_bias=3.0):
     """One kernel from the default mixture, with random parameters.
 
     A blur extent s in [3, max_size] is drawn with density falling towards
-    large s (s = 3 + (max_size - 3) u^2, u uniform; median about
-    0.25 * max_size), then a type from `probs`, mapped to parameters:
+    large s, s = 3 + (max_size - 3) u^size_bias with u uniform (median
+    3 + (max_size - 3) / 2^size_bias: about 6.5 px for the defaults), then a
+    type from `probs`, mapped to parameters:
 
     * trajectory: path length 1.3 s, random shake (`trajectory_kernel`),
       shrunk to fit `max_size`; occasionally a long path is drawn so the
@@ -420,8 +416,11 @@ def random_kernel(rng, max_size=31, probs=None):
       probs: mapping kernel type -> probability (need not be normalized);
         default `DEFAULT_KERNEL_PROBS`. Types: trajectory, linear, gaussian,
         defocus.
+      size_bias: > 0; 1 draws s uniformly, larger values favour small blur.
     """
     _check_size(max_size)
+    if not size_bias > 0:
+        raise ValueError(f"size_bias must be > 0; got {size_bias!r}")
     if max_size < 3:
         return _delta(max_size)
     probs = DEFAULT_KERNEL_PROBS if probs is None else probs
@@ -432,7 +431,7 @@ def random_kernel(rng, max_size=31, probs=None):
     if np.any(p < 0) or not p.sum() > 0:
         raise ValueError(f"probs must be non-negative with a positive sum; got {dict(probs)}")
     kind = KERNEL_TYPES[rng.choice(len(KERNEL_TYPES), p=p / p.sum())]
-    s = _draw_extent(rng, max_size)
+    s = 3 + (max_size - 3) * rng.random() ** size_bias
     if kind == "trajectory":
         # Curly paths span less than their length; 1 draw in 8 is a long
         # path so kernels of the full `max_size` keep appearing.

@@ -212,8 +212,10 @@ def test_random_kernel_size_distribution():
     sizes = np.array([kernels.random_kernel(rng).shape[0] for _ in range(200)])
     assert sizes.min() <= 7 and sizes.max() >= 31
     assert sizes.max() <= 31
-    # Biased to small kernels, as the module documents (median about 11).
-    assert 5 <= np.median(sizes) <= 15
+    # Biased to small kernels: extent median 3 + 28 / 2^3 = 6.5 px.
+    assert 5 <= np.median(sizes) <= 11
+    uniform = [kernels.random_kernel(rng, size_bias=1.0).shape[0] for _ in range(200)]
+    assert np.median(uniform) > np.median(sizes) + 4
     assert max(kernels.random_kernel(rng, max_size=15).shape[0] for _ in range(50)) <= 15
 
 
