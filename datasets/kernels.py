@@ -102,8 +102,9 @@ def _splat(points, size):
         (y0 + 2) * p + (x0 + 1), (y0 + 2) * p + (x0 + 2),
     ])
     w = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-    inside = (idx >= 0) & (idx < p * p)
-    grid = np.bincount(idx[inside], weights=w[inside], minlength=p * p).reshape(p, p)
+    # Callers size the grid to hold every point; a point outside would fail
+    # loudly here (negative index, or a grid too large to reshape).
+    grid = np.bincount(idx, weights=w, minlength=p * p).reshape(p, p)
     return grid[1:-1, 1:-1]
 
 

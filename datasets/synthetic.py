@@ -50,7 +50,7 @@ DEFAULT_VAL_IMAGES = 16
 DEFAULT_NOISE_RANGE = (0.0, 0.01)
 
 # Dead-leaves radii in pixels; r_max is also capped at half the image side.
-_R_MIN = 2.0
+_R_MIN = 3.0
 _R_MAX = 200.0
 # Mean number of leaves covering a pixel (a Boolean model's coverage):
 # about e^-2 = 14% of the background, a smooth gradient, stays uncovered,
@@ -163,7 +163,7 @@ def dead_leaves(rng, height, width):
     """A procedural sharp RGB scene, float32 in [0, 1], shape (height, width, 3).
 
     Dead-leaves model (Matheron 1975; Lee, Mumford & Huang 2001): leaves with
-    radius density proportional to r^-3 on [2, min(200, side / 2)] px,
+    radius density proportional to r^-3 on [3, min(200, side / 2)] px,
     uniform positions (overhanging the borders) and random colours are
     painted in order, each occluding those before it, until every pixel is
     covered about twice on average (some 14% of the smooth background
@@ -206,11 +206,13 @@ def dead_leaves(rng, height, width):
             # Lean towards the colour already there: neighbouring surfaces
             # in real scenes share illumination and material, so local
             # contrast is lower than between independent random colours.
-            p = canvas[yi, xi].tolist()
-            col = [q + mix[i] * (pq - q) for q, pq in zip(col, p)]
+            t = mix[i]
+            col = [col[0] + t * (canvas.item(yi, xi, 0) - col[0]),
+                   col[1] + t * (canvas.item(yi, xi, 1) - col[1]),
+                   col[2] + t * (canvas.item(yi, xi, 2) - col[2])]
         if kind == "text" and r < 4:
             kind = "disk"  # glyphs below ~8 px are illegible blobs
-        v = verts[i, :counts[i]]
+        v = verts[i, :counts[i]] if kind in ("rect", "poly") else None
         if not tex or kind in ("text", "stroke"):
             _draw(canvas, kind, x, y, r, col, v, rng)
             continue
@@ -341,6 +343,11 @@ def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kern
     Returns:
       Dataset of (blur, sharp) float32 tensors of shape (crop, crop, 3) in
       [0, 1].
+
+    Elements are made by Python code on tf.data's threads: delete your own
+    iterators over the infinite train split before the interpreter exits
+    (Keras `fit` does so for its own), or TensorFlow may hang or abort at
+    exit while a prefetch thread waits for the Python interpreter.
     """
     # Imported here so that the numpy side (kernels, scenes, pairs) loads
     # without TensorFlow, e.g. in data-preparation worker processes.
