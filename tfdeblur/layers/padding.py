@@ -37,7 +37,13 @@ class PadToMultiple(keras.layers.Layer):
         m = self.multiple
         pad_h = (m - shape[1] % m) % m
         pad_w = (m - shape[2] % m) % m
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode=self.mode)
+        y = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode=self.mode)
+        if x.shape[-1] is None:
+            return y
+        # Paddings computed from the dynamic shape leave every traced dimension
+        # unknown, channels included; TFLite's CONV_2D needs a static channel
+        # count (else the convolution converts only as a Select TF op).
+        return ops.reshape(y, (shape[0], shape[1] + pad_h, shape[2] + pad_w, x.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         def up(d):

@@ -25,7 +25,9 @@ class UpsampleBilinear2x(keras.layers.Layer):
         odd = 0.75 * x + 0.25 * after
         both = ops.stack([even, odd], axis=axis + 1)
         shape = ops.shape(x)
-        new_shape = [shape[i] for i in range(4)]
+        # Static dimensions stay static (TFLite's CONV_2D after this layer
+        # needs a known channel count); only unknown ones are read at run time.
+        new_shape = [shape[i] if x.shape[i] is None else x.shape[i] for i in range(4)]
         new_shape[axis] = shape[axis] * 2
         return ops.reshape(both, new_shape)
 
