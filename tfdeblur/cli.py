@@ -3,6 +3,7 @@
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
     eval --model FILE.keras --data SPEC [--json FILE]
     deblur --model FILE.keras INPUT... --out DIR
+    export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
 
 Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
@@ -55,6 +56,14 @@ def _parser():
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
     d.add_argument("--out", required=True, help="output folder (PNG files)")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    x = sub.add_parser("export", help="SavedModel for TF Serving or TFLite/LiteRT for devices (docs/serving.md)")
+    x.add_argument("--model", required=True, help="a .keras file written by `train`")
+    x.add_argument("--format", required=True, choices=["saved_model", "tflite"])
+    x.add_argument("--out", required=True, help="SavedModel folder (for TF Serving a version folder, e.g. models/mtwdn/1) or .tflite file")
+    x.add_argument("--quantize", default="none", choices=["none", "fp16", "dynamic", "int8"], help="tflite only")
+    x.add_argument("--calibration-images", type=_positive_int, help="int8: synthetic images calibrating it (default 16, at least 8)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     sub.add_parser("list", help="list the registered networks")
     return p
@@ -155,6 +164,27 @@ def _cmd_deblur(args):
     return 0
 
 
+def _cmd_export(args):
+    from tfdeblur import export
+
+    if args.format == "saved_model" and args.quantize != "none":
+        raise ValueError(f"--quantize applies to --format tflite only; got --quantize {args.quantize}")
+    if args.calibration_images is not None and args.quantize != "int8":
+        raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {args.quantize}")
+    count = args.calibration_images or 16
+    if args.quantize == "int8" and count < export.MIN_CALIBRATION_IMAGES:
+        raise ValueError(f"--calibration-images must be at least {export.MIN_CALIBRATION_IMAGES} for int8; got {count}")
+    export.check_target(args.out, args.overwrite, kind="dir" if args.format == "saved_model" else "file")
+    model = load_deblur_model(args.model)
+    representative = export.representative_images(count) if args.quantize == "int8" else None
+    path = export.export(
+        model, args.out, format=args.format, quantize=args.quantize,
+        overwrite=args.overwrite, representative=representative,
+    )
+    print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}; signatures: {', '.join(export.SIGNATURES)})")
+    return 0
+
+
 def _cmd_list(args):
     from tfdeblur.models import available, get_preset
 
@@ -166,7 +196,7 @@ def _cmd_list(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     _quiet_tensorflow()
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "list": _cmd_list}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list}
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:

@@ -1,0 +1,383 @@
+"""Deployment: SavedModel for TF Serving, LiteRT (TFLite) for devices.
+
+Both formats carry the same two signatures; each takes a batch of any
+height and width (padding to the network's multiple and cropping back happen
+inside the graph, as in the Keras model):
+
+- ``serving_default``: ``images`` uint8 ``[N, H, W, 3]`` -> ``deblurred``
+  uint8 ``[N, H, W, 3]``, i.e. ``rint(255 * y)`` clipped to [0, 255] (half to
+  even, like `tfdeblur.io.to_uint8`), so it equals what `deblur` saves.
+- ``deblur_float``: ``images`` float32 in [0, 1] -> ``deblurred`` float32, the
+  network's output as Keras returns it (not clipped).
+
+SavedModel inputs are declared with unknown rank: a wrong rank, channel
+count or an image smaller than the network's minimum then reaches checks
+inside the graph, which raise an `InvalidArgumentError` naming the input and
+what it must be (TF Serving returns that message to the client). A wrong
+dtype is refused by TensorFlow itself before the graph runs.
+
+TFLite models are converted by TF's converter from a SavedModel written for
+it (rank-4 inputs, no checks: TFLite has no kernels for them) with builtin
+ops only; the conversion fails rather than emit Select TF ops. Run them with
+`ai_edge_litert` (`load_tflite`, `run_tflite`); a signature runner resizes the
+inputs to each image's size.
+
+Every export is written to a temporary path beside the target and renamed
+into place, so a crash never leaves a half-written model at the target.
+"""
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdeblur.model import DeblurModel
+
+SIGNATURE_UINT8 = "serving_default"
+SIGNATURE_FLOAT = "deblur_float"
+SIGNATURES = (SIGNATURE_UINT8, SIGNATURE_FLOAT)
+INPUT_KEY = "images"
+OUTPUT_KEY = "deblurred"
+FORMATS = ("saved_model", "tflite")
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+# Fewer calibration images than this let one or two scenes set every
+# activation range of an int8 model.
+MIN_CALIBRATION_IMAGES = 8
+
+
+# -- helpers ------------------------------------------------------------------
+def _check_model(model):
+    if not isinstance(model, DeblurModel):
+        raise ValueError(f"model must be a tfdeblur network (DeblurModel); got {type(model).__name__}")
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _float32_model(model):
+    """`model`, or a float32 copy of it when it computes in a mixed policy.
+
+    A network trained with `--precision bf16` computes in bfloat16, which
+    TFLite's builtin kernels do not take; its variables are float32 already.
+    `get_config` holds only constructor arguments, so the rebuild takes the
+    float32 policy.
+    """
+    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+    with _float32_policy():
+        clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _to_uint8(y):
+    return tf.cast(tf.clip_by_value(tf.round(y * 255.0), 0.0, 255.0), tf.uint8)
+
+
+def _checked(images, min_size):
+    """`images` with static rank 4 and 3 channels, after in-graph checks."""
+    what = f"input '{INPUT_KEY}' must be a batch of RGB images [N, H, W, 3]"
+    rank_ok = tf.debugging.assert_rank(images, 4, message=f"{what}; got another rank")
+    with tf.control_dependencies([rank_ok]):
+        shape = tf.shape(images)
+    checks = [
+        tf.debugging.assert_equal(shape[3], 3, message=f"{what}; got another channel count"),
+        tf.debugging.assert_greater_equal(
+            tf.minimum(shape[1], shape[2]), min_size,
+            message=f"input '{INPUT_KEY}' must be at least {min_size}x{min_size} pixels (H, W); got smaller",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        # Reshape, not ensure_shape: it gives the graph the static channel
+        # count the convolutions need and converts to a TFLite builtin.
+        return tf.reshape(images, tf.concat([shape[:3], [3]], axis=0))
+
+
+_TRACES = weakref.WeakKeyDictionary()
+
+
+def _restore_fn(model):
+    """The network's float32 forward pass as one concrete function per model.
+
+    Both signatures of both formats call it, so a model is traced once (a
+    tf.function called from two outer graphs would trace twice; a trace of
+    the full MTWDN takes seconds).
+    """
+    if model not in _TRACES:
+        ref = weakref.ref(model)  # a strong one would keep the cache's key alive
+        _TRACES[model] = tf.function(
+            lambda x: ref()(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        ).get_concrete_function()
+    return _TRACES[model]
+
+
+def _archive(model, checked):
+    """An ExportArchive with the two signatures; `checked`: unknown-rank inputs
+    checked inside the graph (SavedModel) or plain rank-4 inputs (TFLite)."""
+    # No `archive.track(model)`: the endpoints' variables are saved without
+    # it, and tracking walks the whole layer tree (twice the write time and
+    # every weight stored twice).
+    archive = keras.export.ExportArchive()
+    spec_shape = None if checked else [None, None, None, 3]
+    restore = _restore_fn(model)
+
+    def prepare(images):
+        return _checked(images, model.min_size) if checked else images
+
+    def uint8_fn(images):
+        x = tf.cast(prepare(images), tf.float32) / 255.0
+        return {OUTPUT_KEY: _to_uint8(restore(x))}
+
+    def float_fn(images):
+        return {OUTPUT_KEY: restore(prepare(images))}
+
+    archive.add_endpoint(
+        SIGNATURE_UINT8, uint8_fn, input_signature=[tf.TensorSpec(spec_shape, tf.uint8, name=INPUT_KEY)]
+    )
+    archive.add_endpoint(
+        SIGNATURE_FLOAT, float_fn, input_signature=[tf.TensorSpec(spec_shape, tf.float32, name=INPUT_KEY)]
+    )
+    return archive
+
+
+def _tmp_beside(path):
+    parent = os.path.dirname(os.path.abspath(path))
+    return os.path.join(parent, f".tmp-{uuid.uuid4().hex[:8]}-{os.path.basename(os.path.abspath(path))}")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def check_target(path, overwrite=False, kind="file"):
+    """Raises ValueError unless `path` may be written (`kind`: "file" or "dir")."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("out must be a path; got an empty string")
+    if os.path.lexists(path):
+        if not overwrite:
+            raise ValueError(f"{path}: already exists; pass --overwrite to replace it")
+        if kind == "dir" and not os.path.isdir(path):
+            raise ValueError(f"{path}: exists and is not a directory (a SavedModel is one)")
+        if kind == "file" and os.path.isdir(path):
+            raise ValueError(f"{path}: exists and is a directory (a .tflite model is one file)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"{path}: its parent {parent} is not a directory")
+    return path
+
+
+def _publish(tmp, path):
+    """Moves the finished `tmp` to `path`; an old `path` is swapped out first."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        # Directories cannot be os.replace'd over a non-empty one: move the old
+        # one aside, then the new one in (the target is whole at every moment
+        # it exists), then drop the old one.
+        old = _tmp_beside(path) + ".old"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+# -- SavedModel ---------------------------------------------------------------
+def export_saved_model(model, path, overwrite=False):
+    """Writes `model` as a SavedModel for TF Serving at `path` (a directory).
+
+    For TF Serving, `path` is a numbered version folder, e.g.
+    `models/mtwdn/1`. Returns `path`.
+    """
+    _check_model(model)
+    path = check_target(path, overwrite, kind="dir")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        _archive(_float32_model(model), checked=True).write_out(tmp, verbose=False)
+        _publish(tmp, path)
+    finally:
+        _remove(tmp)
+    return path
+
+
+# -- TFLite -------------------------------------------------------------------
+def representative_images(count=16, size=128, seed=0):
+    """`count` blurry synthetic images (float32 [size, size, 3]) for int8 calibration."""
+    from tfdeblur.datasets import synthetic_dataset
+
+    ds = synthetic_dataset("train", crop=size, seed=seed, num_images=count)
+    return [blur.numpy() for blur, _ in ds]
+
+
+def _calibration(quantize, representative, min_size):
+    """Checks `quantize`/`representative`; the int8 calibration generator or None."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}")
+    if quantize != "int8":
+        if representative is not None:
+            raise ValueError(f"representative data is for quantize='int8' only; got quantize={quantize!r}")
+        return None
+    if representative is None:
+        representative = representative_images()
+    images = [np.asarray(x, dtype=np.float32) for x in representative]
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        raise ValueError(
+            f"representative data must hold at least {MIN_CALIBRATION_IMAGES} images for int8; got {len(images)}"
+        )
+    for i, x in enumerate(images):
+        if x.ndim != 3 or x.shape[-1] != 3 or min(x.shape[:2]) < min_size:
+            raise ValueError(
+                f"representative image {i} must be float [H, W, 3] with H, W >= {min_size}; got shape {x.shape}"
+            )
+
+    def generate():
+        # Samples name their signature: the converter calibrates each
+        # signature's subgraph on its own samples.
+        for x in images:
+            yield SIGNATURE_FLOAT, {INPUT_KEY: x[None]}
+            yield SIGNATURE_UINT8, {INPUT_KEY: np.rint(np.clip(x, 0.0, 1.0)[None] * 255.0).astype(np.uint8)}
+
+    return generate
+
+
+class TFLiteExport:
+    """A network traced once into a SavedModel for TF's TFLite converter.
+
+    `convert()` may then run once per quantization mode without tracing the
+    network again (tests and benchmarks convert each network four ways)::
+
+        with TFLiteExport(model) as source:
+            fp32, int8 = source.convert("none"), source.convert("int8")
+    """
+
+    def __init__(self, model):
+        _check_model(model)
+        self.min_size = model.min_size
+        self._workdir = tempfile.TemporaryDirectory(prefix="tfdeblur-tflite-")
+        self.saved_model = os.path.join(self._workdir.name, "saved_model")
+        try:
+            _archive(_float32_model(model), checked=False).write_out(self.saved_model, verbose=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def convert(self, quantize="none", representative=None):
+        """The TFLite flatbuffer (bytes), builtin ops only (see `convert_tflite`)."""
+        calibration = _calibration(quantize, representative, self.min_size)
+        converter = tf.lite.TFLiteConverter.from_saved_model(self.saved_model, signature_keys=list(SIGNATURES))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            converter.representative_dataset = calibration
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        with warnings.catch_warnings():
+            # TF's int8 calibrator runs the deprecated tf.lite.Interpreter
+            # internally; that warning is not about anything of ours.
+            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+            return converter.convert()
+
+    def close(self):
+        self._workdir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def convert_tflite(model, quantize="none", representative=None):
+    """The TFLite flatbuffer (bytes) of `model`, builtin ops only.
+
+    quantize: "none" (float32), "fp16" (float16 weights), "dynamic" (int8
+    weights, float activations) or "int8" (int8 weights and activations,
+    integer kernels only, calibrated on `representative`: at least
+    `MIN_CALIBRATION_IMAGES` float images [H, W, 3] in [0, 1]; default
+    `representative_images()`). Inputs and outputs stay uint8 / float32.
+    """
+    _check_model(model)
+    if quantize == "int8" and representative is None:
+        representative = representative_images()
+    if representative is not None:
+        representative = list(representative)
+    _calibration(quantize, representative, model.min_size)  # bad arguments fail before the trace
+    with TFLiteExport(model) as source:
+        return source.convert(quantize, representative)
+
+
+def export_tflite(model, path, quantize="none", representative=None, overwrite=False):
+    """Converts `model` (see `convert_tflite`) and writes it to `path`; returns `path`."""
+    path = check_target(path, overwrite, kind="file")
+    flatbuffer = convert_tflite(model, quantize=quantize, representative=representative)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+    return path
+
+
+def load_tflite(path_or_bytes, num_threads=None):
+    """An `ai_edge_litert` Interpreter for a .tflite file or flatbuffer bytes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
+    if not os.path.isfile(path_or_bytes):
+        raise ValueError(f"{path_or_bytes}: no such .tflite file")
+    return Interpreter(model_path=os.fspath(path_or_bytes), num_threads=num_threads)
+
+
+def run_tflite(interpreter, images, signature=None):
+    """Runs one signature on a batch `images` [N, H, W, 3] of any H, W.
+
+    uint8 images go to "serving_default", float32 ones to "deblur_float"
+    unless `signature` says otherwise. The signature runner resizes the
+    input tensor to the batch's shape (ResizeInputTensor) before each run.
+    """
+    images = np.asarray(images)
+    if signature is None:
+        signature = SIGNATURE_UINT8 if images.dtype == np.uint8 else SIGNATURE_FLOAT
+    runner = interpreter.get_signature_runner(signature)
+    expected = runner.get_input_details()[INPUT_KEY]["dtype"]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != expected:
+        raise ValueError(
+            f"images must be {np.dtype(expected).name} [N, H, W, 3] for signature {signature!r}; "
+            f"got {images.dtype.name} {list(images.shape)}"
+        )
+    return runner(**{INPUT_KEY: images})[OUTPUT_KEY]
+
+
+# -- one entry point for the CLI ----------------------------------------------
+def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None):
+    """`export_saved_model` or `export_tflite`, by `format`."""
+    if format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
+    if format == "saved_model":
+        if quantize != "none":
+            raise ValueError(f"--quantize applies to --format tflite only; got {quantize!r} for saved_model")
+        return export_saved_model(model, path, overwrite=overwrite)
+    return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite)
