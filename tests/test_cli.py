@@ -186,3 +186,13 @@ def test_cli_usage_errors_exit_2():
     assert proc.returncode == 2 and "positive integer" in proc.stderr
     proc = cli("frobnicate")
     assert proc.returncode == 2
+
+
+def test_console_script_is_the_same_cli():
+    import shutil
+
+    exe = shutil.which("tfdeblur")
+    if exe is None:
+        pytest.skip("the tfdeblur console script is not on PATH (package not installed with pip)")
+    proc = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 0 and "mtwdn_oneway" in proc.stdout
