@@ -89,7 +89,7 @@ def _to_uint8(y):
 
 def _checked(images, min_size):
     """`images` with static rank 4 and 3 channels, after in-graph checks."""
-    what = f"input '{INPUT_KEY}' must be a batch of RGB images [N, H, W, 3]"
+    what = f"input tensor {INPUT_KEY} must be [N, H, W, 3] (a batch of RGB images)"
     rank_ok = tf.debugging.assert_rank(images, 4, message=f"{what}; got another rank")
     with tf.control_dependencies([rank_ok]):
         shape = tf.shape(images)
@@ -97,7 +97,7 @@ def _checked(images, min_size):
         tf.debugging.assert_equal(shape[3], 3, message=f"{what}; got another channel count"),
         tf.debugging.assert_greater_equal(
             tf.minimum(shape[1], shape[2]), min_size,
-            message=f"input '{INPUT_KEY}' must be at least {min_size}x{min_size} pixels (H, W); got smaller",
+            message=f"input tensor {INPUT_KEY} must be at least {min_size}x{min_size} pixels (H, W); got smaller",
         ),
     ]
     with tf.control_dependencies(checks):

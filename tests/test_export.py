@@ -1,0 +1,416 @@
+"""Export for deployment: SavedModel (TF Serving) and LiteRT/TFLite, every network.
+
+Each registered network is exported and converted once per module (the full
+MTWDN takes seconds to trace and to convert) and checked against the Keras
+model it came from. Untrained MTWDN is exactly the identity (its output
+convolutions start at zero), against which every export would match
+trivially, so the output heads get small random weights first.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+import tfdeblur.models as models
+from tests.helpers import REPO, random_images, shared_path
+from tfdeblur import export
+from tfdeblur.cli import main
+from tfdeblur.io import read_image, to_uint8
+from tfdeblur.layers import PadToMultiple, UpsampleBilinear2x
+
+NAMES = models.available()
+SIZES = [(20, 23), (37, 53)]
+
+
+def with_random_heads(model, std=3e-3, seed=0):
+    """Gives the zero-initialized output convolutions N(0, std) weights: the
+    network then changes its input by ~0.05 on average, like a trained one."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.path.endswith("_out/kernel"):
+            w.assign(rng.normal(0.0, std, w.shape).astype("float32"))
+    return model
+
+
+def float_psnr(a, b):
+    """PSNR (peak 1.0) of float images, not rounded to 8 bits first (the fp16
+    bound, 45 dB, is above what 8-bit rounding alone allows)."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return np.inf if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def builtin_interpreter(flatbuffer):
+    """A LiteRT interpreter with builtin kernels only (no delegates, no Flex):
+    a model needing a Select TF op or a custom op fails to run in it."""
+    return Interpreter(
+        model_content=flatbuffer, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+
+
+def keras_reference(model, inputs):
+    """The Keras model's outputs (eager calls) for float and uint8 inputs; for
+    uint8 what `cli.py deblur` would save: rint(255 y) clipped."""
+    out = {}
+    for key, x in inputs.items():
+        if x.dtype == np.uint8:
+            out[key] = to_uint8(np.clip(model(x / np.float32(255)).numpy(), 0.0, 1.0))
+        else:
+            out[key] = model(x).numpy()
+    return out
+
+
+def assert_matches(got, expected, atol, what):
+    assert got.shape == expected.shape and got.dtype == expected.dtype, what
+    if expected.dtype == np.uint8:
+        # rint(255 y) may fall on the other side of a .5 one float ulp away
+        diff = np.abs(got.astype(int) - expected)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, what
+    else:
+        assert np.abs(got - expected).max() <= atol, (what, np.abs(got - expected).max())
+
+
+INPUTS = {}
+for _h, _w in SIZES:
+    INPUTS[f"float{_h}x{_w}"] = random_images(1, _h, _w, seed=_h)
+    INPUTS[f"uint8{_h}x{_w}"] = to_uint8(random_images(1, _h, _w, seed=_w))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> dict(model, saved_model path, tflite fp32 bytes, Keras outputs
+    for INPUTS), made once per network."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            keras.utils.set_random_seed(0)
+            model = with_random_heads(models.build(name))
+            path = export.export_saved_model(model, tmp_path_factory.mktemp(name) / "1")
+            with export.TFLiteExport(model) as source:
+                tflite = source.convert("none")
+            cache[name] = {
+                "model": model, "saved_model": path, "tflite": tflite,
+                "expected": keras_reference(model, INPUTS),
+            }
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The first network's SavedModel, loaded in this process."""
+    return tf.saved_model.load(str(exported(NAMES[0])["saved_model"]))
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A narrow MTWDN (same ops as the full one) for the quantization modes
+    and the CLI: four conversions of the full network would take minutes."""
+    keras.utils.set_random_seed(1)
+    model = with_random_heads(models.build("mtwdn", widths=(8, 16, 32), blocks_per_level=1), std=1e-2)
+    source = export.TFLiteExport(model)
+    yield model, source
+    source.close()
+
+
+def test_traced_layers_keep_a_static_channel_count():
+    # TFLite's CONV_2D needs it: without it the first convolution of every
+    # scale converted only as a Select TF op.
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    for layer in (PadToMultiple(8), UpsampleBilinear2x()):
+        out = tf.function(layer, input_signature=[spec]).get_concrete_function().structured_outputs
+        assert out.shape.as_list() == [None, None, None, 3], type(layer).__name__
+
+
+# -- SavedModel -------------------------------------------------------------------
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, tensorflow as tf
+    config = json.loads(sys.argv[1])
+    inputs = np.load(config["inputs"])
+    outputs, listing = {}, {}
+    for name, path in config["models"].items():
+        loaded = tf.saved_model.load(path)
+        listing[name] = {
+            key: [sorted(fn.structured_input_signature[1]), sorted(fn.structured_outputs)]
+            for key, fn in loaded.signatures.items()
+        }
+        for key in inputs.files:
+            signature = "serving_default" if inputs[key].dtype == np.uint8 else "deblur_float"
+            outputs[f"{name}/{key}"] = loaded.signatures[signature](images=tf.constant(inputs[key]))["deblurred"].numpy()
+    np.savez(config["outputs"], **outputs)
+    print(json.dumps(listing))
+    """
+)
+
+
+def test_saved_models_load_and_match_keras_in_a_fresh_process(exported, tmp_path):
+    """Every network: tf.saved_model.load in a process that never imported
+    tfdeblur, both signatures at two sizes, against the Keras model."""
+    np.savez(tmp_path / "in.npz", **INPUTS)
+    config = {
+        "models": {name: str(exported(name)["saved_model"]) for name in NAMES},
+        "inputs": str(tmp_path / "in.npz"),
+        "outputs": str(tmp_path / "out.npz"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, json.dumps(config)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listing = json.loads(proc.stdout.strip().splitlines()[-1])
+    outputs = np.load(tmp_path / "out.npz")
+    for name in NAMES:
+        assert listing[name] == {
+            "serving_default": [["images"], ["deblurred"]],
+            "deblur_float": [["images"], ["deblurred"]],
+        }
+        for key, expected in exported(name)["expected"].items():
+            assert_matches(outputs[f"{name}/{key}"], expected, 1e-5, (name, key))
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    path = exported(NAMES[0])["saved_model"]
+    proc = subprocess.run(
+        ["saved_model_cli", "show", "--dir", str(path), "--all"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for signature, dtype in (("serving_default", "DT_UINT8"), ("deblur_float", "DT_FLOAT")):
+        block = text.split(f"signature_def['{signature}']:")[1].split("signature_def[")[0]
+        assert "inputs['images'] tensor_info:" in block and "outputs['deblurred'] tensor_info:" in block
+        assert block.count(f"dtype: {dtype}") == 2, block
+        assert "shape: unknown_rank" in block  # checked inside the graph instead
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((37, 53, 3), np.uint8), r"input tensor images must be \[N, H, W, 3\] .*; got another rank"),
+        (np.zeros((1, 37, 53, 4), np.uint8), r"input tensor images must be \[N, H, W, 3\] .*; got another channel count"),
+        (np.zeros((1, 37, 5, 3), np.uint8), r"input tensor images must be at least 15x15 pixels"),
+        (np.zeros((1, 37, 53, 3), np.float32), r"expected to be a uint8 tensor but is a float tensor"),
+    ],
+    ids=["rank", "channels", "too-small", "dtype"],
+)
+def test_signature_rejects_bad_input_with_a_clear_message(bad, message, loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["serving_default"](images=tf.constant(bad))
+
+
+def _doc_snippet(tag):
+    text = (REPO / "docs" / "serving.md").read_text()
+    block = text.split(f"<!-- snippet:{tag} -->")[1].split("<!-- snippet:end -->")[0]
+    return block.split("```python")[1].split("```")[0]
+
+
+def test_documented_rest_request_is_accepted(loaded, monkeypatch):
+    """docs/serving.md's REST client against the signature, with `requests.post`
+    answered as TF Serving does: row format, JSON numbers to the input's dtype."""
+    import requests
+
+
+    class Reply:
+        def __init__(self, payload):
+            self.payload = payload
+
+        def raise_for_status(self):
+            pass
+
+        def json(self):
+            return self.payload
+
+    def serve(url, data, **kwargs):
+        assert url.endswith(":predict")
+        body = json.loads(data)
+        signature = loaded.signatures[body["signature_name"]]
+        (key, spec), = signature.structured_input_signature[1].items()
+        batch = np.asarray(body["instances"], dtype=spec.dtype.as_numpy_dtype)  # raises if not numbers
+        (out_key, out), = signature(**{key: tf.constant(batch)}).items()
+        return Reply({"predictions": out.numpy().tolist()})
+
+    monkeypatch.setattr(requests, "post", serve)
+    namespace = {}
+    exec(compile(_doc_snippet("rest"), "docs/serving.md REST", "exec"), namespace)
+    image = to_uint8(random_images(1, 37, 53)[0])
+    restored = namespace["deblur_rest"](image)
+    assert restored.dtype == np.uint8 and restored.shape == image.shape
+
+
+def test_documented_grpc_request_is_accepted(loaded, monkeypatch):
+    """docs/serving.md's gRPC client (tensorflow-serving-api PredictRequest)
+    against the signature: name, input key, dtype and shape of the TensorProto."""
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+
+    class Stub:
+        def __init__(self, channel):
+            pass
+
+        def Predict(self, request, timeout=None):
+            assert isinstance(request, predict_pb2.PredictRequest)
+            signature = loaded.signatures[request.model_spec.signature_name]
+            specs = signature.structured_input_signature[1]
+            assert set(request.inputs) == set(specs)
+            feeds = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            for k, v in feeds.items():
+                assert v.dtype == specs[k].dtype.as_numpy_dtype and v.ndim == 4
+            reply = predict_pb2.PredictResponse()
+            for k, v in signature(**{k: tf.constant(v) for k, v in feeds.items()}).items():
+                reply.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+            return reply
+
+    monkeypatch.setattr(prediction_service_pb2_grpc, "PredictionServiceStub", Stub)
+    namespace = {}
+    exec(compile(_doc_snippet("grpc"), "docs/serving.md gRPC", "exec"), namespace)
+    images = to_uint8(random_images(2, 20, 23))
+    restored = namespace["deblur_grpc"](images)
+    assert restored.dtype == np.uint8 and restored.shape == images.shape
+
+
+# -- TFLite -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tflite_fp32_is_builtin_only_and_matches_keras_at_any_size(name, exported):
+    e = exported(name)
+    interpreter = builtin_interpreter(e["tflite"])
+    assert set(interpreter.get_signature_list()) == {"serving_default", "deblur_float"}
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "CONV_2D" in ops and not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], ops
+    # Both sizes, then the first again, on one interpreter: resized per call.
+    keys = list(INPUTS) + list(INPUTS)[:1]
+    for key in keys:
+        assert_matches(export.run_tflite(interpreter, INPUTS[key]), e["expected"][key], 1e-4, (name, key))
+
+
+def test_parity_on_a_real_gopro_crop(exported, loaded):
+    """The real blurry frame (a crop: the full frame is in the benchmark)."""
+    blur = read_image(sorted(shared_path("data", "gopro_pair").glob("*_blur.png"))[0])[296:360, 600:704][None]
+    e = exported(NAMES[0])
+    expected = e["model"](blur).numpy()
+    got = loaded.signatures["deblur_float"](images=tf.constant(blur))["deblurred"].numpy()
+    assert_matches(got, expected, 1e-5, "SavedModel")
+    assert_matches(export.run_tflite(export.load_tflite(e["tflite"]), blur), expected, 1e-4, "TFLite")
+
+
+@pytest.mark.parametrize("quantize", ["fp16", "dynamic", "int8"])
+def test_quantized_tflite_parity(quantize, small):
+    model, source = small
+    representative = export.representative_images(8, 32) if quantize == "int8" else None
+    flatbuffer = source.convert(quantize, representative)
+    interpreter = builtin_interpreter(flatbuffer)
+    x = random_images(1, 37, 53, seed=3)
+    expected = model(x).numpy()
+    got = export.run_tflite(interpreter, x)
+    error, quality = np.abs(got - expected).max(), float_psnr(got, expected)
+    if quantize == "fp16":
+        assert error <= 2e-2 or quality >= 45, (error, quality)
+    else:
+        assert quality >= 35, quality
+    if quantize == "int8":
+        convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "TRANSPOSE_CONV")]
+        assert convs and all(
+            np.int8 in op["operand_types"] and np.float32 not in op["operand_types"] for op in convs
+        )
+
+
+def test_int8_needs_enough_representative_images(small):
+    model, source = small
+    with pytest.raises(ValueError, match=r"representative data must hold at least 8 images for int8; got 3"):
+        source.convert("int8", export.representative_images(3, 32))
+    with pytest.raises(ValueError, match=r"representative data must hold at least 8 images for int8; got 3"):
+        export.convert_tflite(model, "int8", [np.zeros((32, 32, 3), np.float32)] * 3)
+    with pytest.raises(ValueError, match=r"representative image 0 must be float \[H, W, 3\]"):
+        source.convert("int8", [np.zeros((32, 32), np.float32)] * 8)
+    with pytest.raises(ValueError, match="quantize must be one of none, fp16, dynamic, int8; got 'int4'"):
+        source.convert("int4")
+
+
+# -- atomic writes, API bad input ----------------------------------------------
+
+def test_export_refuses_other_models_and_existing_targets(small, tmp_path):
+    model, _ = small
+    plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    with pytest.raises(ValueError, match="model must be a tfdeblur network"):
+        export.export_saved_model(plain, tmp_path / "plain")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match=r"taken: already exists; pass --overwrite"):
+        export.export_saved_model(model, tmp_path / "taken")
+    (tmp_path / "file.tflite").write_bytes(b"old")
+    with pytest.raises(ValueError, match=r"file.tflite: already exists"):
+        export.export_tflite(model, tmp_path / "file.tflite")
+    with pytest.raises(ValueError, match=r"taken: exists and is a directory"):
+        export.export_tflite(model, tmp_path / "taken", overwrite=True)
+
+
+def test_a_failed_export_leaves_the_target_as_it_was(small, tmp_path, monkeypatch):
+    model, _ = small
+    target = tmp_path / "models" / "mtwdn" / "1"
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("previous version")
+
+    def crash(self, path, **kwargs):
+        os.makedirs(path)
+        (open(os.path.join(path, "saved_model.pb"), "wb")).write(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(model, target, overwrite=True)
+    assert os.listdir(target) == ["old.txt"]
+    assert os.listdir(target.parent) == ["1"]  # no temporary left beside it
+    monkeypatch.undo()
+    export.export_saved_model(model, target, overwrite=True)
+    assert sorted(os.listdir(target)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert os.listdir(target.parent) == ["1"]
+
+
+# -- command line -------------------------------------------------------------
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_cli_exports_and_refuses_bad_input(small, tmp_path, capsys):
+    model, _ = small
+    model.save(tmp_path / "small.keras")
+    out = tmp_path / "models" / "small" / "1"
+    argv = ["export", "--model", str(tmp_path / "small.keras"), "--format", "saved_model", "--out", str(out)]
+    assert main(argv) == 0
+    assert "serving_default, deblur_float" in capsys.readouterr().out
+    x = random_images(1, 20, 23)
+    got = tf.saved_model.load(str(out)).signatures["deblur_float"](images=tf.constant(x))["deblurred"].numpy()
+    assert_matches(got, model(x).numpy(), 1e-5, "CLI SavedModel")
+
+    err = _error(capsys, argv)
+    assert err == f"error: {out}: already exists; pass --overwrite to replace it"
+    (tmp_path / "notes.keras").write_text("not a model")
+    err = _error(capsys, ["export", "--model", str(tmp_path / "notes.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
+    assert "notes.keras: not a loadable .keras model" in err
+    plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    plain.save(tmp_path / "plain.keras")
+    err = _error(capsys, ["export", "--model", str(tmp_path / "plain.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
+    assert "plain.keras: a Keras model, but not a tfdeblur network" in err
+    err = _error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "tflite", "--quantize", "int8",
+                          "--calibration-images", "3", "--out", str(tmp_path / "q.tflite")])
+    assert err == "error: --calibration-images must be at least 8 for int8; got 3"
+    err = _error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "saved_model", "--quantize", "fp16",
+                          "--out", str(tmp_path / "m")])
+    assert "--quantize applies to --format tflite only" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "q.tflite").exists()
