@@ -35,7 +35,6 @@ import tfdeblur.models as models  # noqa: E402
 from tests.helpers import SHARED, random_images  # noqa: E402
 from tests.test_export import float_psnr, with_random_heads  # noqa: E402
 from tfdeblur import export  # noqa: E402
-from tfdeblur.cli import load_deblur_model  # noqa: E402
 from tfdeblur.evaluate import inference_fn  # noqa: E402
 from tfdeblur.io import read_image  # noqa: E402
 
@@ -102,7 +101,7 @@ def main():
     if gopro:
         images["GoPro 1280x720"] = read_image(gopro[0])[None]
     if args.model:
-        nets = [load_deblur_model(path) for path in args.model]
+        nets = [keras.saving.load_model(path, compile=False, safe_mode=True) for path in args.model]
     else:
         nets = []
         for name in args.nets:

@@ -338,6 +338,20 @@ def test_int8_needs_enough_representative_images(small):
         source.convert("int4")
 
 
+def test_a_bf16_network_exports_as_float32():
+    """Built under the mixed policy `train --precision bf16` sets: the export
+    is a float32 copy with the same weights (TFLite builtins take no bf16)."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # conftest resets it
+    mixed = with_random_heads(models.build("mtwdn", widths=(4, 8, 16), blocks_per_level=1), std=1e-2)
+    keras.mixed_precision.set_global_policy("float32")
+    copy = export._float32_model(mixed)
+    assert mixed.compute_dtype == "bfloat16" and copy.compute_dtype == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), copy.get_weights()))
+    x = random_images(1, 20, 23)
+    assert float_psnr(copy(x).numpy(), mixed(x).numpy()) > 30  # bf16 keeps ~3 digits
+    assert export._float32_model(copy) is copy
+
+
 # -- atomic writes, API bad input ----------------------------------------------
 
 def test_export_refuses_other_models_and_existing_targets(small, tmp_path):

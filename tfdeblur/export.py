@@ -70,12 +70,13 @@ def _float32_policy():
 def _float32_model(model):
     """`model`, or a float32 copy of it when it computes in a mixed policy.
 
-    A network trained with `--precision bf16` computes in bfloat16, which
-    TFLite's builtin kernels do not take; its variables are float32 already.
-    `get_config` holds only constructor arguments, so the rebuild takes the
-    float32 policy.
+    A network built under `--precision bf16` (the global policy when it was
+    constructed) computes in bfloat16, which TFLite's builtin kernels do not
+    take; its variables are float32 already. `get_config` holds only
+    constructor arguments, so the rebuild takes the float32 policy. (A
+    `.keras` file loaded under the default policy is float32 already.)
     """
-    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+    if model.compute_dtype == "float32":
         return model
     with _float32_policy():
         clone = type(model).from_config(model.get_config())
