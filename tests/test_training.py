@@ -80,3 +80,22 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
     assert all(np.isfinite(result["loss"]))
+
+
+def test_quick_run_defaults_and_paper_flag():
+    from tfdeblur.training.run import QUICK_DEFAULTS, TrainConfig, resolve_defaults
+
+    recipe = models.get_recipe("mtwdn")
+    quick = resolve_defaults(TrainConfig(net="mtwdn"), recipe)
+    assert (quick.crop, quick.batch_size, quick.learning_rate) == (128, 4, QUICK_DEFAULTS["learning_rate"])
+    paper = resolve_defaults(TrainConfig(net="mtwdn", paper=True), recipe)
+    assert (paper.crop, paper.batch_size, paper.learning_rate) == (256, 16, 1e-4)
+    mine = resolve_defaults(TrainConfig(net="mtwdn", paper=True, crop=64), recipe)
+    assert mine.crop == 64 and mine.batch_size == 16
+
+
+def test_bad_learning_rate_is_named():
+    from tfdeblur.training.run import RunError, TrainConfig, _check_config
+
+    with pytest.raises(RunError, match="--learning-rate must be a positive number; got -1"):
+        _check_config(TrainConfig(net="mtwdn", learning_rate=-1.0))

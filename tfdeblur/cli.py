@@ -37,12 +37,13 @@ def _parser():
     budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 1000)")
     budget.add_argument("--epochs", type=_positive_int, help="epochs of --steps-per-epoch steps")
     t.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="checkpoint/validation interval")
-    t.add_argument("--batch-size", type=_positive_int, default=4)
-    t.add_argument("--crop", type=_positive_int, default=128, help="square training crop, pixels")
+    t.add_argument("--batch-size", type=_positive_int, help="global batch (default 4; the recipe's with --paper)")
+    t.add_argument("--crop", type=_positive_int, help="square training crop, pixels (default 128; the recipe's with --paper)")
     t.add_argument("--out", help="run folder (default runs/NET)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    t.add_argument("--learning-rate", type=float, help="initial learning rate (default: the paper's)")
+    t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
+    t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-images", type=_positive_int, help="use only the first N validation images")
 
@@ -98,7 +99,7 @@ def _cmd_train(args):
     cfg = TrainConfig(
         net=args.net, data=args.data, steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
-        precision=args.precision, learning_rate=args.learning_rate, seed=args.seed,
+        precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images,
     )
     run_training(cfg)

@@ -17,6 +17,8 @@ weight with the inference graph, and hand the dict to the loss:
 So `model.compile(...)` and `model.fit(ds)` on `(blur, sharp)` pairs work as
 in any Keras model, under `tf.distribute` too.
 """
+import collections.abc
+
 import keras
 import tensorflow as tf
 from keras.src.losses import loss as _keras_loss
@@ -64,12 +66,19 @@ class DeblurModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         from tfdeblur.losses import DeblurLoss
 
-        if isinstance(y_pred, dict):
-            if isinstance(self.loss, DeblurLoss):
-                total = self.loss(y, y_pred, sample_weight)
-                for extra in self.losses:  # add_loss / regularizers
-                    total = total + self._aggregate_additional_loss(extra)
-                return total
+        # A Mapping, not a dict: under tf.distribute the outputs come back
+        # wrapped in a trackable dict type.
+        is_dict = isinstance(y_pred, collections.abc.Mapping)
+        if isinstance(self.loss, DeblurLoss):
+            if not is_dict:
+                # Keras' symbolic build (it runs under tf.distribute) passes
+                # `model(x)`; a tfdeblur loss needs the training outputs.
+                y_pred = self._train_graph(x, training=training)
+            total = self.loss(y, y_pred, sample_weight)
+            for extra in self.losses:  # add_loss / regularizers
+                total = total + self._aggregate_additional_loss(extra)
+            return total
+        if is_dict:
             y_pred = y_pred["image"]
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
