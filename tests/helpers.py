@@ -53,3 +53,15 @@ def run_model_saving_test(model, inputs, path):
     assert loaded.get_config() == model.get_config()
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs)), expected, atol=1e-5)
     return loaded
+
+
+def run_cli_error(capsys, argv):
+    """Runs the CLI in-process on bad input: exit code 2 and one `error: ...`
+    line on stderr, no traceback. Returns that line."""
+    from tfdeblur.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err

@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, shared_path
-from tfdeblur.cli import main
+from tests.helpers import REPO, run_cli_error, shared_path
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--steps", "2", "--steps-per-epoch", "1", "--crop", "32", "--batch-size", "1",
@@ -101,12 +100,7 @@ def test_deblur_a_real_photo_full_size(trained_run, tmp_path):
 
 # -- bad input: one line on stderr, exit code 2, no traceback ----------------
 
-def _error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
+_error = run_cli_error
 
 
 def test_unknown_network(capsys, tmp_path):

@@ -82,17 +82,22 @@ class DeblurModel(keras.Model):
             y_pred = y_pred["image"]
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
+    def _loss_of(self, x, y, y_pred, sample_weight, training):
+        """The loss, also recorded (unscaled) in the loss tracker."""
+        loss = self._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        self._loss_tracker.update_state(
+            _keras_loss.unscale_loss_for_distribution(loss),
+            sample_weight=tf.shape(x)[0],
+        )
+        return loss
+
     def train_step(self, data):
         x, y, sample_weight = _unpack(data)
         with tf.GradientTape() as tape:
             y_pred = self._train_graph(x, training=True)
-            loss = self._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            self._loss_tracker.update_state(
-                _keras_loss.unscale_loss_for_distribution(loss),
-                sample_weight=tf.shape(x)[0],
-            )
+            loss = self._loss_of(x, y, y_pred, sample_weight, training=True)
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         grads = tape.gradient(loss, weights)
@@ -102,13 +107,7 @@ class DeblurModel(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
         y_pred = self._train_graph(x, training=False)
-        loss = self._compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
-        )
-        self._loss_tracker.update_state(
-            _keras_loss.unscale_loss_for_distribution(loss),
-            sample_weight=tf.shape(x)[0],
-        )
+        self._loss_of(x, y, y_pred, sample_weight, training=False)
         return self.compute_metrics(x, y, y_pred["image"], sample_weight=sample_weight)
 
     # -- serialization ---------------------------------------------------------
