@@ -19,7 +19,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import tfdeblur.models as models
-from tests.helpers import REPO, random_images, shared_path
+from tests.helpers import REPO, random_images, run_cli_error, shared_path
 from tfdeblur import export
 from tfdeblur.cli import main
 from tfdeblur.io import read_image, to_uint8
@@ -393,14 +393,6 @@ def test_a_failed_export_leaves_the_target_as_it_was(small, tmp_path, monkeypatc
 
 # -- command line -------------------------------------------------------------
 
-def _error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
-
-
 def test_cli_exports_and_refuses_bad_input(small, tmp_path, capsys):
     model, _ = small
     model.save(tmp_path / "small.keras")
@@ -412,19 +404,19 @@ def test_cli_exports_and_refuses_bad_input(small, tmp_path, capsys):
     got = tf.saved_model.load(str(out)).signatures["deblur_float"](images=tf.constant(x))["deblurred"].numpy()
     assert_matches(got, model(x).numpy(), 1e-5, "CLI SavedModel")
 
-    err = _error(capsys, argv)
+    err = run_cli_error(capsys, argv)
     assert err == f"error: {out}: already exists; pass --overwrite to replace it"
     (tmp_path / "notes.keras").write_text("not a model")
-    err = _error(capsys, ["export", "--model", str(tmp_path / "notes.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
+    err = run_cli_error(capsys, ["export", "--model", str(tmp_path / "notes.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
     assert "notes.keras: not a loadable .keras model" in err
     plain = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
     plain.save(tmp_path / "plain.keras")
-    err = _error(capsys, ["export", "--model", str(tmp_path / "plain.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
+    err = run_cli_error(capsys, ["export", "--model", str(tmp_path / "plain.keras"), "--format", "saved_model", "--out", str(tmp_path / "m")])
     assert "plain.keras: a Keras model, but not a tfdeblur network" in err
-    err = _error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "tflite", "--quantize", "int8",
+    err = run_cli_error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "tflite", "--quantize", "int8",
                           "--calibration-images", "3", "--out", str(tmp_path / "q.tflite")])
     assert err == "error: --calibration-images must be at least 8 for int8; got 3"
-    err = _error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "saved_model", "--quantize", "fp16",
+    err = run_cli_error(capsys, ["export", "--model", str(tmp_path / "small.keras"), "--format", "saved_model", "--quantize", "fp16",
                           "--out", str(tmp_path / "m")])
     assert "--quantize applies to --format tflite only" in err
     assert not (tmp_path / "m").exists() and not (tmp_path / "q.tflite").exists()

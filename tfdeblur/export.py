@@ -374,11 +374,11 @@ def run_tflite(interpreter, images, signature=None):
 
 # -- one entry point for the CLI ----------------------------------------------
 def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None):
-    """`export_saved_model` or `export_tflite`, by `format`."""
+    """`export_saved_model` or `export_tflite`, by `format` (what `cli.py export` runs)."""
     if format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if format == "saved_model":
         if quantize != "none":
-            raise ValueError(f"--quantize applies to --format tflite only; got {quantize!r} for saved_model")
+            raise ValueError(f"quantize applies to format 'tflite' only; got {quantize!r} for 'saved_model'")
         return export_saved_model(model, path, overwrite=overwrite)
     return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite)
