@@ -12,3 +12,13 @@ from tfdeblur.layers.sampling import (
     apply_downsample_image,
     apply_upsample_image,
 )
+from tfdeblur.layers.channel_attention import ContrastPooling, apply_channel_attention, apply_rcab
+from tfdeblur.layers.distillation import (
+    apply_frequency_distillation_block,
+    apply_residual_feature_distillation_block,
+)
+from tfdeblur.layers.esa import ResizeBilinearLike, apply_esa
+from tfdeblur.layers.frequency_split import apply_frequency_split, split_channels
+from tfdeblur.layers.fusion import ACFM, ALFM
+from tfdeblur.layers.inception_down import apply_inception_down
+from tfdeblur.layers.pixel_shuffle import PixelShuffle, apply_pixel_shuffle_upsample

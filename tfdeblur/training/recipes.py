@@ -7,10 +7,11 @@ One documented line compiles any network with its paper's recipe:
 import keras
 
 from tfdeblur import losses as _losses
+from tfdeblur import perceptual as _perceptual
 from tfdeblur.metrics import PSNR, SSIM
 
 _OPTIMIZERS = {"Adam": keras.optimizers.Adam, "AdamW": keras.optimizers.AdamW}
-_LOSSES = {"MultiScaleLoss": _losses.MultiScaleLoss}
+_LOSSES = {"MultiScaleLoss": _losses.MultiScaleLoss, "PerceptualLoss": _perceptual.PerceptualLoss}
 
 
 def _recipe(recipe):

@@ -1,0 +1,225 @@
+"""LMFN: lightweight multi-information fusion network.
+
+Zhang, Liu et al., "Image Deblurring Based on Lightweight Multi-Information
+Fusion Network" (ICIP 2021). Each block cites the paper's figure or equation::
+
+    blur -> conv3x3 (64)                                        shallow feature
+         -> MSHF: 4 x [strided conv -> residual block]          
+            (1/2 .. 1/16), fused bottom-up: f_k + up(f_{k+1})  -> f_M_out (1/2)
+         -> MFFD: N x RFDB -> ALFM(all RFDB outputs) || ACFM(last)  Figs. 2-3
+            -> conv1x1 -> + f_M_out
+         -> pixel shuffle (x2) -> conv3x3 -> + blur               reconstruction
+
+- Down-blocks: a 3x3 stride-2 convolution with leaky ReLU 0.1 (EDVR's
+  pyramid, Wang et al. 2019; EDVR adds a second 3x3 convolution per level,
+  the paper names only the strided one) and a residual block
+  (conv-ReLU-conv + identity), 64 channels throughout. The small-scale
+  feature is up-sampled by pixel shuffle (conv to 4x64, depth-to-space: the
+  paper's up-sampling operator elsewhere) and added to the next finer one;
+  the fusion ends at 1/2, the finest down-sampled scale ("fine-grained
+  small-scale feature f_M_out"), so the MFFD runs at 1/2 and the
+  reconstruction up-samples once more the same way.
+- RFDB width: a 64-channel RFDB (RFDN's) has 155 k parameters, five times
+  the paper's step of ~0.03 M per RFDB (Table 4: 1.15 .. 1.31 M for 1..6);
+  a 32-channel RFDB has 39 k, which matches, so the MFFD works at 32
+  channels (a 1x1 convolution from 64 in, and out after the fusion).
+- ALFM takes the N RFDB outputs, ACFM the last; their outputs are
+  concatenated ((N + 1) * 32 channels) and fused by a 1x1 convolution back
+  to 64, then added to f_M_out (RFDN's fusion + long skip). Both start as
+  the identity (theta = alpha = 0).
+- Global residual and zero-initialized output conv as in every tfdeblur
+  network (the untrained network is the identity).
+- Parameter counts (PRESETS) against the paper (Table 4, 1..6 RFDB):
+  1,082,755 / 1,123,795 / 1,164,835 / 1,205,875 / 1,246,915 / 1,287,955
+  vs 1.15 / 1.18 / 1.22 / 1.25 / 1.28 / 1.31 M: -6 % to -2 %; 41,040 per
+  RFDB (32-channel RFDB + its share of the 1x1 fusion) vs the paper's ~0.03 M.
+"""
+import keras
+
+from tfdeblur.layers import (
+    ACFM,
+    ALFM,
+    CropToMatch,
+    PadToMultiple,
+    apply_pixel_shuffle_upsample,
+    apply_residual_block,
+    apply_residual_feature_distillation_block,
+)
+from tfdeblur.model import DeblurModel
+from tfdeblur.serialization import public
+
+BLOCKS = ("rfdb", "resblock")
+
+
+def _apply_down_block(x, filters, name):
+    """Down-block: strided conv3x3 -> lrelu (EDVR's pyramid) -> residual block."""
+    x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"{name}_conv_s2")(x)
+    x = keras.layers.LeakyReLU(0.1, name=f"{name}_conv_s2_lrelu")(x)
+    return apply_residual_block(x, filters, name=f"{name}_res")
+
+
+@public
+class LMFN(DeblurModel):
+    """Lightweight multi-information fusion network (see the module docstring).
+
+    Args:
+        channels: width of the shallow feature and the MSHF (paper: 64).
+        mffd_channels: width of the RFDBs (32: see the module docstring).
+        num_rfdb: RFDBs in the MFFD (paper: 4; Table 4: 1..6).
+        levels: MSHF down-blocks (paper: 4; 1 is the "w/o MSHF" ablation:
+            one down-block, no multi-scale fusion).
+        block: "rfdb" (paper) or "resblock" ("w/o distillation").
+        alfm, acfm: use the fusion modules (Table 3 ablations switch them off).
+    """
+
+    def __init__(
+        self,
+        channels=64,
+        mffd_channels=32,
+        num_rfdb=4,
+        levels=4,
+        block="rfdb",
+        alfm=True,
+        acfm=True,
+        **kwargs,
+    ):
+        channels, mffd_channels = int(channels), int(mffd_channels)
+        for arg, value in (("channels", channels), ("mffd_channels", mffd_channels)):
+            if value < 1:
+                raise ValueError(f"{arg} must be a positive channel count; got {value}")
+        if int(num_rfdb) < 1:
+            raise ValueError(f"num_rfdb must be >= 1; got {num_rfdb}")
+        if int(levels) < 1:
+            raise ValueError(f"levels must be >= 1; got {levels}")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}; got {block!r}")
+        num_rfdb, levels = int(num_rfdb), int(levels)
+        size_multiple = 2**levels
+
+        image = keras.Input((None, None, 3), name="blur")
+        padded = PadToMultiple(size_multiple, name="pad")(image)
+        x = keras.layers.Conv2D(channels, 3, padding="same", name="shallow")(padded)
+
+        # MSHF
+        scales = []
+        for k in range(levels):
+            x = _apply_down_block(x, channels, name=f"mshf_down{k + 1}")
+            scales.append(x)
+        fused = scales[-1]
+        for k in reversed(range(levels - 1)):
+            up = apply_pixel_shuffle_upsample(fused, channels, name=f"mshf_up{k + 2}")
+            fused = keras.layers.Add(name=f"mshf_fuse{k + 1}")([scales[k], up])
+        f_m_out = fused
+
+        # MFFD
+        y = keras.layers.Conv2D(mffd_channels, 1, name="mffd_in")(f_m_out)
+        outs = []
+        for i in range(num_rfdb):
+            if block == "rfdb":
+                y = apply_residual_feature_distillation_block(y, mffd_channels, name=f"rfdb{i + 1}")
+            else:
+                y = apply_residual_block(y, mffd_channels, name=f"resblock{i + 1}")
+            outs.append(y)
+        layer_feature = ALFM(name="alfm")(outs) if alfm else keras.layers.Concatenate(name="layers_concat")(outs) if len(outs) > 1 else outs[0]
+        channel_feature = ACFM(name="acfm")(outs[-1]) if acfm else outs[-1]
+        y = keras.layers.Concatenate(name="mffd_concat")([layer_feature, channel_feature])
+        y = keras.layers.Conv2D(channels, 1, name="mffd_fuse")(y)
+        y = keras.layers.Add(name="mffd_skip")([y, f_m_out])
+
+        # reconstruction
+        y = apply_pixel_shuffle_upsample(y, channels, name="recon_up")
+        y = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="image_out")(y)
+        y = keras.layers.Add(name="global_residual")([y, padded])
+        output = CropToMatch(name="crop", dtype="float32")([y, image])
+
+        super().__init__(inputs=image, outputs=output, size_multiple=size_multiple, **kwargs)
+        self.channels = channels
+        self.mffd_channels = mffd_channels
+        self.num_rfdb = num_rfdb
+        self.levels = levels
+        self.block = block
+        self.alfm = bool(alfm)
+        self.acfm = bool(acfm)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "channels": self.channels,
+                "mffd_channels": self.mffd_channels,
+                "num_rfdb": self.num_rfdb,
+                "levels": self.levels,
+                "block": self.block,
+                "alfm": self.alfm,
+                "acfm": self.acfm,
+            }
+        )
+        return config
+
+
+# Presets: data, not classes. `params` is our count, asserted by the tests;
+# `paper_params` the paper's (Table 4 for the RFDB counts).
+PRESETS = {
+    "lmfn": dict(
+        kwargs=dict(),
+        description="LMFN as in the paper: 4-level MSHF, 4 RFDB, ALFM + ACFM.",
+        params=1_205_875,
+        paper_params="1.25 M",
+        recipe="lmfn",
+    ),
+}
+for _n, _paper in ((1, "1.15 M"), (2, "1.18 M"), (3, "1.22 M"), (5, "1.28 M"), (6, "1.31 M")):
+    PRESETS[f"lmfn_rfdb{_n}"] = dict(
+        kwargs=dict(num_rfdb=_n),
+        description=f"LMFN Table 4: {_n} RFDB in the MFFD.",
+        params=1_205_875 + (_n - 4) * 41_040,  # each RFDB: 38,992 + its 32 inputs to the 1x1 fusion (2,048)
+        paper_params=_paper,
+        recipe="lmfn",
+    )
+PRESETS.update(
+    {
+        "lmfn_no_mshf": dict(
+            kwargs=dict(levels=1),
+            description="LMFN Table 3 'w/o MSHF': one down-block, no multi-scale fusion.",
+            params=430_387,
+            recipe="lmfn",
+        ),
+        "lmfn_no_distillation": dict(
+            kwargs=dict(block="resblock"),
+            description="LMFN Table 3 'w/o distillation': residual blocks in place of RFDBs.",
+            params=1_123_891,
+            recipe="lmfn",
+        ),
+        "lmfn_no_alfm": dict(
+            kwargs=dict(alfm=False),
+            description="LMFN Table 3 'w/o ALFM': RFDB outputs concatenated without layer attention.",
+            params=1_205_874,
+            recipe="lmfn",
+        ),
+        "lmfn_no_acfm": dict(
+            kwargs=dict(acfm=False),
+            description="LMFN Table 3 'w/o ACFM': the last RFDB output without channel attention.",
+            params=1_205_860,
+            recipe="lmfn",
+        ),
+    }
+)
+
+
+# Training recipe (STYLE practice 6): the paper's values, each with its source.
+RECIPES = {
+    "lmfn": {
+        # paper (training details): Adam with weight decay 1e-4. Keras' Adam applies weight
+        # decay decoupled (w -= lr * wd * w, as AdamW); PyTorch's Adam, which
+        # the paper most likely used, adds wd * w to the gradient instead.
+        "optimizer": {"class": "Adam", "weight_decay": 1e-4},
+        "learning_rate": 1e-4,  # paper (training details)
+        # paper (training details): divided by 10 every 5e5 iterations. Not expressed here:
+        # `make_schedule` knows PolynomialDecay only, and the first decay
+        # falls after 5e5 steps, beyond any run of this package's budgets.
+        "loss": {"class": "MultiScaleLoss", "weights": {"image": 1.0}, "kind": "mse"},  # eq. (4)
+        "crop": 256,  # not stated in the paper; the GoPro convention
+        "batch_size": 16,  # not stated in the paper; as MTWDN's recipe
+        "augment": ["flip", "rot90"],  # not stated; as MTWDN's recipe
+    },
+}
