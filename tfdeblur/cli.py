@@ -46,6 +46,7 @@ def _parser():
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-images", type=_positive_int, help="use only the first N validation images")
+    t.add_argument("--vgg-weights", metavar="FILE", help="weights of keras.applications.VGG16(include_top=False) for a perceptual loss (fddn; see tfdeblur/perceptual.py)")
 
     e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
     e.add_argument("--model", required=True, help="a .keras file written by `train`")
@@ -100,7 +101,7 @@ def _cmd_train(args):
         net=args.net, data=args.data, steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
-        steps_per_epoch=args.steps_per_epoch, val_images=args.val_images,
+        steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
     )
     run_training(cfg)
     return 0

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tfdeblur import io as tio
 from tfdeblur.evaluate import evaluate_pairs
+from tfdeblur.perceptual import recipe_with_vgg_weights
 from tfdeblur.training.precision import set_precision
 from tfdeblur.training.recipes import compile_args
 
@@ -46,6 +47,7 @@ class TrainConfig:
     steps_per_epoch: int = 100  # checkpoint/validation interval
     devices: list = None  # MirroredStrategy devices; default: all GPUs if > 1
     val_images: int = None  # limit validation images (None: all)
+    vgg_weights: str = None  # VGG16(include_top=False) weights for perceptual losses (FDDN)
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -194,9 +196,10 @@ def run_training(cfg, log=print):
     epochs = math.ceil(total_steps / steps_per_epoch)
     total_steps = epochs * steps_per_epoch
 
+    recipe = recipe_with_vgg_weights(get_recipe(cfg.net), cfg.vgg_weights, required=cfg.paper)
     with strategy.scope():
         model = build(cfg.net)
-        model.compile(**compile_args(get_recipe(cfg.net), total_steps, cfg.learning_rate))
+        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate))
         model.optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     if cfg.crop < model.min_size:
@@ -219,7 +222,7 @@ def run_training(cfg, log=print):
         total_steps=total_steps,
         epochs_resolved=epochs,
         steps_per_epoch_resolved=steps_per_epoch,
-        recipe=get_recipe(cfg.net),
+        recipe=recipe,
         preset=dataclasses.asdict(get_preset(cfg.net), dict_factory=lambda kv: {k: v for k, v in kv if k != "cls"}),
         parameters=int(model.count_params()),
         tensorflow=tf.__version__,
@@ -235,6 +238,8 @@ def run_training(cfg, log=print):
         val = val.take(cfg.val_images)
     val_pairs = list(val.take(3).batch(3))[0] if spec.kind == "synthetic" else None
 
+    if getattr(model.loss, "perceptual_active", True) is False:
+        log("no --vgg-weights: training on the loss's MSE term alone (the perceptual term is off)")
     log(
         f"training {cfg.net} ({model.count_params():,} parameters) on {spec}: "
         f"{total_steps} steps x batch {cfg.batch_size}, crop {cfg.crop}, {precision}, "
