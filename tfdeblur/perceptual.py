@@ -12,10 +12,14 @@ access, make one with::
 
     python -c "import keras; keras.applications.VGG16(weights='imagenet', include_top=False).save_weights('vgg16_notop.weights.h5')"
 
-(Keras' own download, `~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`,
-loads as well), copy it over and pass `--vgg-weights vgg16_notop.weights.h5`.
+and pass `--vgg-weights vgg16_notop.weights.h5` on this machine. Keras' own
+download, `~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`,
+which `VGG16(weights="imagenet")` itself loads, and weights saved from
+`VGG16(include_top=True)` (the same convolutions) load as well. A file that
+leaves any VGG layer unloaded is refused.
 """
 import os
+import warnings
 
 import keras
 from keras import ops
@@ -38,7 +42,14 @@ def load_vgg16_features(path, layer="block3_conv3"):
         raise ValueError(f"vgg_weights {path}: file not found")
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
     try:
-        vgg.load_weights(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vgg.load_weights(path)
+        # Keras skips parts of a file that match no layer with only a
+        # warning; a partly loaded VGG would train against random features.
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        if skipped:
+            raise ValueError(skipped[0])
     except Exception as e:  # h5py/Keras raise several types for a wrong file
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ValueError(

@@ -1,0 +1,81 @@
+"""LMFN: parameter counts in closed form and against the paper's Table 4,
+the fusion modules in the graph, identity at initialization, argument
+errors, the recipe."""
+import keras
+import numpy as np
+import pytest
+
+import tfdeblur.models as models
+from tests.helpers import random_images
+from tfdeblur.layers import ACFM, ALFM
+from tfdeblur.models.lmfn import LMFN
+from tfdeblur.training.recipes import make_loss, make_optimizer
+
+TINY = dict(channels=8, mffd_channels=8, num_rfdb=2)
+TABLE_4 = {1: 1.15e6, 2: 1.18e6, 3: 1.22e6, 4: 1.25e6, 5: 1.28e6, 6: 1.31e6}
+
+
+def conv(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def lmfn_closed_form(num_rfdb=4, c=64, m=32, levels=4):
+    d, f = m // 2, m // 4  # RFDB distilled width, ESA width
+    esa = conv(1, m, f) + conv(1, f, f) + 4 * conv(3, f, f) + conv(1, f, m)
+    rfdb = 3 * (conv(1, m, d) + conv(3, m, m)) + conv(3, m, d) + conv(1, 4 * d, m) + esa
+    return (
+        conv(3, 3, c)  # shallow feature
+        + levels * (conv(3, c, c) + 2 * conv(3, c, c))  # MSHF: strided conv + residual block
+        + (levels - 1) * conv(3, c, 4 * c)  # MSHF fusion: pixel-shuffle up-sampling
+        + conv(1, c, m) + num_rfdb * rfdb  # MFFD
+        + 1 + 15  # ALFM theta; ACFM pseudo-3D kernels, biases and alpha
+        + conv(1, (num_rfdb + 1) * m, c)
+        + conv(3, c, 4 * c) + conv(3, c, 3)  # reconstruction
+    )
+
+
+def test_parameter_count_closed_form():
+    assert lmfn_closed_form() == models.get_preset("lmfn").params == 1_205_875
+
+
+@pytest.mark.parametrize("n", sorted(TABLE_4))
+def test_rfdb_presets_are_within_10_percent_of_table_4(n):
+    preset = models.get_preset("lmfn" if n == 4 else f"lmfn_rfdb{n}")
+    assert preset.params == lmfn_closed_form(n)
+    assert abs(preset.params / TABLE_4[n] - 1) < 0.10
+
+
+def test_fusion_modules_are_in_the_graph_and_ablations_remove_them():
+    def kinds(model):
+        return {type(layer) for layer in model.layers}
+
+    assert {ALFM, ACFM} <= kinds(LMFN(**TINY))
+    assert ALFM not in kinds(LMFN(**TINY, alfm=False))
+    assert ACFM not in kinds(LMFN(**TINY, acfm=False))
+    assert models.get_preset("lmfn_no_mshf").kwargs == {"levels": 1}
+
+
+def test_untrained_network_is_the_identity_at_odd_sizes():
+    model = LMFN(**TINY)
+    assert model.size_multiple == 16 and model.min_size == 15
+    x = random_images(1, 37, 53)
+    np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_rfdb=0), "num_rfdb must be >= 1; got 0"),
+    (dict(levels=0), "levels must be >= 1; got 0"),
+    (dict(mffd_channels=0), "mffd_channels must be a positive channel count; got 0"),
+    (dict(block="imdb"), "block must be one of .*; got 'imdb'"),
+])
+def test_inconsistent_arguments_raise_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LMFN(**{**TINY, **kwargs})
+
+
+def test_recipe_is_adam_with_weight_decay_and_mse():
+    optimizer = make_optimizer("lmfn", total_steps=10)
+    assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.weight_decay == pytest.approx(1e-4)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-4)
+    loss = make_loss("lmfn")
+    assert loss.kind == "mse" and loss.weights == {"image": 1.0}
