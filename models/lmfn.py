@@ -120,7 +120,12 @@ class LMFN(DeblurModel):
             else:
                 y = apply_residual_block(y, mffd_channels, name=f"resblock{i + 1}")
             outs.append(y)
-        layer_feature = ALFM(name="alfm")(outs) if alfm else keras.layers.Concatenate(name="layers_concat")(outs) if len(outs) > 1 else outs[0]
+        if alfm:
+            layer_feature = ALFM(name="alfm")(outs)
+        elif len(outs) > 1:  # RFDN's plain aggregation
+            layer_feature = keras.layers.Concatenate(name="layers_concat")(outs)
+        else:
+            layer_feature = outs[0]
         channel_feature = ACFM(name="acfm")(outs[-1]) if acfm else outs[-1]
         y = keras.layers.Concatenate(name="mffd_concat")([layer_feature, channel_feature])
         y = keras.layers.Conv2D(channels, 1, name="mffd_fuse")(y)
