@@ -19,7 +19,7 @@ Network", Sensors 21 (2021). Each block cites the paper's figure or equation::
 - Widths: the paper gives the FSB's widths only as ratio * out (Tables 1-2)
   and the model size, 8.08 MB = 2.02 M fp32 parameters. The structure fixed
   by eqs. (6)-(11) (16 FDBs, each four 3x3 L_n convolutions and three FSBs
-  with two 3x3 coarse convolutions) costs about 48 * C^2 parameters per FDB,
+  with two 3x3 coarse convolutions) costs about 53 * C^2 parameters per FDB,
   so the latent width sets the size: C = 64 gives 3.98 M, 48 gives 2.27 M,
   44 gives 1,913,205 (-5 %). We take 44 (FSB high/low 22/22) at 1/2 and
   1/4, 32 at full resolution, one RCAB per decoder level: the paper's size

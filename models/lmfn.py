@@ -4,7 +4,7 @@ Zhang, Liu et al., "Image Deblurring Based on Lightweight Multi-Information
 Fusion Network" (ICIP 2021). Each block cites the paper's figure or equation::
 
     blur -> conv3x3 (64)                                        shallow feature
-         -> MSHF: 4 x [strided conv -> residual block]          
+         -> MSHF: 4 x [strided conv -> residual block]
             (1/2 .. 1/16), fused bottom-up: f_k + up(f_{k+1})  -> f_M_out (1/2)
          -> MFFD: N x RFDB -> ALFM(all RFDB outputs) || ACFM(last)  Figs. 2-3
             -> conv1x1 -> + f_M_out
