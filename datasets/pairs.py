@@ -24,6 +24,15 @@ def _header(path):
         raise ImageError(f"{path}: not a readable image ({e.__class__.__name__})") from e
 
 
+def _png_bit_depth(path):
+    """Bit depth from a PNG's IHDR chunk (Pillow reports 16-bit RGB as "RGB")."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24]
+    return 8
+
+
 def check_pairs(pairs, min_size=1):
     """Raises `ImageError` naming the first unusable file or pair."""
     for blur, sharp in pairs:
@@ -34,6 +43,8 @@ def check_pairs(pairs, min_size=1):
                 raise ImageError(
                     f"{path}: image mode {mode}; tfdeblur expects 8-bit RGB images"
                 )
+            if _png_bit_depth(path) != 8:
+                raise ImageError(f"{path}: 16-bit image; tfdeblur expects 8-bit RGB images")
         if (wb, hb) != (ws, hs):
             raise ImageError(
                 f"{blur} is {wb}x{hb} but its sharp partner {sharp} is {ws}x{hs}"

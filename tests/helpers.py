@@ -15,6 +15,21 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("TFDEBLUR_SHARED", REPO.parent / "shared"))
 
 
+def representative_presets():
+    """One preset per network class: the shortest name, i.e. the paper's own
+    (`mtwdn`, not `mtwdn_oneway`). The expensive registry-wide checks (fit,
+    saving, export) run on these; ablation presets share their code and get
+    the cheap ones (parameter count, shapes)."""
+    import tfdeblur.models as models
+
+    chosen = {}
+    for name in models.available():
+        cls = models.get_preset(name).cls
+        if cls not in chosen or len(name) < len(chosen[cls]):
+            chosen[cls] = name
+    return sorted(chosen.values())
+
+
 def shared_path(*parts):
     """A path under ../shared, or a visible skip when that folder is absent."""
     path = SHARED.joinpath(*parts)

@@ -19,13 +19,13 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import tfdeblur.models as models
-from tests.helpers import REPO, random_images, run_cli_error, shared_path
+from tests.helpers import REPO, random_images, representative_presets, run_cli_error, shared_path
 from tfdeblur import export
 from tfdeblur.cli import main
 from tfdeblur.io import read_image, to_uint8
 from tfdeblur.layers import PadToMultiple, UpsampleBilinear2x
 
-NAMES = models.available()
+NAMES = representative_presets()  # one preset per network class (tests/helpers.py)
 SIZES = [(20, 23), (37, 53)]
 
 

@@ -1,15 +1,19 @@
 """Every registered network, parametrized over the registry (timm style):
-a new preset is tested without new test code."""
+a new preset is tested without new test code. Cheap checks (parameter
+count, shapes) run on every preset; the expensive ones (a fit, `.keras` and
+SavedModel round trips) on one preset per network class, since ablation
+presets run the same code with other arguments."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfdeblur.models as models
-from tests.helpers import random_images, run_model_saving_test
+from tests.helpers import random_images, representative_presets, run_model_saving_test
 from tfdeblur.training import compile_args
 
 NAMES = models.available()
+NETWORKS = representative_presets()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_untrained_network_is_finite_and_near_identity_or_bounded(name, built):
     assert np.isfinite(y).all() and np.abs(y).max() < 10
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_one_fit_step_changes_weights_and_lowers_loss(name):
     keras.utils.set_random_seed(0)
     model = models.build(name)
@@ -74,12 +78,12 @@ def test_one_fit_step_changes_weights_and_lowers_loss(name):
     assert loss1 < loss0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_keras_file_round_trip_under_safe_mode(name, built, tmp_path):
     run_model_saving_test(built(name), random_images(1, 20, 23), tmp_path / f"{name}.keras")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_saved_model_round_trip(name, built, tmp_path):
     model = built(name)
     x = random_images(1, 24, 19, seed=5)
@@ -88,7 +92,7 @@ def test_saved_model_round_trip(name, built, tmp_path):
     np.testing.assert_allclose(served.serve(x).numpy(), model(x).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_training_outputs_include_full_resolution_image(name, built):
     model = built(name)
     x = random_images(1, 35, 30)
