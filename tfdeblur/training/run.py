@@ -52,7 +52,7 @@ class TrainConfig:
 
 # `python cli.py train NET` with no options is a quick run that must finish
 # within 15 minutes on a 2-core CPU: 1000 steps of 128x128 crops, batch 4
-# (0.59 s/step in bf16 on that CPU, about 11 minutes in all). The papers'
+# (0.39 s/step in bf16 on a quiet CPU, 0.6-0.9 under load: 7 to 15 minutes). The papers'
 # learning rates are meant for runs of 10^5-10^6 steps; for this budget,
 # MTWDN measured +0.51 dB over the input at the paper's 1e-4 and +0.95 dB at
 # 3e-4 (README, "Measured"). `--paper` takes the recipe's crop, batch size
