@@ -79,3 +79,9 @@ def test_recipe_is_adam_with_weight_decay_and_mse():
     assert float(optimizer.learning_rate) == pytest.approx(1e-4)
     loss = make_loss("lmfn")
     assert loss.kind == "mse" and loss.weights == {"image": 1.0}
+
+
+def test_recipe_schedule_divides_the_rate_by_10_every_5e5_iterations():
+    schedule = make_optimizer("lmfn", total_steps=10)._learning_rate
+    for step, expected in [(0, 1e-4), (499_999, 1e-4), (500_000, 1e-5), (999_999, 1e-5), (1_000_000, 1e-6)]:
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6), step

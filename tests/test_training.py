@@ -99,3 +99,14 @@ def test_bad_learning_rate_is_named():
 
     with pytest.raises(RunError, match="--learning-rate must be a positive number; got -1"):
         _check_config(TrainConfig(net="mtwdn", learning_rate=-1.0))
+
+
+def test_step_decay_given_in_epochs_converts_with_steps_per_epoch():
+    from tfdeblur.training import make_schedule
+
+    recipe = {"learning_rate": 1e-4, "schedule": {"class": "ExponentialDecay", "decay_epochs": 500,
+                                                   "decay_rate": 0.5, "staircase": True}}
+    schedule = make_schedule(recipe, total_steps=10, steps_per_epoch=3)
+    assert [float(schedule(s)) for s in (0, 1499, 1500, 3000)] == pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
+    with pytest.raises(ValueError, match="steps_per_epoch .* decay_epochs=500"):
+        make_schedule(recipe, total_steps=10)

@@ -22,7 +22,19 @@ def _recipe(recipe):
     return get_recipe(recipe)
 
 
-def make_schedule(recipe, total_steps, learning_rate=None):
+def make_schedule(recipe, total_steps, learning_rate=None, steps_per_epoch=None):
+    """The recipe's learning rate: a float, or a Keras schedule over `total_steps`.
+
+    Schedule kinds (the recipe's ``"schedule"`` dict; ``"class"`` picks one):
+
+    - ``PolynomialDecay`` (MTWDN/SRN: power 0.3 to 0): decays over
+      `total_steps`; extra keys go to `keras.optimizers.schedules.PolynomialDecay`.
+    - ``ExponentialDecay`` with ``staircase=True`` is the papers' step decay,
+      lr * decay_rate ** floor(step / decay_steps) (LMFN: /10 every 5e5
+      iterations). A recipe may give ``decay_epochs`` instead of
+      ``decay_steps`` (MSFS-Net: halved every 500 epochs); it is converted
+      with `steps_per_epoch`, which is then required.
+    """
     recipe = _recipe(recipe)
     lr = float(learning_rate if learning_rate is not None else recipe["learning_rate"])
     spec = dict(recipe.get("schedule") or {})
@@ -33,14 +45,24 @@ def make_schedule(recipe, total_steps, learning_rate=None):
         if int(total_steps) < 1:
             raise ValueError(f"total_steps must be >= 1; got {total_steps}")
         return keras.optimizers.schedules.PolynomialDecay(lr, decay_steps=int(total_steps), **spec)
-    raise ValueError(f"recipe schedule class must be PolynomialDecay or absent; got {kind!r}")
+    if kind == "ExponentialDecay":
+        if "decay_epochs" in spec:
+            epochs = spec.pop("decay_epochs")
+            if steps_per_epoch is None or int(steps_per_epoch) < 1:
+                raise ValueError(
+                    f"steps_per_epoch (a positive integer) is needed to convert the recipe's "
+                    f"decay_epochs={epochs} into steps; got {steps_per_epoch!r}"
+                )
+            spec["decay_steps"] = int(epochs) * int(steps_per_epoch)
+        return keras.optimizers.schedules.ExponentialDecay(lr, **spec)
+    raise ValueError(f"recipe schedule class must be PolynomialDecay, ExponentialDecay or absent; got {kind!r}")
 
 
-def make_optimizer(recipe, total_steps, learning_rate=None):
+def make_optimizer(recipe, total_steps, learning_rate=None, steps_per_epoch=None):
     recipe = _recipe(recipe)
     spec = dict(recipe["optimizer"])
     cls = _OPTIMIZERS[spec.pop("class")]
-    return cls(learning_rate=make_schedule(recipe, total_steps, learning_rate), **spec)
+    return cls(learning_rate=make_schedule(recipe, total_steps, learning_rate, steps_per_epoch), **spec)
 
 
 def make_loss(recipe):
@@ -48,11 +70,12 @@ def make_loss(recipe):
     return _LOSSES[spec.pop("class")](**spec)
 
 
-def compile_args(recipe, total_steps, learning_rate=None, metrics=True):
+def compile_args(recipe, total_steps, learning_rate=None, metrics=True, steps_per_epoch=None):
     """kwargs for `model.compile`: the recipe's optimizer (its schedule over
-    `total_steps`), its loss, and PSNR/SSIM metrics."""
+    `total_steps`; `steps_per_epoch` converts a schedule given in epochs), its
+    loss, and PSNR/SSIM metrics."""
     return {
-        "optimizer": make_optimizer(recipe, total_steps, learning_rate),
+        "optimizer": make_optimizer(recipe, total_steps, learning_rate, steps_per_epoch),
         "loss": make_loss(recipe),
         "metrics": [PSNR(), SSIM()] if metrics else None,
     }

@@ -199,7 +199,7 @@ def run_training(cfg, log=print):
     recipe = recipe_with_vgg_weights(get_recipe(cfg.net), cfg.vgg_weights, required=cfg.paper)
     with strategy.scope():
         model = build(cfg.net)
-        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate))
+        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch))
         model.optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     if cfg.crop < model.min_size:
