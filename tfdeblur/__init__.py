@@ -1,2 +1,12 @@
 """tfdeblur: single-image motion deblurring networks for TensorFlow 2 / Keras 3."""
 __version__ = "0.1.0"
+
+
+def deblur(image, model, **options):
+    """Restores an image array or file with a tfdeblur model (or `.keras`
+    path); returns a numpy array of the input's dtype and shape. Options:
+    tile, overlap, max_pixels, ensemble, transform; see `tfdeblur.inference`."""
+    # Imported here so that `import tfdeblur` stays free of TensorFlow.
+    from tfdeblur.inference import deblur as _deblur
+
+    return _deblur(image, model, **options)

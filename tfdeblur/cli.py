@@ -2,7 +2,7 @@
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
     eval --model FILE.keras --data SPEC [--json FILE]
-    deblur --model FILE.keras INPUT... --out DIR
+    deblur --model FILE.keras INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
     export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
 
 Bad input (missing files, unknown names, unusable images, a folder holding
@@ -53,11 +53,14 @@ def _parser():
     e.add_argument("--data", required=True, help="synthetic or pairs:BLUR_DIR,SHARP_DIR")
     e.add_argument("--json", help="write the summary as JSON to this file")
 
-    d = sub.add_parser("deblur", help="restore image files")
+    d = sub.add_parser("deblur", help="restore image files, folders or globs")
     d.add_argument("--model", required=True, help="a .keras file written by `train`")
-    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
-    d.add_argument("--out", required=True, help="output folder (PNG files)")
+    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
+    d.add_argument("--out", required=True, help="output folder (PNG files, the input's bit depth)")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_inference_options(d)
+    d.add_argument("--compare", action="store_true", help="also write OUT/compare/NAME.png: input | output (| ground truth)")
+    d.add_argument("--gt", metavar="DIR", help="ground-truth folder for --compare, matched by file name")
 
     x = sub.add_parser("export", help="SavedModel for TF Serving or TFLite/LiteRT for devices (docs/serving.md)")
     x.add_argument("--model", required=True, help="a .keras file written by `train`")
@@ -71,27 +74,34 @@ def _parser():
     return p
 
 
+def _add_inference_options(p):
+    """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble)."""
+    from tfdeblur import inference
+
+    p.add_argument("--tile", type=_positive_int, help="tile side in pixels; forces tiled inference (default: tile only above --max-pixels)")
+    p.add_argument("--overlap", type=int, default=inference.DEFAULT_OVERLAP, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP})")
+    p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
+    p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
+
+
+def _deblurrer(args, model):
+    """A `Deblurrer` from the inference options; model transforms (e.g. --tlc) hook in here."""
+    from tfdeblur.inference import Deblurrer
+
+    transform = None  # a model -> callable hook, e.g. the test-time local converter (--tlc)
+    return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
+                     ensemble=args.ensemble, transform=transform)
+
+
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def load_deblur_model(path):
     """Loads a tfdeblur `.keras` file (safe mode, no custom_objects)."""
-    import keras
+    from tfdeblur.inference import load_model
 
-    import tfdeblur.models  # noqa: F401  (registers every network class)
-    from tfdeblur.model import DeblurModel
-
-    if not os.path.isfile(path):
-        raise ValueError(f"--model {path}: no such file")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # zip/h5/config errors all mean "not a model file"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ValueError(f"--model {path}: not a loadable .keras model ({first[:200]})") from e
-    if not isinstance(model, DeblurModel):
-        raise ValueError(f"--model {path}: a Keras model, but not a tfdeblur network ({type(model).__name__})")
-    return model
+    return load_model(path, arg="--model")
 
 
 def _cmd_train(args):
@@ -134,36 +144,130 @@ def _cmd_eval(args):
     return 0
 
 
+def _expand_inputs(inputs):
+    """Files, folders (their images, sorted) and glob patterns -> paths, in order."""
+    import glob
+
+    from tfdeblur import io as tio
+
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = tio.list_images(item)
+            if not found:
+                raise ValueError(f"{item}: folder holds no image files ({', '.join(tio.IMAGE_EXTENSIONS)})")
+            paths += found
+        elif not os.path.exists(item) and glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not found:
+                raise ValueError(f"{item}: pattern matches no files")
+            paths += found
+        else:
+            paths.append(item)  # a missing file is reported with the others below
+    return list(dict.fromkeys(paths))
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, total, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def show(self, done, label=""):
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / max(1, self.total))
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {label[-40:]:<40}")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _cmd_deblur(args):
     import numpy as np
 
     from tfdeblur import io as tio
-    from tfdeblur.evaluate import inference_fn
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: exists and is not a directory")
-    targets = []
-    for path in args.inputs:
-        target = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
-        if os.path.exists(target) and not args.overwrite:
-            raise ValueError(f"{target}: already exists; pass --overwrite to replace it")
-        if target in [t for _, t in targets]:
-            raise ValueError(f"{path}: writes the same output {target} as another input")
-        targets.append((path, target))
-    images = []
+    if args.gt is not None and not os.path.isdir(args.gt):
+        raise ValueError(f"--gt {args.gt}: not a directory")
+    if args.gt is not None and not args.compare:
+        raise ValueError("--gt applies to --compare only; pass --compare")
+    paths = _expand_inputs(args.inputs)
+    targets, seen = [], {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        target = os.path.join(args.out, stem + ".png")
+        if target in seen:
+            raise ValueError(f"{path}: writes the same output {target} as {seen[target]}")
+        seen[target] = path
+        sheet = os.path.join(args.out, "compare", stem + ".png") if args.compare else None
+        for t in (target, sheet):
+            if t and os.path.exists(t) and not args.overwrite:
+                raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
+        targets.append((path, target, sheet))
+    gt = _gt_index(args.gt) if args.gt else {}
     model = load_deblur_model(args.model)
-    for path, target in targets:  # read and check all first: fail before writing anything
-        img = tio.read_image(path)
-        h, w = img.shape[:2]
-        if min(h, w) < model.min_size:
-            raise ValueError(f"{path}: {w}x{h} is smaller than the network's minimum {model.min_size}x{model.min_size}")
-        images.append(img)
-    fn = inference_fn(model)
-    for (path, target), img in zip(targets, images):
-        out = fn(img[None])[0].numpy()
-        tio.write_image(target, np.clip(out, 0.0, 1.0))
-        print(f"{path} -> {target}")
+    deblurrer = _deblurrer(args, model)
+    failures = []
+    bar = _Progress(len(targets))
+    for i, (path, target, sheet) in enumerate(targets):
+        bar.show(i, os.path.basename(path))
+        try:
+            image = tio.read_image_raw(path)
+            out = deblurrer(image, name=path)
+            tio.write_image_raw(target, out)
+            if sheet:
+                row = [_sheet_rgb(image), _sheet_rgb(out)]
+                labels = ["input", "output"]
+                stem = os.path.splitext(os.path.basename(path))[0]
+                if stem in gt:
+                    truth = _sheet_rgb(tio.read_image_raw(gt[stem]))
+                    if truth.shape != row[0].shape:
+                        raise ValueError(f"{gt[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
+                                         f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
+                    row.append(truth)
+                    labels.append("ground truth")
+                tio.write_image(sheet, tio.contact_sheet([row], labels=labels))
+        except (ValueError, OSError) as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            failures.append(message if path in message else f"{path}: {message}")
+            continue
+        print(f"{path} -> {target}" + (f" (+ {sheet})" if sheet else ""), flush=True)
+    bar.show(len(targets))
+    bar.close()
+    for message in failures:
+        print(f"error: {message}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
+        return EXIT_USAGE
     return 0
+
+
+def _gt_index(folder):
+    from tfdeblur import io as tio
+
+    return {os.path.splitext(os.path.basename(p))[0]: p for p in tio.list_images(folder)}
+
+
+def _sheet_rgb(img):
+    """An image as 8-bit RGB for a contact sheet (alpha dropped, 16-bit scaled)."""
+    import numpy as np
+
+    img = np.asarray(img)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 65535.0)
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[..., :-1]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return img
 
 
 def _cmd_export(args):

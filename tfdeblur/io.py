@@ -43,31 +43,8 @@ def read_image(path, *, allow_conversion=False):
     IMREAD_UNCHANGED), so pixels line up with the file as datasets store it.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise ImageError(f"{path}: not a regular file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read file ({e.strerror})") from e
-    if not data:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    # imdecode on bytes we read ourselves is cv2.imread's decoder, minus its
-    # trouble with non-ASCII paths on Windows.
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise ImageError(f"{path}: cannot decode image (corrupt, truncated or not an image file)")
-
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
+    img = _decode(path)
     channels = 1 if img.ndim == 2 else img.shape[2]
-    if img.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4):
-        raise ImageError(
-            f"{path}: unsupported image ({channels} channels, {img.dtype} samples); "
-            "tfdeblur reads 8- or 16-bit grayscale, RGB or RGBA"
-        )
     kind = {1: "grayscale", 2: "grayscale+alpha", 3: "", 4: "RGBA"}[channels]
     depth = "16-bit" if img.dtype == np.uint16 else ""
     if (kind or depth) and not allow_conversion:
@@ -101,35 +78,7 @@ def write_image(path, img, *, jpeg_quality=95):
         raise ImageError(f"{path}: {e}") from e
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ext = os.path.splitext(path)[1]
-    if not ext:
-        raise ImageError(f"{path}: file name needs an image extension (.png, .jpg, ...)")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext.lower() in (".jpg", ".jpeg") else []
-    try:
-        ok, encoded = cv2.imencode(ext, arr, params)
-    except cv2.error:  # OpenCV raises for an unknown extension
-        ok = False
-    if not ok:
-        raise ImageError(f"{path}: cannot encode image as {ext!r}")
-
-    directory, name = os.path.split(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot create directory {directory} ({e.strerror})") from e
-    # Same directory, so os.replace is a rename on one filesystem; a dot
-    # prefix keeps list_images from picking up a file in flight.
-    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp{ext}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(encoded.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise ImageError(f"{path}: cannot write file ({e.strerror})") from e
+    _encode_and_write(path, arr, jpeg_quality)
 
 
 def list_images(directory):
@@ -259,3 +208,98 @@ def _put_label(tile, text):
     cv2.rectangle(tile, (0, 0), (tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), thickness=-1)
     cv2.putText(tile, text, (pad, pad + th), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return tile
+
+
+def _decode(path):
+    """The file's samples as OpenCV decodes them (BGR order), checked:
+    uint8/uint16, 1-4 channels, a (H, W) array for one channel."""
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read file ({e.strerror})") from e
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    # imdecode on bytes we read ourselves is cv2.imread's decoder, minus its
+    # trouble with non-ASCII paths on Windows.
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageError(f"{path}: cannot decode image (corrupt, truncated or not an image file)")
+
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if img.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4):
+        raise ImageError(
+            f"{path}: unsupported image ({channels} channels, {img.dtype} samples); "
+            "tfdeblur reads 8- or 16-bit grayscale, RGB or RGBA"
+        )
+    return img
+
+
+def read_image_raw(path):
+    """Reads an image file keeping its samples: uint8 or uint16, shape (H, W)
+    for grayscale, (H, W, 2) grayscale+alpha, (H, W, 3) RGB or (H, W, 4) RGBA
+    (RGB order, alpha last). Same one-line `ImageError`s as `read_image`."""
+    path = os.fspath(path)
+    img = _decode(path)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
+
+def write_image_raw(path, img):
+    """Writes a uint8 or uint16 array as `read_image_raw` returns it (gray,
+    gray+alpha, RGB or RGBA), atomically like `write_image`. 16-bit needs a
+    format that holds it (.png, .tif)."""
+    path = os.fspath(path)
+    arr = np.asarray(img)
+    if arr.dtype not in (np.uint8, np.uint16) or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4))):
+        raise ImageError(f"{path}: image must be uint8/uint16 HxW or HxWx(1-4); got {arr.dtype} shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ext = os.path.splitext(path)[1]
+    if arr.dtype == np.uint16 and ext.lower() not in (".png", ".tif", ".tiff"):
+        raise ImageError(f"{path}: 16-bit images need .png or .tif; got {ext!r}")
+    _encode_and_write(path, arr)
+
+
+def _encode_and_write(path, arr, jpeg_quality=95):
+    """Encodes a BGR(A) array by the extension and writes it atomically."""
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        raise ImageError(f"{path}: file name needs an image extension (.png, .jpg, ...)")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext.lower() in (".jpg", ".jpeg") else []
+    try:
+        ok, encoded = cv2.imencode(ext, arr, params)
+    except cv2.error:  # OpenCV raises for an unknown extension
+        ok = False
+    if not ok:
+        raise ImageError(f"{path}: cannot encode image as {ext!r}")
+
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot create directory {directory} ({e.strerror})") from e
+    # Same directory, so os.replace is a rename on one filesystem; a dot
+    # prefix keeps list_images from picking up a file in flight.
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp{ext}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(encoded.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ImageError(f"{path}: cannot write file ({e.strerror})") from e

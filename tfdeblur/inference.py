@@ -1,0 +1,303 @@
+"""Deblurring real photos: any size, any common file kind, tiles, self-ensemble.
+
+    import tfdeblur
+    sharp = tfdeblur.deblur("photo.jpg", "runs/mtwdn/model.keras")   # uint8 RGB array
+    sharp = tfdeblur.deblur(array, model, ensemble=True, tile=512)   # same dtype/shape as array
+
+`deblur` and `Deblurrer` return an array of the input's dtype and shape:
+
+- uint8 / uint16 in, uint8 / uint16 out (`rint`, clipped); float in [0, 1]
+  in, float32 out (clipped to [0, 1]). A path is read with its own bit depth
+  (`tfdeblur.io.read_image_raw`), so 16-bit PNGs stay 16-bit.
+- RGB (H, W, 3) is restored as is. RGBA (H, W, 4) and gray+alpha (H, W, 2):
+  the colour part is restored and the alpha channel passed through
+  untouched. Grayscale (H, W) or (H, W, 1) is restored **via RGB**: the gray
+  plane is replicated to three channels (the networks are trained on RGB
+  only), restored, and the three output channels averaged back to one.
+- Images smaller than the network's minimum side (`model.min_size`) are
+  refused with a one-line `ValueError` naming the image; padding them up
+  would mostly restore padding.
+
+**Tiling.** An image with more than `max_pixels` pixels (or any image when
+`tile` is given and it exceeds the tile) is restored in overlapping
+`tile` x `tile` tiles, which bounds the memory of one forward pass whatever
+the photo's size. Each tile's output is weighted by a separable window that
+is 1 in its interior, 0 within `margin = overlap // 4` pixels of an edge it
+shares with another tile (there the network saw the tile's artificial border
+instead of the real neighbourhood) and a raised-cosine ramp (sin^2) over the
+`overlap - 2 * margin` pixels between; the outputs are summed with these
+weights and divided by the summed weights, so no seam is left. Image borders
+are not ramped: there the whole-image run sees the same border. Tiles are
+spread evenly, so neighbours overlap by at least `overlap` pixels.
+
+The margin should cover the network's receptive field; for these multi-scale
+networks the theoretical field is larger than any practical tile, so the
+default overlap (`DEFAULT_OVERLAP`) is set by the *effective* receptive field
+(Luo et al., "Understanding the Effective Receptive Field in Deep
+Convolutional Neural Networks", NeurIPS 2016) and checked end to end: tiled
+vs whole-image output PSNR, per network, in docs/benchmarks.md
+(`receptive_radius` measures the effective field of a model).
+
+**Self-ensemble** (`ensemble=True`): the 8 flips/rotations of the dihedral
+group are each restored, mapped back and averaged (Lim et al., "Enhanced Deep
+Residual Networks for Single Image Super-Resolution" (EDSR), CVPRW 2017,
+Sec. 4 "geometric self-ensemble"; used for deblurring by MIMO-UNet++, Cho et
+al., ICCV 2021). It costs 8 forward passes.
+
+**Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
+runs `f(model)` once before tracing and restores with what it returns (any
+callable taking and returning a float32 (N, H, W, 3) batch, e.g. a Keras
+model). The test-time local converter (`tfdeblur.tlc`) plugs in there.
+
+One `tf.function` with an (N, None, None, 3) signature serves every tile,
+rotation and image size, so a folder of photos is traced once
+(`Deblurrer.tracing_count`).
+"""
+import math
+import os
+
+import numpy as np
+
+from tfdeblur import io as tio
+
+DEFAULT_MAX_PIXELS = 1920 * 1088  # above this, tile (about 2 MP: Full HD is restored whole)
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 128
+
+
+def load_model(path, arg="--model"):
+    """Loads a tfdeblur `.keras` file (safe mode, no custom_objects); one-line
+    `ValueError`s naming `arg` and the file otherwise."""
+    import keras
+
+    import tfdeblur.models  # noqa: F401  (registers every network class)
+    from tfdeblur.model import DeblurModel
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"{arg} {path}: no such file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{arg} {path}: not a file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # zip/h5/config errors all mean "not a model file"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{arg} {path}: not a loadable .keras model ({first[:200]})") from e
+    if not isinstance(model, DeblurModel):
+        raise ValueError(f"{arg} {path}: a Keras model, but not a tfdeblur network ({type(model).__name__})")
+    return model
+
+
+# ----------------------------------------------------------------- tiling
+
+
+def tile_starts(size, tile, overlap):
+    """Start offsets of tiles of `tile` pixels covering `size` pixels, spread
+    evenly so that neighbours overlap by at least `overlap`."""
+    if size <= tile:
+        return [0]
+    n = math.ceil((size - overlap) / (tile - overlap))
+    n = max(n, 2)
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+
+def edge_weights(length, ramp_start, ramp_end, overlap):
+    """1-D blending window of one tile side (see the module docstring)."""
+    w = np.ones(length, np.float64)
+    margin = overlap // 4
+    blend = max(1, overlap - 2 * margin)
+    ramp = np.sin(0.5 * np.pi * (np.arange(blend) + 0.5) / blend) ** 2
+    if ramp_start:
+        head = np.concatenate([np.zeros(margin), ramp])[:length]
+        w[: len(head)] = np.minimum(w[: len(head)], head)
+    if ramp_end:
+        tail = np.concatenate([ramp[::-1], np.zeros(margin)])[-length:]
+        w[length - len(tail):] = np.minimum(w[length - len(tail):], tail)
+    return w
+
+
+def tiled(predict, image, tile, overlap, progress=None):
+    """Restores an (H, W, 3) float32 image tile by tile; `predict` maps a
+    (1, h, w, 3) batch to one of the same shape."""
+    h, w = image.shape[:2]
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    acc = np.zeros((h, w, 3), np.float32)
+    total = np.zeros((h, w, 1), np.float32)
+    done = 0
+    for y in ys:
+        wy = edge_weights(th, y > 0, y + th < h, overlap)
+        for x in xs:
+            wx = edge_weights(tw, x > 0, x + tw < w, overlap)
+            weight = (wy[:, None] * wx[None, :]).astype(np.float32)[..., None]
+            out = np.asarray(predict(image[None, y : y + th, x : x + tw]))[0]
+            acc[y : y + th, x : x + tw] += out * weight
+            total[y : y + th, x : x + tw] += weight
+            done += 1
+            if progress is not None:
+                progress(done, len(ys) * len(xs))
+    return acc / total
+
+
+# ----------------------------------------------------------- self-ensemble
+
+
+def _forward(x, k, flip):
+    x = np.rot90(x, k, axes=(0, 1))
+    return x[:, ::-1] if flip else x
+
+
+def _inverse(x, k, flip):
+    if flip:
+        x = x[:, ::-1]
+    return np.rot90(x, -k, axes=(0, 1))
+
+
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+# ----------------------------------------------------------------- the API
+
+
+class Deblurrer:
+    """A model ready to restore images of any size (see the module docstring).
+
+    `tile` forces tiling with that tile side; otherwise images above
+    `max_pixels` are tiled with `DEFAULT_TILE`. `overlap` is the minimum
+    overlap of neighbouring tiles, pixels. `transform` is the model-transform
+    hook (e.g. TLC); `progress(done, total)` is called after every tile.
+    """
+
+    def __init__(self, model, *, tile=None, overlap=DEFAULT_OVERLAP, max_pixels=DEFAULT_MAX_PIXELS,
+                 ensemble=False, transform=None):
+        from tfdeblur.evaluate import inference_fn
+
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model, arg="model")
+        self.model = model
+        self.min_size = int(getattr(model, "min_size", 1))
+        multiple = int(getattr(model, "size_multiple", 1))
+        if tile is not None:
+            if int(tile) != tile or tile < max(16, self.min_size):
+                raise ValueError(f"tile must be an integer of at least {max(16, self.min_size)} pixels; got {tile}")
+        side = DEFAULT_TILE if tile is None else int(tile)
+        if int(overlap) != overlap or not 0 <= overlap <= side // 2:
+            raise ValueError(f"overlap must be an integer from 0 to half the tile ({side // 2}); got {overlap}")
+        if int(max_pixels) != max_pixels or max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive integer; got {max_pixels}")
+        self.tile = None if tile is None else int(tile)
+        self.overlap = int(overlap)
+        self.max_pixels = int(max_pixels)
+        self.ensemble = bool(ensemble)
+        self.size_multiple = multiple
+        net = transform(model) if transform is not None else model
+        self._fn = inference_fn(net)
+
+    @property
+    def tracing_count(self):
+        """How often the inference function was traced (1 after any number of images)."""
+        return self._fn.experimental_get_tracing_count()
+
+    def _predict(self, batch):
+        return self._fn(np.ascontiguousarray(batch, np.float32)).numpy()
+
+    def tile_for(self, height, width):
+        """The tile side used for an image of this size, or None for a whole-image pass."""
+        if self.tile is not None:
+            return self.tile if max(height, width) > self.tile else None
+        if height * width > self.max_pixels:
+            return DEFAULT_TILE
+        return None
+
+    def restore_rgb(self, rgb, progress=None):
+        """(H, W, 3) float32 in [0, 1] -> restored (H, W, 3) float32, clipped to [0, 1]."""
+        rgb = np.asarray(rgb, np.float32)
+        transforms = DIHEDRAL if self.ensemble else DIHEDRAL[:1]
+        acc = np.zeros_like(rgb)
+        for i, (k, flip) in enumerate(transforms):
+            x = np.ascontiguousarray(_forward(rgb, k, flip))
+            tile = self.tile_for(*x.shape[:2])
+            if tile is None:
+                y = self._predict(x[None])[0]
+            else:
+                y = tiled(self._predict, x, tile, self.overlap)
+            acc += _inverse(y, k, flip)
+            if progress is not None:
+                progress(i + 1, len(transforms))
+        return np.clip(acc / len(transforms), 0.0, 1.0)
+
+    def __call__(self, image, name="image", progress=None):
+        """Restores an image array or file (see the module docstring); returns
+        an array of the input's dtype and shape. `name` labels errors."""
+        if isinstance(image, (str, os.PathLike)):
+            name = os.fspath(image)
+            image = tio.read_image_raw(image)
+        arr = np.asarray(image)
+        if arr.dtype == np.uint8:
+            scale = 255.0
+        elif arr.dtype == np.uint16:
+            scale = 65535.0
+        elif np.issubdtype(arr.dtype, np.floating):
+            scale = None
+            if arr.size and not np.isfinite(arr).all():
+                raise ValueError(f"{name}: image has NaN or infinite values")
+        else:
+            raise ValueError(f"{name}: image must be uint8, uint16 or float in [0, 1]; got dtype {arr.dtype}")
+        squeeze = arr.ndim == 3 and arr.shape[2] == 1
+        if squeeze:
+            arr = arr[..., 0]
+        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))):
+            raise ValueError(f"{name}: image must be HxW, HxWx1 (gray), HxWx2 (gray+alpha), HxWx3 (RGB) or HxWx4 (RGBA); got shape {np.shape(image)}")
+        h, w = arr.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError(f"{name}: image is empty ({w}x{h} pixels)")
+        if min(h, w) < self.min_size:
+            raise ValueError(f"{name}: {w}x{h} is smaller than the network's minimum {self.min_size}x{self.min_size}")
+
+        channels = 1 if arr.ndim == 2 else arr.shape[2]
+        color = arr if channels == 1 else arr[..., : 1 if channels == 2 else 3]
+        color = color.astype(np.float32) / np.float32(scale) if scale else color.astype(np.float32)
+        if channels in (1, 2):
+            gray = color if channels == 1 else color[..., 0]
+            restored = self.restore_rgb(np.repeat(gray[..., None], 3, axis=2), progress)
+            restored = restored.mean(axis=2, keepdims=channels == 2)
+        else:
+            restored = self.restore_rgb(color, progress)
+        if scale:
+            restored = np.clip(np.rint(restored.astype(np.float64) * scale), 0, scale).astype(arr.dtype)
+        else:
+            restored = restored.astype(np.float32)
+        if channels in (2, 4):  # alpha passes through untouched
+            alpha = arr[..., -1:] if scale else arr[..., -1:].astype(np.float32)
+            restored = np.concatenate([restored, alpha], axis=2)
+        return restored[..., None] if squeeze else restored
+
+
+def deblur(image, model, **options):
+    """Restores one image (array or file path) with `model` (a tfdeblur
+    model or a `.keras` path); returns a numpy array of the input's dtype
+    and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
+    ensemble, transform. For many images build one `Deblurrer` and call it:
+    it traces once."""
+    return Deblurrer(model, **options)(image)
+
+
+def receptive_radius(model, size=256, mass=0.99):
+    """Effective receptive-field radius (pixels) of `model` at its current
+    weights: the half-width of the centred square holding `mass` of the
+    absolute gradient of the centre output pixel w.r.t. the input (Luo et al.
+    2016). Measured on a random image of `size` x `size`."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).random((1, size, size, 3), np.float32))
+    c = size // 2
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = model(x, training=False)
+        target = tf.reduce_sum(tf.cast(y[0, c, c, :], tf.float32))
+    g = tf.reduce_sum(tf.abs(tape.gradient(target, x)), axis=-1)[0].numpy()
+    total = g.sum()
+    for r in range(size // 2 + 1):
+        if g[max(0, c - r) : c + r + 1, max(0, c - r) : c + r + 1].sum() >= mass * total:
+            return r
+    return size // 2
