@@ -79,7 +79,7 @@ def _add_inference_options(p):
     from tfdeblur import inference
 
     p.add_argument("--tile", type=_positive_int, help="tile side in pixels; forces tiled inference (default: tile only above --max-pixels)")
-    p.add_argument("--overlap", type=int, default=inference.DEFAULT_OVERLAP, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP})")
+    p.add_argument("--overlap", type=int, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP}, at most a quarter of the tile)")
     p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
     p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
 
@@ -222,19 +222,10 @@ def _cmd_deblur(args):
         try:
             image = tio.read_image_raw(path)
             out = deblurrer(image, name=path)
+            sheet_image = _compare_sheet(path, image, out, gt) if sheet else None
             tio.write_image_raw(target, out)
             if sheet:
-                row = [_sheet_rgb(image), _sheet_rgb(out)]
-                labels = ["input", "output"]
-                stem = os.path.splitext(os.path.basename(path))[0]
-                if stem in gt:
-                    truth = _sheet_rgb(tio.read_image_raw(gt[stem]))
-                    if truth.shape != row[0].shape:
-                        raise ValueError(f"{gt[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
-                                         f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
-                    row.append(truth)
-                    labels.append("ground truth")
-                tio.write_image(sheet, tio.contact_sheet([row], labels=labels))
+                tio.write_image(sheet, sheet_image)
         except (ValueError, OSError) as e:
             message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             failures.append(message if path in message else f"{path}: {message}")
@@ -248,6 +239,22 @@ def _cmd_deblur(args):
         print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
         return EXIT_USAGE
     return 0
+
+
+def _compare_sheet(path, image, out, gt):
+    """input | output (| ground truth, when --gt has an image of the same name)."""
+    from tfdeblur import io as tio
+
+    row, labels = [_sheet_rgb(image), _sheet_rgb(out)], ["input", "output"]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem in gt:
+        truth = _sheet_rgb(tio.read_image_raw(gt[stem]))
+        if truth.shape[:2] != row[0].shape[:2]:
+            raise ValueError(f"{gt[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
+                             f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
+        row.append(truth)
+        labels.append("ground truth")
+    return tio.contact_sheet([row], labels=labels)
 
 
 def _gt_index(folder):

@@ -164,11 +164,12 @@ class Deblurrer:
 
     `tile` forces tiling with that tile side; otherwise images above
     `max_pixels` are tiled with `DEFAULT_TILE`. `overlap` is the minimum
-    overlap of neighbouring tiles, pixels. `transform` is the model-transform
+    overlap of neighbouring tiles, pixels (default `DEFAULT_OVERLAP`, at
+    most a quarter of the tile). `transform` is the model-transform
     hook (e.g. TLC); `progress(done, total)` is called after every tile.
     """
 
-    def __init__(self, model, *, tile=None, overlap=DEFAULT_OVERLAP, max_pixels=DEFAULT_MAX_PIXELS,
+    def __init__(self, model, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
                  ensemble=False, transform=None):
         from tfdeblur.evaluate import inference_fn
 
@@ -181,6 +182,8 @@ class Deblurrer:
             if int(tile) != tile or tile < max(16, self.min_size):
                 raise ValueError(f"tile must be an integer of at least {max(16, self.min_size)} pixels; got {tile}")
         side = DEFAULT_TILE if tile is None else int(tile)
+        if overlap is None:
+            overlap = min(DEFAULT_OVERLAP, side // 4)
         if int(overlap) != overlap or not 0 <= overlap <= side // 2:
             raise ValueError(f"overlap must be an integer from 0 to half the tile ({side // 2}); got {overlap}")
         if int(max_pixels) != max_pixels or max_pixels < 1:

@@ -1,0 +1,223 @@
+"""`deblur` on the command line: folders, globs, bit depths, alpha, --compare,
+and bad input (each a one-line `error: ...` naming the file, exit code 2)."""
+import os
+import struct
+import zlib
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import run_cli_error
+from tfdeblur.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small LMFN (levels=2: sizes padded to a multiple of 4, minimum side 3), untrained."""
+    import tfdeblur.models as models
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    models.build("lmfn", levels=2, channels=16, mffd_channels=16, num_rfdb=1).save(path)
+    return str(path)
+
+
+def _rgb(h=24, w=30, seed=0, dtype=np.uint8):
+    top = 255 if dtype == np.uint8 else 65535
+    return (np.random.default_rng(seed).random((h, w, 3)) * top).astype(dtype)
+
+
+def _write(path, img):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = np.concatenate([img[..., 2::-1], img[..., 3:]], axis=2)
+    assert cv2.imwrite(str(path), img)
+    return str(path)
+
+
+def _read(path):
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = np.concatenate([img[..., 2::-1], img[..., 3:]], axis=2)
+    return img
+
+
+def _files(directory):
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def test_folder_with_every_image_kind(tiny_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    rgba = np.concatenate([_rgb(seed=1), np.arange(24 * 30, dtype=np.uint8).reshape(24, 30, 1)], axis=2)
+    _write(src / "a8.png", _rgb(seed=0))
+    _write(src / "b16.png", _rgb(seed=2, dtype=np.uint16))
+    _write(src / "c_gray.png", _rgb(seed=3)[..., 0])
+    _write(src / "d_rgba.png", rgba)
+    _write(src / "e.jpg", _rgb(seed=4))
+    out = tmp_path / "out"
+    assert main(["deblur", "--model", tiny_model, str(src), "--out", str(out), "--compare"]) == 0
+    assert "e.jpg ->" in capsys.readouterr().out
+    got = {name: _read(out / name) for name in _files(out) if name.endswith(".png")}
+    assert got["a8.png"].shape == (24, 30, 3) and got["a8.png"].dtype == np.uint8
+    assert got["b16.png"].shape == (24, 30, 3) and got["b16.png"].dtype == np.uint16
+    assert got["c_gray.png"].shape == (24, 30)
+    assert got["d_rgba.png"].shape == (24, 30, 4)
+    np.testing.assert_array_equal(got["d_rgba.png"][..., 3], rgba[..., 3])
+    assert got["e.png"].shape == (24, 30, 3)
+    sheet = _read(out / "compare" / "a8.png")
+    assert sheet.shape == (24, 2 * 30 + 4, 3)  # input | output
+    # The API and the CLI give the same pixels.
+    import tfdeblur
+
+    np.testing.assert_array_equal(tfdeblur.deblur(str(src / "b16.png"), tiny_model), got["b16.png"])
+
+
+def test_glob_tiles_ensemble_and_ground_truth_sheet(tiny_model, tmp_path, capsys):
+    _write(tmp_path / "in" / "x1.png", _rgb(70, 50, seed=5))
+    _write(tmp_path / "in" / "x2.png", _rgb(40, 40, seed=6))
+    _write(tmp_path / "gt" / "x1.png", _rgb(70, 50, seed=7))
+    out = tmp_path / "out"
+    argv = ["deblur", "--model", tiny_model, str(tmp_path / "in" / "x*.png"), "--out", str(out),
+            "--tile", "32", "--overlap", "8", "--ensemble", "--compare", "--gt", str(tmp_path / "gt")]
+    assert main(argv) == 0
+    assert _files(out) == ["compare", "x1.png", "x2.png"]
+    assert _read(out / "compare" / "x1.png").shape == (70, 3 * 50 + 8, 3)  # input | output | truth
+    assert _read(out / "compare" / "x2.png").shape == (40, 2 * 40 + 4, 3)
+    before = os.stat(out / "x1.png").st_mtime_ns
+    err = run_cli_error(capsys, argv[:-3])
+    assert "x1.png: already exists" in err
+    assert main(argv + ["--overwrite"]) == 0 and os.stat(out / "x1.png").st_mtime_ns != before
+
+
+def test_folder_run_continues_past_bad_files(tiny_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    _write(src / "good1.png", _rgb(seed=8))
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    _write(src / "small.png", _rgb(2, 40, seed=9))
+    _write(src / "good2.png", _rgb(seed=10))
+    out = tmp_path / "out"
+    code = main(["deblur", "--model", tiny_model, str(src), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
+    assert "bad.png" in errors[0] and "cannot decode" in errors[0]
+    assert "small.png" in errors[1] and "smaller than the network's minimum" in errors[1]
+    assert "2 of 4 inputs failed" in captured.out
+    assert _files(out) == ["good1.png", "good2.png"]  # nothing partial, no temp files
+
+
+def _put(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _png_with_size(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _truncated_png(path):
+    _write(path, _rgb(seed=11))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _truncated_jpeg(path):
+    path = path.with_suffix(".jpg")
+    _write(path, _rgb(64, 64, seed=12))
+    data = path.read_bytes()
+    path.write_bytes(data[:200])
+    return path
+
+
+def _float_tiff(path):
+    path = path.with_suffix(".tif")
+    assert cv2.imwrite(str(path), np.zeros((20, 20, 3), np.float32))
+    return path
+
+
+# Each case: (setup(tmp_path) -> path of the bad input, fragment of the message).
+BAD_FILES = {
+    "missing": (lambda p: p / "missing.png", "no such file"),
+    "empty": (lambda p: _put(p / "empty.png", b""), "empty file"),
+    "text": (lambda p: _put(p / "notes.png", b"hello"), "cannot decode"),
+    "truncated_png": (lambda p: _truncated_png(p / "cut.png") or p / "cut.png", "cannot decode"),
+    "truncated_jpeg": (_truncated_jpeg, "cannot decode"),
+    "gif_bytes": (lambda p: _put(p / "anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"), "cannot decode"),
+    "float_tiff": (_float_tiff, "unsupported image"),
+    "zero_width_png": (lambda p: _put(p / "zero.png", _png_with_size(0, 10)), "cannot decode"),
+    "one_pixel": (lambda p: _write(p / "dot.png", _rgb(1, 1)), "smaller than the network's minimum"),
+    "too_thin": (lambda p: _write(p / "thin.png", _rgb(2, 50)), "smaller than the network's minimum"),
+    "folder_named_png": (lambda p: (p / "dir.png").mkdir() or p / "dir.png", "holds no image files"),
+    "glob_matches_nothing": (lambda p: p / "nothing*.png", "pattern matches no files"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_input_file(tiny_model, tmp_path, capsys, case):
+    make, fragment = BAD_FILES[case]
+    path = str(make(tmp_path))
+    out = tmp_path / "out"
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, path, "--out", str(out)])
+    assert path in err and fragment in err
+    assert _files(out) == []
+
+
+@pytest.fixture(scope="module")
+def plain_keras_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plain") / "plain.keras"
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs)).save(path)
+    return str(path)
+
+
+def _model_dir(tmp_path):
+    (tmp_path / "m.keras").mkdir()
+    return str(tmp_path / "m.keras")
+
+
+BAD_MODELS = {
+    "missing": (lambda p, plain: str(p / "nope.keras"), "no such file"),
+    "directory": (lambda p, plain: _model_dir(p), "not a file"),
+    "junk": (lambda p, plain: str(_put(p / "junk.keras", b"junk")), "not a loadable .keras model"),
+    "not_tfdeblur": (lambda p, plain: plain, "not a tfdeblur network"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_file(plain_keras_model, tmp_path, capsys, case):
+    make, fragment = BAD_MODELS[case]
+    model = make(tmp_path, plain_keras_model)
+    image = _write(tmp_path / "x.png", _rgb())
+    err = run_cli_error(capsys, ["deblur", "--model", model, image, "--out", str(tmp_path / "out")])
+    assert f"--model {model}" in err and fragment in err
+    assert _files(tmp_path / "out") == []
+
+
+def test_bad_arguments(tiny_model, tmp_path, capsys):
+    image = _write(tmp_path / "a.png", _rgb())
+    out = str(tmp_path / "out")
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["--out", str(tmp_path / "file")], "exists and is not a directory"),
+        (["--out", out, "--tile", "8"], "tile must be"),
+        (["--out", out, "--tile", "64", "--overlap", "40"], "overlap must be"),
+        (["--out", out, "--overlap", "-3"], "overlap must be"),
+        (["--out", out, "--compare", "--gt", str(tmp_path / "nogt")], "--gt"),
+        (["--out", out, "--gt", str(tmp_path)], "--gt applies to --compare only"),
+    ]
+    for extra, fragment in cases:
+        err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, *extra])
+        assert fragment in err, (extra, err)
+    _write(tmp_path / "b" / "a.jpg", _rgb())
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, str(tmp_path / "b" / "a.jpg"), "--out", out])
+    assert "a.jpg: writes the same output" in err
+    _write(tmp_path / "gt" / "a.png", _rgb(30, 30))
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, "--out", out, "--compare", "--gt", str(tmp_path / "gt")])
+    assert "gt/a.png: ground truth is 30x30" in err and image in err
+    assert _files(tmp_path / "out") == []

@@ -1,0 +1,197 @@
+"""tfdeblur.deblur / Deblurrer: tiling against whole-image runs, self-ensemble
+against a closed form, file kinds and bit depths, tracing once."""
+import cv2
+import keras
+import numpy as np
+import pytest
+
+import tfdeblur
+from tfdeblur import inference
+
+
+def _conv_stack(kernels, seed=0):
+    """A linear, translation-equivariant model: bias-free 'same' convolutions."""
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((None, None, 3))
+    x = inputs
+    for i, k in enumerate(kernels):
+        layer = keras.layers.Conv2D(3, k, padding="same", use_bias=False, name=f"c{i}")
+        x = layer(x)
+        layer.set_weights([rng.normal(0, 0.2, (k, k, 3, 3)).astype(np.float32)])
+    return keras.Model(inputs, x)
+
+
+def _identity():
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Identity()(inputs))
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return _identity()
+
+
+def _rng_image(h, w, seed=0):
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ tiling
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(37, 16, 8), (100, 32, 12), (64, 64, 16), (65, 64, 16), (130, 48, 24)])
+def test_tile_starts_cover_the_image_with_the_overlap(size, tile, overlap):
+    starts = inference.tile_starts(size, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, size) == size
+    gaps = np.diff(starts)
+    assert np.all(tile - gaps >= overlap)
+
+
+@pytest.mark.parametrize("overlap", [8, 16, 21])
+def test_edge_weights_of_neighbours_sum_to_one_at_exact_overlap(overlap):
+    tile = 40
+    a = inference.edge_weights(tile, False, True, overlap)
+    b = inference.edge_weights(tile, True, False, overlap)
+    # Tile b starts `overlap` pixels before tile a ends: sin^2 + cos^2 = 1.
+    total = np.zeros(2 * tile - overlap)
+    total[:tile] += a
+    total[tile - overlap :] += b
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    margin = overlap // 4
+    assert np.all(a[tile - margin :] == 0) and np.all(b[:margin] == 0)
+
+
+@pytest.mark.parametrize("shape", [(70, 90), (33, 129), (128, 40)])
+def test_tiled_identity_is_exact(identity, shape):
+    img = _rng_image(*shape)
+    out = inference.Deblurrer(identity, tile=32, overlap=12).restore_rgb(img)
+    np.testing.assert_allclose(out, img, atol=1e-6)
+
+
+def test_tiled_equals_whole_when_the_margin_covers_the_receptive_field():
+    # Two 3x3 convolutions see 2 pixels each way; margin = overlap // 4 = 4.
+    model = _conv_stack([3, 3])
+    img = _rng_image(70, 93, seed=1)
+    whole = model(img[None]).numpy()[0]
+    tiled = inference.tiled(lambda b: model(b).numpy(), img, tile=32, overlap=16)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    # ...and the margin matters: without it tile borders leak into the result.
+    seams = inference.tiled(lambda b: model(b).numpy(), img, tile=32, overlap=2)
+    assert np.abs(seams - whole).max() > 1e-3
+
+
+def test_max_pixels_switches_tiling_on(identity):
+    d = inference.Deblurrer(identity, max_pixels=100 * 100)
+    assert d.tile_for(100, 100) is None and d.tile_for(100, 101) == inference.DEFAULT_TILE
+    d = inference.Deblurrer(identity, tile=64)
+    assert d.tile_for(64, 64) is None and d.tile_for(30, 65) == 64
+
+
+def test_receptive_radius_of_a_conv_stack():
+    # Three 3x3 convolutions: a 7x7 field, radius 3 (all of the mass inside).
+    assert inference.receptive_radius(_conv_stack([3, 3, 3]), size=32, mass=1.0) == 3
+
+
+# ----------------------------------------------------------- self-ensemble
+
+
+def test_ensemble_equals_the_dihedral_average_kernel():
+    # A linear conv under the 8 flips/rotations, mapped back, is the conv
+    # with the correspondingly transformed kernel; zero padding commutes too.
+    model = _conv_stack([5], seed=3)
+    kernel = model.get_layer("c0").get_weights()[0]  # (kh, kw, in, out)
+    img = _rng_image(23, 31, seed=2)
+    got = inference.Deblurrer(model, ensemble=True).restore_rgb(img)
+    avg = np.zeros_like(kernel)
+    for k, flip in inference.DIHEDRAL:
+        kk = np.rot90(kernel, -k, axes=(0, 1))
+        avg += kk[:, ::-1] if flip else kk
+    avg /= 8
+    expected = np.zeros_like(img)
+    for o in range(3):
+        for i in range(3):
+            expected[..., o] += cv2.filter2D(img[..., i], -1, avg[:, :, i, o], borderType=cv2.BORDER_CONSTANT)
+    np.testing.assert_allclose(got, np.clip(expected, 0, 1), atol=1e-5)
+    single = inference.Deblurrer(model).restore_rgb(img)
+    assert np.abs(single - got).max() > 1e-3
+
+
+# ---------------------------------------------------- dtypes and channels
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: (r.random((20, 30, 3)) * 255).astype(np.uint8),
+        lambda r: (r.random((20, 30, 3)) * 65535).astype(np.uint16),
+        lambda r: (r.random((20, 30)) * 255).astype(np.uint8),
+        lambda r: (r.random((20, 30, 1)) * 65535).astype(np.uint16),
+        lambda r: (r.random((20, 30, 4)) * 255).astype(np.uint8),
+        lambda r: (r.random((20, 30, 2)) * 65535).astype(np.uint16),
+        lambda r: r.random((20, 30, 3)).astype(np.float64),
+    ],
+    ids=["rgb8", "rgb16", "gray8", "gray16x1", "rgba8", "grayalpha16", "float64"],
+)
+def test_identity_model_returns_the_input_in_its_dtype_and_shape(identity, make):
+    img = make(np.random.default_rng(4))
+    out = tfdeblur.deblur(img, identity)
+    assert out.shape == img.shape
+    assert out.dtype == (np.float32 if img.dtype == np.float64 else img.dtype)
+    np.testing.assert_allclose(out, img, atol=1e-6)
+
+
+def test_alpha_passes_through_and_gray_is_restored_via_rgb():
+    model = _conv_stack([3], seed=5)
+    rng = np.random.default_rng(6)
+    rgba = (rng.random((24, 24, 4)) * 255).astype(np.uint8)
+    out = tfdeblur.deblur(rgba, model)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(out[..., :3], tfdeblur.deblur(rgba[..., :3], model))
+    gray = (rng.random((24, 24)) * 255).astype(np.uint8)
+    via_rgb = tfdeblur.deblur(np.repeat(gray[..., None], 3, axis=2), model).astype(np.float64)
+    # the mean of the rounded channels is within one level of the rounded mean
+    assert np.abs(tfdeblur.deblur(gray, model) - via_rgb.mean(axis=2)).max() <= 1.0
+
+
+def test_path_input_keeps_16_bits(identity, tmp_path):
+    img = (np.random.default_rng(7).random((20, 22, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "x.png"), img[..., ::-1])
+    out = tfdeblur.deblur(tmp_path / "x.png", identity)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, img)
+
+
+def test_one_trace_for_all_sizes_tiles_and_rotations(identity):
+    d = inference.Deblurrer(_identity(), tile=32, overlap=8, ensemble=True)
+    for shape in [(20, 30), (20, 30), (41, 50), (70, 20)]:
+        d(_rng_image(*shape))
+    assert d.tracing_count == 1
+
+
+# ------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "img, match",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((20, 20, 5), np.uint8), "HxWx3"),
+        (np.zeros((20, 20, 3), np.int32), "uint8, uint16 or float"),
+        (np.full((20, 20, 3), np.nan, np.float32), "NaN"),
+        (np.zeros((20,), np.uint8), "HxW"),
+    ],
+    ids=["zero-size", "5-channels", "int32", "nan", "1-d"],
+)
+def test_bad_arrays_are_one_line_errors(identity, img, match):
+    with pytest.raises(ValueError, match=match) as e:
+        inference.Deblurrer(identity)(img, name="photo.png")
+    assert str(e.value).startswith("photo.png: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [(dict(tile=8), "tile must be"), (dict(tile=64, overlap=40), "overlap must be"),
+     (dict(overlap=-1), "overlap must be"), (dict(max_pixels=0), "max_pixels must be")],
+)
+def test_bad_options(identity, options, match):
+    with pytest.raises(ValueError, match=match):
+        inference.Deblurrer(identity, **options)
