@@ -33,6 +33,7 @@ import keras
 
 from tfdeblur.layers import (
     CropToMatch,
+    LeakyReLU,
     PadToMultiple,
     apply_frequency_distillation_block,
     apply_frequency_split,
@@ -52,7 +53,7 @@ BLOCKS = ("fdb", "fsb_resblock", "rfdb", "resblock")
 def _apply_fsb_resblock(x, filters, ratio, name):
     """Table 5 "w/o distillation": conv -> FSB -> concat(F_h, F_l) -> conv, + x."""
     y = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv1")(x)
-    y = keras.layers.LeakyReLU(0.2, name=f"{name}_conv1_lrelu")(y)
+    y = LeakyReLU(0.2, name=f"{name}_conv1_lrelu")(y)
     high, low = apply_frequency_split(y, filters, ratio, name=f"{name}_fsb")
     y = keras.layers.Concatenate(name=f"{name}_concat")([high, low])
     y = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)

@@ -40,6 +40,7 @@ from tfdeblur.layers import (
     ACFM,
     ALFM,
     CropToMatch,
+    LeakyReLU,
     PadToMultiple,
     apply_pixel_shuffle_upsample,
     apply_residual_block,
@@ -54,7 +55,7 @@ BLOCKS = ("rfdb", "resblock")
 def _apply_down_block(x, filters, name):
     """Down-block: strided conv3x3 -> lrelu (EDVR's pyramid) -> residual block."""
     x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"{name}_conv_s2")(x)
-    x = keras.layers.LeakyReLU(0.1, name=f"{name}_conv_s2_lrelu")(x)
+    x = LeakyReLU(0.1, name=f"{name}_conv_s2_lrelu")(x)
     return apply_residual_block(x, filters, name=f"{name}_res")
 
 

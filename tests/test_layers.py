@@ -58,3 +58,26 @@ def test_residual_block_is_identity_plus_two_convolutions():
     expected = x + c2(keras.ops.relu(c1(x)))
     np.testing.assert_allclose(model(x), expected, atol=1e-5)
     assert [l.name for l in model.layers[1:]] == ["rb_conv1", "rb_conv2", "rb_add"]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.05, 0.1, 0.2, 1.0])
+def test_leaky_relu_matches_numpy_and_survives_graph_fusion(slope):
+    from tfdeblur.layers import LeakyReLU
+
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 4)).astype("float32")
+    out = run_layer_serialization_test(LeakyReLU(slope), x)
+    np.testing.assert_allclose(out, np.where(x > 0, x, slope * x), rtol=1e-6)
+    # conv + add + leaky ReLU: the pattern TF's remapper fuses with slope 0.2
+    # whatever the layer says (see tfdeblur/layers/activation.py)
+    inp = keras.Input((None, None, 4))
+    y = LeakyReLU(slope)(keras.layers.Add()([keras.layers.Conv2D(4, 3, padding="same")(inp), inp]))
+    model = keras.Model(inp, y)
+    graph = tf.function(lambda t: model(t))(tf.constant(x)).numpy()
+    np.testing.assert_allclose(graph, model(x).numpy(), atol=1e-5)
+
+
+def test_leaky_relu_rejects_a_slope_outside_0_1():
+    from tfdeblur.layers import LeakyReLU
+
+    with pytest.raises(ValueError, match="negative_slope must be in \\[0, 1\\]; got 1.5"):
+        LeakyReLU(1.5)

@@ -63,6 +63,26 @@ def test_untrained_network_is_finite_and_near_identity_or_bounded(name, built):
 
 
 @pytest.mark.parametrize("name", NETWORKS)
+def test_traced_graph_computes_the_same_network_as_eager(name):
+    """model.predict, validation, SavedModel and TF Serving run Grappler-optimized
+    graphs; TF 2.21's remapper has fused ops wrongly before (LeakyReLU's slope,
+    see tfdeblur/layers/activation.py). Every zero-initialized weight (output
+    heads, attention scalars) gets a random value so that every path counts."""
+    keras.utils.set_random_seed(0)
+    model = models.build(name)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        value = w.numpy()
+        if not value.any():
+            w.assign(rng.normal(0.0, 0.02, value.shape).astype(value.dtype))
+    x = random_images(1, 37, 53)
+    eager = model(x).numpy()
+    graph = tf.function(lambda t: model(t))(tf.constant(x)).numpy()
+    assert np.abs(eager - x).max() > 1e-3  # the perturbed network does something
+    np.testing.assert_allclose(graph, eager, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
 def test_one_fit_step_changes_weights_and_lowers_loss(name):
     keras.utils.set_random_seed(0)
     model = models.build(name)

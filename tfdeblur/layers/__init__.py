@@ -3,6 +3,7 @@
 A reader holding a paper finds each block in one hop: the file names follow
 the papers' own names.
 """
+from tfdeblur.layers.activation import LeakyReLU
 from tfdeblur.layers.padding import CropToMatch, PadToMultiple
 from tfdeblur.layers.residual_block import apply_residual_block, apply_residual_stack
 from tfdeblur.layers.sampling import (

@@ -26,6 +26,8 @@ and refines the rest.
 """
 import keras
 
+from tfdeblur.layers.activation import LeakyReLU
+
 from tfdeblur.layers.channel_attention import apply_channel_attention
 from tfdeblur.layers.esa import apply_esa
 from tfdeblur.layers.frequency_split import apply_frequency_split, split_channels
@@ -39,7 +41,7 @@ def apply_frequency_distillation_block(x, filters, ratio=0.5, reduction=16, nega
 
     def conv_lrelu(t, ch, tag):
         t = keras.layers.Conv2D(ch, 3, padding="same", name=f"{name}_{tag}")(t)
-        return keras.layers.LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
+        return LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
 
     highs = []
     low = x
@@ -61,7 +63,7 @@ def apply_residual_feature_distillation_block(x, filters, esa_channels=None, neg
     distilled = max(1, filters // 2)
 
     def lrelu(t, tag):
-        return keras.layers.LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
+        return LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
 
     kept = []
     r = x

@@ -21,6 +21,8 @@ two are equal at the paper's ratio 0.5). F_l is returned at full resolution
 """
 import keras
 
+from tfdeblur.layers.activation import LeakyReLU
+
 from tfdeblur.layers.sampling import UpsampleBilinear2x
 
 
@@ -43,7 +45,7 @@ def apply_frequency_split(x, filters, ratio=0.5, negative_slope=0.2, name="fsb")
     high_ch, low_ch = split_channels(filters, ratio)
 
     def lrelu(t, tag):
-        return keras.layers.LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
+        return LeakyReLU(negative_slope, name=f"{name}_{tag}_lrelu")(t)
 
     def conv(t, ch, k, tag):
         return keras.layers.Conv2D(ch, k, padding="same", name=f"{name}_{tag}")(t)
