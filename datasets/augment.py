@@ -20,3 +20,19 @@ def paired_flip_rot(blur, sharp):
         tf.random.uniform([]) < 0.5, lambda: tf.image.flip_left_right(both), lambda: both
     )
     return both[..., :3], both[..., 3:]
+
+
+def paired_color_jitter(blur, sharp, strength=0.1, seed=None):
+    """One random brightness and colour gain applied to both images.
+
+    A global gain exp(u), u ~ U(-strength, strength), times a per-channel
+    gain exp(v_c), v_c ~ U(-strength/2, strength/2), then clipping to
+    [0, 1]: exposure and white-balance changes that keep the pair aligned
+    in intensity (the blurry image stays the sharp one's blur wherever
+    neither clips).
+    """
+    s = tf.cast(strength, tf.float32)
+    gain = tf.exp(tf.random.uniform([], -s, s, seed=seed)) * tf.exp(
+        tf.random.uniform([3], -s / 2, s / 2, seed=seed)
+    )
+    return tf.clip_by_value(blur * gain, 0.0, 1.0), tf.clip_by_value(sharp * gain, 0.0, 1.0)

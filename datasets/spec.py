@@ -1,18 +1,47 @@
 """`--data SPEC` strings -> datasets.
 
-    synthetic                    procedural scenes + random uniform blur (default, no files)
-    pairs:BLUR_DIR,SHARP_DIR     real pairs matched by file name
+    synthetic                         procedural scenes + random uniform blur (default, no files)
+    pairs:BLUR_DIR,SHARP_DIR          real pairs matched by file name
+    gopro:ROOT[,split=S][,variant=V]  GoPro (GOPRO_Large or flattened); V = blur (default) | blur_gamma
+    hide:ROOT[,split=S]               HIDE_dataset (GT/, train/, test/test-{close-ups,long-shot}/)
+    realblur:ROOT,J|R[,split=S]       RealBlur-J or -R from the official list files in ROOT
+    kohler:ROOT                       Köhler et al. 2012, 48 photos (evaluation only)
+    list:FILE                         text/CSV of `blur,sharp` paths relative to FILE's folder
+    tfrecord:DIR                      shards written by `prepare` (tfdeblur.datasets.tfrecord)
 
+Options follow the root after commas, `key=value`; `realblur` also takes
+`J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
+given, training reads `train` and validates on up to 16 evenly spaced
+`test` pairs, `eval` reads `test`, `prepare` reads `train`. Specs without
+splits (pairs, list) hold out every 10th pair (at most 16) for validation.
+Layouts are described in `tfdeblur.datasets.layouts`.
+
+Images may be 8- or 16-bit, grayscale, RGB or RGBA: they are converted to
+RGB float32 in [0, 1] (gray replicated, alpha dropped, 16-bit / 65535).
 Unknown or malformed specs raise `DataSpecError` with a one-line message.
 """
 import dataclasses
 import os
 
+import numpy as np
+
+from tfdeblur.datasets import layouts as _layouts
 from tfdeblur.datasets import pairs as _pairs
 from tfdeblur.datasets.augment import paired_flip_rot
 from tfdeblur.datasets.synthetic import synthetic_dataset
 
-KINDS = ("synthetic", "pairs:BLUR_DIR,SHARP_DIR")
+KINDS = ("synthetic", "pairs:BLUR_DIR,SHARP_DIR", "gopro:ROOT", "hide:ROOT", "realblur:ROOT,J|R",
+         "kohler:ROOT", "list:FILE", "tfrecord:DIR")
+# Options each loader kind accepts after its root (`gopro:ROOT,split=test`).
+LOADER_OPTIONS = {
+    "gopro": {"split": _layouts.GOPRO_SPLITS, "variant": _layouts.GOPRO_VARIANTS},
+    "hide": {"split": _layouts.GOPRO_SPLITS},
+    "realblur": {"camera": _layouts.REALBLUR_CAMERAS, "split": _layouts.GOPRO_SPLITS},
+    "kohler": {},
+    "list": {},
+    "tfrecord": {},
+}
+MAX_VAL_PAIRS = 16
 SYNTHETIC_VAL_SIZE = 256  # validation images of the synthetic default, pixels
 
 
@@ -24,9 +53,14 @@ class DataSpecError(ValueError):
 class DataSpec:
     kind: str
     paths: tuple = ()
+    options: tuple = ()  # sorted (key, value) pairs, e.g. (("split", "test"),)
 
     def __str__(self):
-        return self.kind if not self.paths else f"{self.kind}:{','.join(self.paths)}"
+        parts = list(self.paths) + [f"{k}={v}" for k, v in self.options]
+        return self.kind if not parts else f"{self.kind}:{','.join(parts)}"
+
+    def option(self, key, default=None):
+        return dict(self.options).get(key, default)
 
 
 def parse_spec(spec):
@@ -39,23 +73,120 @@ def parse_spec(spec):
         if len(parts) != 2 or not all(parts):
             raise DataSpecError(f"--data pairs needs two folders, pairs:BLUR_DIR,SHARP_DIR; got {spec!r}")
         return DataSpec("pairs", tuple(os.path.expanduser(p) for p in parts))
+    if kind in LOADER_OPTIONS and sep:
+        return _parse_loader(kind, rest, spec)
     raise DataSpecError(f"--data must be one of {', '.join(KINDS)}; got {spec!r}")
 
 
-def train_val(spec, crop, seed=0, min_size=1, augment=True):
-    """(train, val): unbatched datasets of (blur, sharp); train is infinite."""
+def _parse_loader(kind, rest, spec):
+    root, *fields = [p.strip() for p in rest.split(",")]
+    if not root:
+        raise DataSpecError(f"--data {kind} needs a path, {kind}:PATH; got {spec!r}")
+    allowed = LOADER_OPTIONS[kind]
+    options = {}
+    for field in fields:
+        key, eq, value = field.partition("=")
+        if not eq and kind == "realblur" and field in _layouts.REALBLUR_CAMERAS:
+            key, value = "camera", field
+        elif not eq:
+            raise DataSpecError(f"--data {kind} options are key=value after the path; got {field!r} in {spec!r}")
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise DataSpecError(f"--data {kind} option {key!r} is unknown (options: {known}); got {spec!r}")
+        if value not in allowed[key]:
+            raise DataSpecError(f"--data {kind} {key} must be one of {', '.join(allowed[key])}; got {value!r}")
+        options[key] = value
+    if kind == "realblur" and "camera" not in options:
+        raise DataSpecError(f"--data realblur needs the camera, realblur:ROOT,J or realblur:ROOT,R; got {spec!r}")
+    return DataSpec(kind, (os.path.expanduser(root),), tuple(sorted(options.items())))
+
+
+def spec_pairs(spec, split):
+    """(pairs, names) of a file-based spec; `split` applies where the spec
+    gives none (and the dataset has splits)."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    root = spec.paths[0] if spec.paths else None
+    split = spec.option("split", split)
+    if spec.kind == "pairs":
+        pairs = _pairs.folder_pairs(*spec.paths, check=False)
+        return pairs, [os.path.splitext(os.path.basename(b))[0] for b, _ in pairs]
+    if spec.kind == "gopro":
+        return _layouts.gopro_pairs(root, split, spec.option("variant", "blur"))
+    if spec.kind == "hide":
+        return _layouts.hide_pairs(root, split)
+    if spec.kind == "realblur":
+        return _layouts.realblur_pairs(root, spec.option("camera"), split)
+    if spec.kind == "kohler":
+        return _layouts.kohler_pairs(root)
+    if spec.kind == "list":
+        return _layouts.list_pairs(root)
+    raise DataSpecError(f"--data {spec}: has no image files to list")
+
+
+def _has_splits(spec):
+    return spec.kind in ("gopro", "hide", "realblur")
+
+
+def _evenly_spaced(items, n=MAX_VAL_PAIRS):
+    if len(items) <= n:
+        return list(items)
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
+    """(train, val): unbatched datasets of (blur, sharp); train is infinite.
+
+    `shard=(count, index)`: this input pipeline's share of the training
+    data (files, records, or for synthetic data its own seed stream).
+    """
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if spec.kind == "synthetic":
+        if shard is not None and shard[0] > 1:
+            seed = seed * 1024 + shard[1]  # disjoint streams per pipeline (< 1024 pipelines)
         train = synthetic_dataset("train", crop=crop, seed=seed)
         if augment:
             train = train.map(paired_flip_rot)
         val = synthetic_dataset("val", crop=SYNTHETIC_VAL_SIZE)
         return train, val
-    pairs = _pairs.folder_pairs(*spec.paths, min_size=max(min_size, crop))
-    train_pairs, val_pairs = _pairs.split_pairs(pairs)
-    train = _pairs.pairs_dataset(train_pairs, crop=crop, training=True, seed=seed, augment=augment)
+    if spec.kind == "kohler":
+        raise DataSpecError(f"--data {spec}: Köhler's 48 photos are an evaluation benchmark; train on another dataset")
+    if spec.kind == "tfrecord":
+        from tfdeblur.datasets import tfrecord as _tfrecord
+
+        return _tfrecord.train_val(spec.paths[0], crop, seed=seed, min_size=min_size, augment=augment, shard=shard)
+    if _has_splits(spec) and spec.option("split", "train") == "train":
+        train_pairs, _ = spec_pairs(spec, "train")
+        val_pairs = _evenly_spaced(spec_pairs(spec, "test")[0])
+        _pairs.check_pairs(train_pairs, min_size=max(min_size, crop))
+        _pairs.check_pairs(val_pairs, min_size=min_size)
+    else:
+        pairs, _ = spec_pairs(spec, None)
+        _pairs.check_pairs(pairs, min_size=max(min_size, crop))
+        train_pairs, val_pairs = _pairs.split_pairs(pairs, max_val=MAX_VAL_PAIRS)
+    train = _pairs.pairs_dataset(train_pairs, crop=crop, training=True, seed=seed, augment=augment, shard=shard)
     val = _pairs.pairs_dataset(val_pairs, crop=None, training=False)
     return train, val
+
+
+def distributed_train_dataset(strategy, spec, crop, global_batch, seed=0, min_size=1, augment=True):
+    """The training stream for `strategy`, batched per replica.
+
+    `strategy.distribute_datasets_from_function`: each input pipeline (one
+    per worker) reads only its shard of the files or TFRecord shards
+    (`train_val(shard=...)`), so no worker decodes images it then drops,
+    and batches `global_batch / replicas` per replica. For one worker this
+    is the whole dataset, batched per replica.
+    """
+    import tensorflow as tf
+
+    def make(ctx):
+        train, _ = train_val(spec, crop, seed=seed, min_size=min_size, augment=augment,
+                             shard=(ctx.num_input_pipelines, ctx.input_pipeline_id))
+        per_replica = ctx.get_per_replica_batch_size(global_batch)
+        return train.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(make)
 
 
 def evaluation(spec, min_size=1):
@@ -66,6 +197,12 @@ def evaluation(spec, min_size=1):
 
         names = [f"synthetic_val_{i:03d}" for i in range(DEFAULT_VAL_IMAGES)]
         return synthetic_dataset("val", crop=SYNTHETIC_VAL_SIZE), len(names), names
-    pairs = _pairs.folder_pairs(*spec.paths, min_size=min_size)
-    names = [os.path.basename(b) for b, _ in pairs]
+    if spec.kind == "tfrecord":
+        from tfdeblur.datasets import tfrecord as _tfrecord
+
+        return _tfrecord.evaluation(spec.paths[0], min_size=min_size)
+    pairs, names = spec_pairs(spec, "test")
+    if spec.kind == "pairs":
+        names = [os.path.basename(b) for b, _ in pairs]
+    _pairs.check_pairs(pairs, min_size=min_size)
     return _pairs.pairs_dataset(pairs, training=False), len(pairs), names

@@ -137,12 +137,12 @@ def test_pair_of_different_sizes(capsys, tmp_path):
     assert "001.png" in err and "40" in err and "50" in err
 
 
-@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit"])
-def test_unsupported_image_kinds_in_pairs(capsys, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["truncated", "not-an-image"])
+def test_unusable_images_in_pairs(capsys, tmp_path, kind):
+    # Grayscale, RGBA and 16-bit pairs are converted, not refused (tests/test_datasets.py).
     blur_dir, sharp_dir = _pairs_dir(tmp_path, n=2)
-    bad = {"gray": np.zeros((40, 48), np.uint8), "rgba": np.zeros((40, 48, 4), np.uint8),
-           "16bit": np.zeros((40, 48, 3), np.uint16)}[kind]
-    _png(blur_dir / "000.png", bad)
+    data = (blur_dir / "000.png").read_bytes()
+    (blur_dir / "000.png").write_bytes(data[: len(data) // 2] if kind == "truncated" else b"hello")
     err = _error(capsys, ["train", "mtwdn", "--data", f"pairs:{blur_dir},{sharp_dir}", "--out", str(tmp_path / "r"), "--precision", "fp32", "--crop", "32"])
     assert "000.png" in err
 

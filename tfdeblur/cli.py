@@ -2,6 +2,7 @@
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
     eval --model FILE.keras --data SPEC [--json FILE]
+    prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite]
     deblur --model FILE.keras INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
     export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
 
@@ -26,13 +27,20 @@ def _positive_int(text):
     return value
 
 
+DATA_HELP = (
+    "synthetic (default), pairs:BLUR_DIR,SHARP_DIR, gopro:ROOT[,split=train|test][,variant=blur|blur_gamma], "
+    "hide:ROOT[,split=..], realblur:ROOT,J|R[,split=..], kohler:ROOT (eval only), list:FILE (blur,sharp per line), "
+    "tfrecord:DIR (from `prepare`); see tfdeblur/datasets/spec.py"
+)
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="tfdeblur", description="Single-image motion deblurring (TF2/Keras 3).")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a network")
     t.add_argument("net", help="network preset, e.g. mtwdn (see `tfdeblur list`)")
-    t.add_argument("--data", default="synthetic", help="synthetic (default) or pairs:BLUR_DIR,SHARP_DIR")
+    t.add_argument("--data", default="synthetic", help=DATA_HELP)
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 1000)")
     budget.add_argument("--epochs", type=_positive_int, help="epochs of --steps-per-epoch steps")
@@ -50,8 +58,15 @@ def _parser():
 
     e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
     e.add_argument("--model", required=True, help="a .keras file written by `train`")
-    e.add_argument("--data", required=True, help="synthetic or pairs:BLUR_DIR,SHARP_DIR")
+    e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
     e.add_argument("--json", help="write the summary as JSON to this file")
+
+    r = sub.add_parser("prepare", help="write a --data spec as sharded TFRecords (read back with tfrecord:DIR)")
+    r.add_argument("data", metavar="SPEC", help=DATA_HELP + "; prepare reads the train split unless split= is given")
+    r.add_argument("--out", required=True, help="output folder (written atomically)")
+    r.add_argument("--shards", type=_positive_int, default=1, help="number of TFRecord files (default 1)")
+    r.add_argument("--crop", type=_positive_int, help="store non-overlapping NxN tiles instead of whole images")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
 
     d = sub.add_parser("deblur", help="restore image files, folders or globs")
     d.add_argument("--model", required=True, help="a .keras file written by `train`")
@@ -188,6 +203,20 @@ class _Progress:
             self.stream.flush()
 
 
+def _cmd_prepare(args):
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.datasets import tfrecord
+    from tfdeblur.datasets.pairs import check_pairs
+
+    spec = data_spec.parse_spec(args.data)
+    pairs, names = data_spec.spec_pairs(spec, "train")
+    check_pairs(pairs, min_size=args.crop or 1)
+    meta = tfrecord.write_tfrecords(pairs, names, args.out, shards=args.shards, crop=args.crop,
+                                    source=str(spec), overwrite=args.overwrite, log=print)
+    print(f"{spec}: {meta['pairs']} pairs -> {meta['records']} records in {len(meta['shards'])} shard(s) at {args.out}")
+    return 0
+
+
 def _cmd_deblur(args):
     import numpy as np
 
@@ -309,13 +338,33 @@ def _cmd_list(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     _quiet_tensorflow()
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
+                "prepare": _cmd_prepare}
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:
+        message = _image_error_inside(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _image_error_inside(e):
+    """The `ImageError` line of a TensorFlow error raised by an input
+    pipeline (a file that passed the header checks but fails to decode
+    mid-run), or None for any other error."""
+    if not type(e).__module__.startswith("tensorflow"):
+        return None
+    for line in str(e).splitlines():
+        head, sep, rest = line.strip().partition("ImageError: ")
+        if sep and rest:
+            return rest
+    return None
 
 
 if __name__ == "__main__":

@@ -42,6 +42,17 @@ def read_image(path, *, allow_conversion=False):
     16-bit samples by 1/65535. EXIF orientation is not applied (OpenCV's
     IMREAD_UNCHANGED), so pixels line up with the file as datasets store it.
     """
+    rgb = read_image_samples(path, allow_conversion=allow_conversion)
+    scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    return rgb.astype(np.float32) / np.float32(scale)
+
+
+def read_image_samples(path, *, allow_conversion=False):
+    """`read_image` before the scaling: uint8 or uint16 RGB samples, (H, W, 3).
+
+    `read_image(p) == read_image_samples(p) / (255 or 65535)` in float32,
+    so integer samples stored elsewhere (TFRecords) give the same floats.
+    """
     path = os.fspath(path)
     img = _decode(path)
     channels = 1 if img.ndim == 2 else img.shape[2]
@@ -56,8 +67,7 @@ def read_image(path, *, allow_conversion=False):
         rgb = np.repeat(gray[..., None], 3, axis=2)
     else:
         rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
-    return rgb.astype(np.float32) / np.float32(scale)
+    return np.ascontiguousarray(rgb)
 
 
 def write_image(path, img, *, jpeg_quality=95):

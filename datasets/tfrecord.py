@@ -1,0 +1,278 @@
+"""Sharded TFRecords of (blur, sharp) pairs: `prepare` writes, `tfrecord:DIR` reads.
+
+`python cli.py prepare SPEC --out DIR [--shards N] [--crop N]` converts any
+file-based `--data` spec into `DIR/pairs-00000-of-0000N.tfrecord` plus
+`DIR/meta.json`. Multi-worker training reads them with per-file
+auto-sharding (each worker opens its own shards), and decoding runs in
+TensorFlow ops (`tf.io.decode_png`), outside the Python GIL.
+
+Record (one `tf.train.Example` per pair or crop):
+
+    name    bytes   pair name (with `@y,x` for a crop at row y, column x)
+    blur    bytes   lossless PNG of the blurry image's RGB samples
+    sharp   bytes   lossless PNG of the sharp image's RGB samples
+    depth   int64   8 or 16 (bits per sample of both PNGs)
+    height, width   int64
+
+The samples are the integers `tfdeblur.io.read_image_samples` returns
+(grayscale already replicated, alpha dropped), and reading divides them by
+255 or 65535 in float32 exactly as `read_image` does, so a record reads
+back bit-identical to the source files (tested). `--crop N` stores the
+non-overlapping N x N tiles of each pair (row-major, remainders dropped)
+instead of whole images: smaller records that need no crop at train time.
+Pairs go to shards round robin, so shards hold equal counts (+-1).
+
+The folder appears atomically: everything is written into a hidden
+temporary folder beside DIR, which is renamed to DIR at the end.
+"""
+import json
+import os
+import shutil
+import uuid
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from tfdeblur.datasets.augment import paired_flip_rot, paired_random_crop
+from tfdeblur.io import ImageError, read_image_samples
+
+META = "meta.json"
+FORMAT = "tfdeblur-pairs-v1"
+MAX_VAL_RECORDS = 16
+
+
+def shard_name(index, count):
+    return f"pairs-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def _png(samples):
+    bgr = cv2.cvtColor(samples, cv2.COLOR_RGB2BGR)
+    # Level 1: about as small as the default for photos, several times faster.
+    ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ImageError("cannot encode a PNG record")
+    return data.tobytes()
+
+
+def _example(name, blur, sharp):
+    feature = {
+        "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
+        "blur": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png(blur)])),
+        "sharp": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png(sharp)])),
+        "depth": tf.train.Feature(int64_list=tf.train.Int64List(value=[8 * blur.dtype.itemsize])),
+        "height": tf.train.Feature(int64_list=tf.train.Int64List(value=[blur.shape[0]])),
+        "width": tf.train.Feature(int64_list=tf.train.Int64List(value=[blur.shape[1]])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _tiles(name, blur, sharp, crop):
+    if not crop:
+        yield name, blur, sharp
+        return
+    h, w = blur.shape[:2]
+    for y in range(0, h - crop + 1, crop):
+        for x in range(0, w - crop + 1, crop):
+            yield f"{name}@{y},{x}", blur[y:y + crop, x:x + crop], sharp[y:y + crop, x:x + crop]
+
+
+def _same_depth(blur, sharp):
+    """Both images at one bit depth (a 16-bit image beside an 8-bit partner
+    is widened, v * 257, which `/ 65535` maps to the same float as `/ 255`)."""
+    if blur.dtype == sharp.dtype:
+        return blur, sharp
+    return blur.astype(np.uint16) * np.uint16(257) if blur.dtype == np.uint8 else blur, (
+        sharp.astype(np.uint16) * np.uint16(257) if sharp.dtype == np.uint8 else sharp
+    )
+
+
+def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite=False, log=None):
+    """Writes `pairs` (paths) as `shards` TFRecord files in folder `out`.
+
+    Returns the metadata dict also written to `out/meta.json`.
+    """
+    if not isinstance(shards, int) or shards < 1:
+        raise ValueError(f"--shards must be a positive integer; got {shards!r}")
+    if crop is not None and (not isinstance(crop, int) or crop < 1):
+        raise ValueError(f"--crop must be a positive integer; got {crop!r}")
+    if shards > len(pairs):
+        raise ValueError(f"--shards must be at most the {len(pairs)} pairs; got {shards}")
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not (os.path.isdir(out) and (overwrite or not os.listdir(out))):
+        raise ValueError(f"--out {out}: already exists; choose another folder or pass --overwrite")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out)}.{uuid.uuid4().hex[:12]}.tmp")
+    os.makedirs(tmp)
+    try:
+        writers = [tf.io.TFRecordWriter(os.path.join(tmp, shard_name(i, shards))) for i in range(shards)]
+        counts = [0] * shards
+        records = 0
+        for k, ((blur_path, sharp_path), name) in enumerate(zip(pairs, names)):
+            blur = read_image_samples(blur_path, allow_conversion=True)
+            sharp = read_image_samples(sharp_path, allow_conversion=True)
+            if blur.shape != sharp.shape:
+                raise ImageError(f"{blur_path} is {blur.shape[1]}x{blur.shape[0]} but its sharp partner "
+                                 f"{sharp_path} is {sharp.shape[1]}x{sharp.shape[0]}")
+            if crop and min(blur.shape[:2]) < crop:
+                raise ImageError(f"{blur_path}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
+            blur, sharp = _same_depth(blur, sharp)
+            for tile_name, b, s in _tiles(name, blur, sharp, crop):
+                i = records % shards
+                writers[i].write(_example(tile_name, b, s))
+                counts[i] += 1
+                records += 1
+            if log and (k + 1) % 100 == 0:
+                log(f"{k + 1}/{len(pairs)} pairs, {records} records")
+        for w in writers:
+            w.close()
+        meta = {"format": FORMAT, "source": source, "pairs": len(pairs), "records": records,
+                "crop": crop, "shards": [shard_name(i, shards) for i in range(shards)], "counts": counts}
+        with open(os.path.join(tmp, META), "w") as f:
+            json.dump(meta, f, indent=2)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def read_meta(directory):
+    path = os.path.join(directory, META)
+    if not os.path.isdir(directory):
+        raise ImageError(f"{directory}: no such directory (tfrecord:DIR)")
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise ImageError(f"{directory}: no {META}; not a folder written by `prepare`") from None
+    except (OSError, ValueError) as e:
+        raise ImageError(f"{path}: unreadable ({e.__class__.__name__})") from e
+    if meta.get("format") != FORMAT:
+        raise ImageError(f"{path}: format must be {FORMAT}; got {meta.get('format')!r}")
+    missing = [s for s in meta["shards"] if not os.path.isfile(os.path.join(directory, s))]
+    if missing:
+        raise ImageError(f"{directory}: {len(missing)} shard(s) missing ({', '.join(missing[:3])})")
+    return meta
+
+
+_FEATURES = {
+    "name": tf.io.FixedLenFeature([], tf.string),
+    "blur": tf.io.FixedLenFeature([], tf.string),
+    "sharp": tf.io.FixedLenFeature([], tf.string),
+    "depth": tf.io.FixedLenFeature([], tf.int64),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _decode(data, depth):
+    def as_float(dtype, scale):
+        return tf.cast(tf.io.decode_png(data, channels=3, dtype=dtype), tf.float32) / scale
+
+    img = tf.cond(depth == 16, lambda: as_float(tf.uint16, 65535.0), lambda: as_float(tf.uint8, 255.0))
+    img.set_shape([None, None, 3])
+    return img
+
+
+def parse_record(record):
+    """(name, blur, sharp) of one serialized record; float32 [0, 1]."""
+    f = tf.io.parse_single_example(record, _FEATURES)
+    return f["name"], _decode(f["blur"], f["depth"]), _decode(f["sharp"], f["depth"])
+
+
+def _files(directory, meta, shard=None):
+    files = [os.path.join(directory, s) for s in meta["shards"]]
+    if shard is not None:
+        count, index = shard
+        files = files[index::count]
+        if not files:
+            raise ImageError(f"{directory}: {len(meta['shards'])} shard(s) cannot feed {count} input pipelines")
+    return files
+
+
+def records_dataset(directory, shard=None, with_names=False):
+    """Every record once, shards in order (deterministic): (blur, sharp) or
+    (name, blur, sharp)."""
+    meta = read_meta(directory)
+    ds = tf.data.TFRecordDataset(_files(directory, meta, shard))
+    ds = ds.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds if with_names else ds.map(lambda n, b, s: (b, s))
+
+
+def _min_side(meta, directory, min_size):
+    if meta.get("crop") and meta["crop"] < min_size:
+        raise ImageError(f"{directory}: records are {meta['crop']}x{meta['crop']} crops, under the minimum {min_size}")
+
+
+SHUFFLE_BYTES = 256 << 20  # encoded records held by the shuffle buffer
+
+
+def _shuffle_buffer(directory, meta):
+    """As many records as fit in `SHUFFLE_BYTES` (at least 16, at most all):
+    thousands of pre-cut crops, a few dozen full 720p pairs."""
+    size = sum(os.path.getsize(os.path.join(directory, s)) for s in meta["shards"])
+    per_record = max(1, size // max(1, meta["records"]))
+    return int(min(max(1, meta["records"]), max(16, SHUFFLE_BYTES // per_record)))
+
+
+def train_val(directory, crop, seed=0, min_size=1, augment=True, shard=None):
+    """(train, val) from a prepared folder: every 10th record of the first
+    shard (at most 16) is held out for validation, the rest trains
+    (shuffled, repeated, random crops, D4 augmentation). With
+    `shard=(count, index)` a pipeline reads only its shard files."""
+    meta = read_meta(directory)
+    _min_side(meta, directory, max(min_size, crop))
+    first = meta["shards"][0]
+
+    def keep(for_val):
+        def predicate(i, file_index, record):
+            held = tf.logical_and(tf.equal(file_index, 0), tf.logical_and(i % 10 == 0, i < 10 * MAX_VAL_RECORDS))
+            return held if for_val else tf.logical_not(held)
+
+        return predicate
+
+    def indexed(files):
+        # (index within its file, index of the file among all shards, record)
+        per_file = [
+            tf.data.TFRecordDataset(f).enumerate().map(
+                lambda i, r, j=meta["shards"].index(os.path.basename(f)): (i, tf.constant(j, tf.int64), r)
+            )
+            for f in files
+        ]
+        ds = per_file[0]
+        for other in per_file[1:]:
+            ds = ds.concatenate(other)
+        return ds
+
+    files = _files(directory, meta, shard)
+    train = indexed(files)
+    if meta["records"] > 1:
+        train = train.filter(keep(False))
+    train = train.map(lambda i, j, r: r)
+    train = train.shuffle(_shuffle_buffer(directory, meta), seed=seed, reshuffle_each_iteration=True).repeat()
+    train = train.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    train = train.map(lambda n, b, s: paired_random_crop(b, s, crop), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        train = train.map(paired_flip_rot, num_parallel_calls=tf.data.AUTOTUNE)
+    val = indexed([os.path.join(directory, first)]).filter(keep(True)).map(lambda i, j, r: r)
+    val = val.map(parse_record).map(lambda n, b, s: (b, s))
+    return train, val
+
+
+def evaluation(directory, min_size=1):
+    """(dataset of (blur, sharp), count, names), every record in shard order."""
+    meta = read_meta(directory)
+    _min_side(meta, directory, min_size)
+    names = [n.decode() for n, _, _ in _names_only(directory, meta)]
+    return records_dataset(directory), meta["records"], names
+
+
+def _names_only(directory, meta):
+    ds = tf.data.TFRecordDataset(_files(directory, meta)).map(
+        lambda r: (tf.io.parse_single_example(r, {"name": _FEATURES["name"]})["name"], 0, 0)
+    )
+    return ds.as_numpy_iterator()
