@@ -36,3 +36,26 @@ def paired_color_jitter(blur, sharp, strength=0.1, seed=None):
         tf.random.uniform([3], -s / 2, s / 2, seed=seed)
     )
     return tf.clip_by_value(blur * gain, 0.0, 1.0), tf.clip_by_value(sharp * gain, 0.0, 1.0)
+
+
+def paired_flip_rot_stateless(blur, sharp, seed):
+    """`paired_flip_rot` drawn from a stateless seed (shape [2] ints): the
+    same seed gives the same transform in any process, so a resumed run
+    replays exactly the augmentation of the run it continues."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    both = tf.concat([blur, sharp], axis=-1)
+    k = tf.random.stateless_uniform([], seeds[0], 0, 4, dtype=tf.int32)
+    both = tf.image.rot90(both, k)
+    both = tf.cond(
+        tf.random.stateless_uniform([], seeds[1]) < 0.5,
+        lambda: tf.image.flip_left_right(both),
+        lambda: both,
+    )
+    return both[..., :3], both[..., 3:]
+
+
+def paired_random_crop_stateless(blur, sharp, size, seed):
+    """`paired_random_crop` drawn from a stateless seed (shape [2] ints)."""
+    both = tf.concat([blur, sharp], axis=-1)
+    both = tf.image.stateless_random_crop(both, [size, size, 6], seed=seed)
+    return both[..., :3], both[..., 3:]

@@ -134,6 +134,21 @@ def _evenly_spaced(items, n=MAX_VAL_PAIRS):
     return [items[i] for i in idx]
 
 
+def train_val_pairs(spec, crop, min_size=1):
+    """(train pairs, validation pairs) of a file-based spec, checked."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if _has_splits(spec) and spec.option("split", "train") == "train":
+        train_pairs, _ = spec_pairs(spec, "train")
+        val_pairs = _evenly_spaced(spec_pairs(spec, "test")[0])
+        _pairs.check_pairs(train_pairs, min_size=max(min_size, crop))
+        _pairs.check_pairs(val_pairs, min_size=min_size)
+    else:
+        pairs, _ = spec_pairs(spec, None)
+        _pairs.check_pairs(pairs, min_size=max(min_size, crop))
+        train_pairs, val_pairs = _pairs.split_pairs(pairs, max_val=MAX_VAL_PAIRS)
+    return train_pairs, val_pairs
+
+
 def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
     """(train, val): unbatched datasets of (blur, sharp); train is infinite.
 
@@ -155,15 +170,7 @@ def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
         from tfdeblur.datasets import tfrecord as _tfrecord
 
         return _tfrecord.train_val(spec.paths[0], crop, seed=seed, min_size=min_size, augment=augment, shard=shard)
-    if _has_splits(spec) and spec.option("split", "train") == "train":
-        train_pairs, _ = spec_pairs(spec, "train")
-        val_pairs = _evenly_spaced(spec_pairs(spec, "test")[0])
-        _pairs.check_pairs(train_pairs, min_size=max(min_size, crop))
-        _pairs.check_pairs(val_pairs, min_size=min_size)
-    else:
-        pairs, _ = spec_pairs(spec, None)
-        _pairs.check_pairs(pairs, min_size=max(min_size, crop))
-        train_pairs, val_pairs = _pairs.split_pairs(pairs, max_val=MAX_VAL_PAIRS)
+    train_pairs, val_pairs = train_val_pairs(spec, crop, min_size)
     train = _pairs.pairs_dataset(train_pairs, crop=crop, training=True, seed=seed, augment=augment, shard=shard)
     val = _pairs.pairs_dataset(val_pairs, crop=None, training=False)
     return train, val

@@ -323,7 +323,7 @@ def make_pair(seed, size=256, max_kernel_size=31, kernel_probs=None, kernel_size
 
 def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kernel_size=31,
                       kernel_probs=None, kernel_size_bias=3.0, noise_range=DEFAULT_NOISE_RANGE,
-                      gamma=2.2):
+                      gamma=2.2, indices=None):
     """Unbatched `tf.data.Dataset` of procedural (blur, sharp) pairs.
 
     Element i is `make_pair((SPLIT_TAGS[split], seed, i), crop, ...)`, so it
@@ -339,6 +339,10 @@ def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kern
       num_images: number of elements; None is infinite for train, 16 for val.
       max_kernel_size, kernel_probs, kernel_size_bias, noise_range, gamma:
         as in `make_pair`.
+      indices: optional dataset of int64 element indices to generate instead
+        of 0, 1, 2, ... (`num_images` is then ignored): resuming a run at
+        sample k, or one worker's shard, without generating the others
+        (`tfdeblur.training.stream`).
 
     Returns:
       Dataset of (blur, sharp) float32 tensors of shape (crop, crop, 3) in
@@ -378,5 +382,6 @@ def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kern
         sharp.set_shape((crop, crop, 3))
         return blur, sharp
 
-    indices = tf.data.Dataset.counter() if num_images is None else tf.data.Dataset.range(num_images)
+    if indices is None:
+        indices = tf.data.Dataset.counter() if num_images is None else tf.data.Dataset.range(num_images)
     return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

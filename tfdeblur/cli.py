@@ -48,7 +48,9 @@ def _parser():
     t.add_argument("--batch-size", type=_positive_int, help="global batch (default 4; the recipe's with --paper)")
     t.add_argument("--crop", type=_positive_int, help="square training crop, pixels (default 128; the recipe's with --paper)")
     t.add_argument("--out", help="run folder (default runs/NET)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (give the same options as the run)")
+    t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the last K checkpoints (default 3)")
+    t.add_argument("--stop-at", type=_positive_int, metavar="STEP", help="end this session after the checkpoint of STEP (a multiple of --steps-per-epoch); --resume continues")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
@@ -127,6 +129,7 @@ def _cmd_train(args):
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
+        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at,
     )
     run_training(cfg)
     return 0

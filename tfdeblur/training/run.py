@@ -1,9 +1,9 @@
 """The training run behind `python cli.py train NET`.
 
 A run folder holds: `config.json` (the resolved configuration),
-`checkpoints/` (model + optimizer + epoch, `tf.train.CheckpointManager`,
-which writes each checkpoint before it updates its index, so a crash leaves
-the previous one intact), `logs/` (TensorBoard scalars and before/after
+`checkpoints/` (model, optimizer, step and data position for an exact
+resume, written atomically, the last `keep_checkpoints` kept: see
+`tfdeblur/training/state.py`), `logs/` (TensorBoard scalars and before/after
 images), `model.keras` (the trained model, written atomically),
 `samples.png` (blurry | output | sharp sheet) and `results.json` (validation
 PSNR/SSIM of the output and of the blurry input).
@@ -16,18 +16,16 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdeblur import io as tio
 from tfdeblur.evaluate import evaluate_pairs
 from tfdeblur.perceptual import recipe_with_vgg_weights
+from tfdeblur.training import state as run_state
+from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import set_precision
+from tfdeblur.training.stream import train_stream
 from tfdeblur.training.recipes import compile_args
-
-
-class RunError(ValueError):
-    """A training request that cannot run as asked (bad argument, bad folder)."""
 
 
 @dataclasses.dataclass
@@ -48,6 +46,9 @@ class TrainConfig:
     devices: list = None  # MirroredStrategy devices; default: all GPUs if > 1
     val_images: int = None  # limit validation images (None: all)
     vgg_weights: str = None  # VGG16(include_top=False) weights for perceptual losses (FDDN)
+    keep_checkpoints: int = 3  # checkpoints kept in checkpoints/ (the newest ones)
+    model_overrides: dict = None  # constructor kwargs replacing the preset's (tests: tiny models)
+    stop_at: int = None  # end this session after the checkpoint of this step; --resume continues
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -87,7 +88,7 @@ def _check_config(cfg):
 
     get_preset(cfg.net)  # raises with the known names
     resolve_defaults(cfg, get_recipe(cfg.net))
-    for arg in ("batch_size", "crop", "steps_per_epoch"):
+    for arg in ("batch_size", "crop", "steps_per_epoch", "keep_checkpoints"):
         value = getattr(cfg, arg)
         if not isinstance(value, int) or value < 1:
             raise RunError(f"--{arg.replace('_', '-')} must be a positive integer; got {value!r}")
@@ -97,6 +98,9 @@ def _check_config(cfg):
             raise RunError(f"--{arg} must be a positive integer; got {value!r}")
     if not isinstance(cfg.learning_rate, (int, float)) or not cfg.learning_rate > 0:
         raise RunError(f"--learning-rate must be a positive number; got {cfg.learning_rate!r}")
+    if cfg.stop_at is not None and (not isinstance(cfg.stop_at, int) or cfg.stop_at < 1
+                                    or cfg.stop_at % cfg.steps_per_epoch):
+        raise RunError(f"--stop-at must be a positive multiple of --steps-per-epoch {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
     if cfg.steps is not None and cfg.epochs is not None:
         raise RunError("--steps and --epochs are exclusive; got both")
 
@@ -109,10 +113,7 @@ def _prepare_out(cfg):
         os.path.exists(os.path.join(out, f)) for f in ("config.json", "model.keras", "checkpoints")
     )
     if cfg.resume:
-        if not os.path.exists(os.path.join(out, "config.json")):
-            raise RunError(f"--resume: {out} holds no run to resume (no config.json)")
-        with open(os.path.join(out, "config.json")) as f:
-            previous = json.load(f)
+        previous = run_state.read_previous_config(out)
         if previous.get("net") != cfg.net:
             raise RunError(
                 f"--resume: {out} holds a run of {previous.get('net')!r}, not {cfg.net!r}"
@@ -140,17 +141,6 @@ def save_model_atomic(model, path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class _CheckpointEachEpoch(keras.callbacks.Callback):
-    def __init__(self, manager, epoch_var):
-        super().__init__()
-        self.manager = manager
-        self.epoch_var = epoch_var
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
 
 
 class _ImageSummaries(keras.callbacks.Callback):
@@ -197,23 +187,16 @@ def run_training(cfg, log=print):
     total_steps = epochs * steps_per_epoch
 
     recipe = recipe_with_vgg_weights(get_recipe(cfg.net), cfg.vgg_weights, required=cfg.paper)
+    # Seeds weight initialization; the data draws from its own stateless
+    # seeds (tfdeblur/training/stream.py).
+    keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
-        model = build(cfg.net)
+        model = build(cfg.net, **(cfg.model_overrides or {}))
         model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch))
         model.optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        state = run_state.RunState(model, os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
     if cfg.crop < model.min_size:
         raise RunError(f"--crop must be at least {model.min_size} for {cfg.net}; got {cfg.crop}")
-
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(cfg.out, "checkpoints"), max_to_keep=3)
-    initial_epoch = 0
-    if cfg.resume:
-        if manager.latest_checkpoint is None:
-            raise RunError(f"--resume: {cfg.out}/checkpoints holds no checkpoint")
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        initial_epoch = int(epoch_var.numpy())
-        log(f"resumed from {manager.latest_checkpoint} (epoch {initial_epoch}/{epochs})")
 
     resolved = dataclasses.asdict(cfg)
     resolved.update(
@@ -228,12 +211,26 @@ def run_training(cfg, log=print):
         tensorflow=tf.__version__,
         keras=keras.__version__,
     )
+    initial_epoch = 0
+    if cfg.resume:
+        mismatch = run_state.resume_mismatch(run_state.read_previous_config(cfg.out), resolved)
+        if mismatch:
+            raise RunError(f"--resume: {cfg.out} holds a different run: {mismatch}")
+        notice = run_state.resume_notice(run_state.read_previous_config(cfg.out), resolved)
+        if notice:
+            log(f"--resume: {notice}")
+        step = state.restore(cfg.net)
+        if step % steps_per_epoch:
+            raise RunError(f"--resume: checkpoint {state.latest} is at step {step}, not a multiple of --steps-per-epoch {steps_per_epoch}")
+        initial_epoch = step // steps_per_epoch
+        log(f"resumed from {state.latest} (step {step}/{total_steps})")
     _write_json(os.path.join(cfg.out, "config.json"), resolved)
 
-    # A resumed run continues with a fresh stream (seed + epoch), so it does
-    # not replay the samples it has already seen.
-    train, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed + initial_epoch, min_size=model.min_size)
-    train = train.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    # The stream starts at the checkpoint's data position: a resumed run sees
+    # exactly the batches the uninterrupted run would have seen.
+    start_step = initial_epoch * steps_per_epoch
+    train = train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step, min_size=model.min_size)
+    _, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed, min_size=model.min_size)
     if cfg.val_images:
         val = val.take(cfg.val_images)
     val_pairs = list(val.take(3).batch(3))[0] if spec.kind == "synthetic" else None
@@ -245,19 +242,19 @@ def run_training(cfg, log=print):
         f"{total_steps} steps x batch {cfg.batch_size}, crop {cfg.crop}, {precision}, "
         f"{replicas} replica(s) -> {cfg.out}"
     )
+    divergence = run_state.Divergence()
     callbacks = [
-        _CheckpointEachEpoch(manager, epoch_var),
+        run_state.CheckpointAndGuard(state, steps_per_epoch, cfg.batch_size, divergence, log=log),
         keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"), update_freq=max(1, steps_per_epoch // 4)),
-        keras.callbacks.TerminateOnNaN(),
     ]
     if val_pairs is not None:
         callbacks.append(_ImageSummaries(os.path.join(cfg.out, "logs"), *val_pairs))
+    end_epoch = epochs if cfg.stop_at is None else min(epochs, cfg.stop_at // steps_per_epoch)
     start = time.perf_counter()
-    history = None
-    if initial_epoch < epochs:
-        history = model.fit(
+    if initial_epoch < end_epoch:
+        model.fit(
             train,
-            epochs=epochs,
+            epochs=end_epoch,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
@@ -265,8 +262,16 @@ def run_training(cfg, log=print):
             verbose=1 if sys.stdout.isatty() else 2,
         )
     train_seconds = time.perf_counter() - start
-    if history is not None and any(not np.isfinite(v) for v in history.history.get("loss", [])):
-        raise RunError("training diverged (NaN/Inf loss); the last good checkpoint is kept in checkpoints/")
+    del train  # its tf.data threads run Python code: end them before exit
+    if divergence:
+        kept = state.latest or "none (no epoch finished)"
+        raise RunError(
+            f"training diverged at step {divergence.step} ({divergence.what}); stopped. "
+            f"Last good checkpoint kept: {kept}"
+        )
+    if end_epoch < epochs:
+        log(f"stopped at step {end_epoch * steps_per_epoch} (--stop-at); continue with --resume")
+        return {"stopped_at": end_epoch * steps_per_epoch, "train_seconds": train_seconds}
 
     save_model_atomic(model, os.path.join(cfg.out, "model.keras"))
 

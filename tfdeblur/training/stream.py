@@ -1,0 +1,115 @@
+"""The training stream: batches that are a pure function of (seed, step).
+
+Exact resume needs the data pipeline's position. Instead of serializing a
+`tf.data` iterator (prefetch buffers of images, Python generators that
+cannot be saved), every training sample is indexed: sample `g` of the run
+(g = 0, 1, 2, ...) depends only on the run's seed and `g`, so the batch of
+step `s` is samples `s * B ... s * B + B - 1` (B the global batch), and a run
+resumed at step `k` starts its stream at sample `k * B`. The checkpoint
+stores that position (`data_position`); nothing else is needed.
+
+- `synthetic`: sample g is `make_pair((train tag, seed, g))` (see
+  `datasets/synthetic.py`), then a D4 flip/rotation drawn from the stateless
+  seed (seed, g).
+- file kinds (`pairs:`, `gopro:`, `hide:`, `realblur:`, `list:`): epoch
+  e = g // n of the n training pairs visits them in the order of a
+  stateless permutation seeded (seed, e); the crop window and the
+  flip/rotation of sample g are drawn from the stateless seed (seed, g).
+  Each worker decodes only the pairs of its own samples.
+- `tfrecord:` (sequential files): the data module's training dataset, one
+  pipeline per worker reading its own shard files
+  (`datasets.spec.train_val(shard=...)`), skipped to the position
+  (`Dataset.skip` reads and drops the skipped records). It decodes in
+  parallel without a fixed order and draws crops from stateful RNGs, so a
+  resumed run sees the same data distribution but not the same batches:
+  resume is exact in the weights, optimizer and step, not in the batches.
+
+Sharding (multi-worker, indexed kinds): worker w of W builds only its own part of each
+global batch, samples `s * B + w * b ... s * B + w * b + b - 1` with
+b = B / W, so the global batch of step s is the same whatever the number of
+workers (and equal to the single-device batch).
+"""
+import tensorflow as tf
+
+from tfdeblur.datasets import pairs as _pairs
+from tfdeblur.datasets import spec as _spec
+from tfdeblur.datasets.augment import paired_flip_rot_stateless, paired_random_crop_stateless
+from tfdeblur.datasets.synthetic import synthetic_dataset
+
+
+# `--data` kinds read as a list of image files: indexed exactly (see above).
+FILE_KINDS = ("pairs", "gopro", "hide", "realblur", "list")
+
+
+def sample_indices(start_step, global_batch, shard=0, num_shards=1):
+    """Infinite int64 dataset of the global sample indices one shard reads,
+    in order, from step `start_step` on."""
+    if global_batch % num_shards:
+        raise ValueError(f"global batch {global_batch} must be a multiple of the {num_shards} shards")
+    local = global_batch // num_shards
+    base = int(start_step) * global_batch + shard * local
+
+    def to_global(j):
+        return base + (j // local) * global_batch + j % local
+
+    return tf.data.Dataset.counter(dtype=tf.int64).map(to_global)
+
+
+def _sample_seed(seed, index):
+    return tf.stack([tf.constant(int(seed), tf.int64), index])
+
+
+def _synthetic(indices, crop, seed, augment):
+    pairs = synthetic_dataset("train", crop=crop, seed=seed, indices=indices)
+    if not augment:
+        return pairs
+    keyed = tf.data.Dataset.zip((indices, pairs))
+    return keyed.map(
+        lambda g, pair: paired_flip_rot_stateless(pair[0], pair[1], _sample_seed(seed, g)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _file_pairs(spec, indices, crop, seed, min_size, augment):
+    train_pairs, _ = _spec.train_val_pairs(spec, crop, min_size)
+    n = len(train_pairs)
+    blur_paths = tf.constant([p[0] for p in train_pairs])
+    sharp_paths = tf.constant([p[1] for p in train_pairs])
+
+    def load(g):
+        perm = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(int(seed), tf.int64), g // n])
+        )
+        i = perm[g % n]
+        blur, sharp = _pairs.load_pair_tf(blur_paths[i], sharp_paths[i])
+        crop_seed, aug_seed = tf.unstack(
+            tf.random.experimental.stateless_split(_sample_seed(seed, g), num=2)
+        )
+        blur, sharp = paired_random_crop_stateless(blur, sharp, crop, crop_seed)
+        if augment:
+            blur, sharp = paired_flip_rot_stateless(blur, sharp, aug_seed)
+        return blur, sharp
+
+    return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards=1,
+                 min_size=1, augment=True):
+    """Batched training dataset of one shard from step `start_step` on.
+
+    Batches hold `batch_size // num_shards` samples (this shard's part of
+    the global batch `batch_size`); see the module docstring for which ones.
+    """
+    spec = _spec.parse_spec(spec) if isinstance(spec, str) else spec
+    local = batch_size // num_shards
+    indices = sample_indices(start_step, batch_size, shard, num_shards)
+    if spec.kind == "synthetic":
+        ds = _synthetic(indices, crop, seed, augment)
+    elif spec.kind in FILE_KINDS:
+        ds = _file_pairs(spec, indices, crop, seed, min_size, augment)
+    else:
+        shard_of = (num_shards, shard) if num_shards > 1 else None
+        ds, _ = _spec.train_val(spec, crop, seed=seed, min_size=min_size, augment=augment, shard=shard_of)
+        ds = ds.skip(int(start_step) * local)
+    return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
