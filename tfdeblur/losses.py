@@ -53,7 +53,9 @@ class MultiScaleLoss(DeblurLoss):
 
     `weights` maps training-output names to alpha_i: "image" is full
     resolution; "scale_k" is the output at 1/2**(k-1) resolution, compared
-    with the sharp image box-downsampled by 2**(k-1). T_i is taken as the
+    with the sharp image box-downsampled by 2**(k-1); any other name is a
+    full-resolution training output (GLBDN's branch images "global" and
+    "local", sec. 3.2) compared with the sharp image. T_i is taken as the
     number of values (pixels x channels) at scale i, i.e. a mean; the paper's
     "number of pixels" differs from that by the constant factor 3 (channels),
     which Adam is invariant to.
@@ -65,9 +67,11 @@ class MultiScaleLoss(DeblurLoss):
             raise ValueError(f"kind must be one of {sorted(_ELEMENTWISE)}; got {kind!r}")
         weights = dict(weights or {"image": 1.0})
         for key in weights:
-            if key != "image" and not (key.startswith("scale_") and key[6:].isdigit()):
+            # Other names are full-resolution training outputs (e.g. GLBDN's
+            # "global"/"local" branch images, compared with the sharp image).
+            if key.startswith("scale_") and not key[6:].isdigit():
                 raise ValueError(
-                    f"weights keys must be 'image' or 'scale_<k>'; got {key!r}"
+                    f"weights keys must be 'image' or 'scale_<k>' (or a full-resolution output name); got {key!r}"
                 )
         self.weights = {k: float(v) for k, v in weights.items()}
         self.kind = kind
@@ -81,7 +85,7 @@ class MultiScaleLoss(DeblurLoss):
                     f"loss needs training output {key!r}; the model has {sorted(y_pred)}"
                 )
             pred = ops.cast(y_pred[key], "float32")
-            factor = 1 if key == "image" else 2 ** (int(key[6:]) - 1)
+            factor = 2 ** (int(key[6:]) - 1) if key.startswith("scale_") else 1
             target = downsample_target(y_true, pred, factor)
             total = total + alpha * _per_image_mean(elementwise(pred - target))
         return total

@@ -23,3 +23,4 @@ from tfdeblur.layers.frequency_split import apply_frequency_split, split_channel
 from tfdeblur.layers.fusion import ACFM, ALFM
 from tfdeblur.layers.inception_down import apply_inception_down
 from tfdeblur.layers.pixel_shuffle import PixelShuffle, apply_pixel_shuffle_upsample
+from tfdeblur.layers.branch_attention import apply_branch_attention
