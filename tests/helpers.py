@@ -80,3 +80,12 @@ def run_cli_error(capsys, argv):
     assert code == 2, err
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
     return err
+
+
+def save_tiny_model(path):
+    """Saves a small untrained LMFN (levels=2: sides padded to a multiple of 4,
+    minimum side 3; 30k parameters) for CLI tests that need a `.keras` file."""
+    import tfdeblur.models as models
+
+    models.build("lmfn", levels=2, channels=16, mffd_channels=16, num_rfdb=1).save(path)
+    return str(path)

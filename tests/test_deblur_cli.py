@@ -9,18 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import run_cli_error
+from tests.helpers import run_cli_error, save_tiny_model
 from tfdeblur.cli import main
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A small LMFN (levels=2: sizes padded to a multiple of 4, minimum side 3), untrained."""
-    import tfdeblur.models as models
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    models.build("lmfn", levels=2, channels=16, mffd_channels=16, num_rfdb=1).save(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras")
 
 
 def _rgb(h=24, w=30, seed=0, dtype=np.uint8):

@@ -1,10 +1,11 @@
 """Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
-    eval --model FILE.keras --data SPEC [--json FILE]
+    eval --model FILE.keras --data SPEC [--protocol whole|realblur|kohler] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
     prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite]
     deblur --model FILE.keras INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
     export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
+    bench NET... [--precision fp32 bf16] [--repeats N] [--out FILE.md]
 
 Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
@@ -62,6 +63,9 @@ def _parser():
     e.add_argument("--model", required=True, help="a .keras file written by `train`")
     e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
     e.add_argument("--json", help="write the summary as JSON to this file")
+    e.add_argument("--csv", help="write the per-image scores as CSV to this file")
+    e.add_argument("--protocol", help="scoring protocol: whole (= gopro, hide; default), realblur (aligned, masked), kohler (best sharp frame); see tfdeblur/protocols.py")
+    _add_inference_options(e)
 
     r = sub.add_parser("prepare", help="write a --data spec as sharded TFRecords (read back with tfrecord:DIR)")
     r.add_argument("data", metavar="SPEC", help=DATA_HELP + "; prepare reads the train split unless split= is given")
@@ -86,6 +90,12 @@ def _parser():
     x.add_argument("--quantize", default="none", choices=["none", "fp16", "dynamic", "int8"], help="tflite only")
     x.add_argument("--calibration-images", type=_positive_int, help="int8: synthetic images calibrating it (default 16, at least 8)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+    b = sub.add_parser("bench", help="parameters, FLOPs, latency, memory and conv-ceiling efficiency per network")
+    b.add_argument("nets", nargs="+", metavar="NET", help="network presets (see `tfdeblur list`)")
+    b.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    b.add_argument("--repeats", type=_positive_int, default=5, help="timed runs after one warm-up (median reported)")
+    b.add_argument("--out", help="also write the markdown table to this file")
 
     sub.add_parser("list", help="list the registered networks")
     return p
@@ -136,30 +146,84 @@ def _cmd_train(args):
 
 
 def _cmd_eval(args):
+    from tfdeblur import protocols
     from tfdeblur.datasets import spec as data_spec
     from tfdeblur.evaluate import evaluate_pairs
 
     spec = data_spec.parse_spec(args.data)
-    if args.json and os.path.isdir(args.json):
-        raise ValueError(f"--json {args.json}: is a directory")
+    # A benchmark's own --data kind names its protocol unless one is given.
+    protocol = args.protocol or (spec.kind if spec.kind in protocols.PROTOCOLS else protocols.DEFAULT_PROTOCOL)
+    protocols.check_protocol(protocol)
+    for flag, path in (("--json", args.json), ("--csv", args.csv)):
+        if path and os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: is a directory")
     model = load_deblur_model(args.model)
-    dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
-    summary, rows, _ = evaluate_pairs(model, dataset, names=names)
-    print(f"{'image':<32} {'PSNR':>8} {'SSIM':>8} {'in PSNR':>8} {'in SSIM':>8}")
+    deblurrer = _deblurrer(args, model)
+    if spec.kind == "kohler" and protocol == "kohler":
+        dataset, names = _kohler_items(spec.paths[0], model.min_size)
+    else:
+        dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
+    summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
+    print(f"protocol: {protocol}; SSIM = {summary['ssim_conventions']['ssim']}; "
+          f"SSIM-M = {summary['ssim_conventions']['ssim_matlab']}")
+    head = f"{'image':<32} {'PSNR':>7} {'SSIM':>7} {'SSIM-M':>7} {'in PSNR':>7} {'in SSIM':>7} {'in SSIM-M':>9} {'sec':>6}"
+    print(head)
     for r in rows:
-        print(f"{r['name'][:32]:<32} {r['psnr']:8.2f} {r['ssim']:8.4f} {r['input_psnr']:8.2f} {r['input_ssim']:8.4f}")
+        print(f"{r['name'][:32]:<32} {r['psnr']:7.2f} {r['ssim']:7.4f} {r['ssim_matlab']:7.4f} {r['input_psnr']:7.2f} "
+              f"{r['input_ssim']:7.4f} {r['input_ssim_matlab']:9.4f} {r['seconds']:6.2f}")
     print(
-        f"mean over {summary['images']} images: output PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}; "
-        f"input PSNR {summary['input_psnr']:.2f} dB, SSIM {summary['input_ssim']:.4f}"
+        f"mean over {summary['images']} images: output PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
+        f"(MATLAB RGB {summary['ssim_matlab']:.4f}); input PSNR {summary['input_psnr']:.2f} dB, "
+        f"SSIM {summary['input_ssim']:.4f} (MATLAB RGB {summary['input_ssim_matlab']:.4f}); "
+        f"{summary['seconds_per_image']:.2f} s/image"
     )
     print(f"SSIM: {summary['ssim_convention']}")
+    if args.csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_text_atomic(args.csv, buf.getvalue())
     if args.json:
-        keys = ("psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention")
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({k: summary[k] for k in keys} | {"per_image": rows}, f, indent=2)
-        os.replace(tmp, args.json)
+        keys = ("psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention", "ssim_matlab",
+                "input_ssim_matlab", "ssim_conventions", "protocol", "seconds_per_image", "restore_seconds_median")
+        _write_text_atomic(args.json, json.dumps({k: summary[k] for k in keys} | {"per_image": rows}, indent=2))
     return 0
+
+
+def _kohler_items(root, min_size):
+    """(lazy (blur, Frames) pairs, names) of the Köhler benchmark: every
+    recorded sharp frame is a ground truth (tfdeblur.protocols.kohler)."""
+    from tfdeblur import io as tio
+    from tfdeblur import protocols
+    from tfdeblur.datasets import layouts
+
+    items = layouts.kohler_items(root)
+
+    def pairs():
+        for item in items:
+            blur = tio.read_image(item.blur, allow_conversion=True)
+            if min(blur.shape[:2]) < min_size:
+                raise ValueError(f"{item.blur}: smaller than the network's minimum {min_size}x{min_size}")
+            yield blur, protocols.Frames(item.frames)
+
+    return pairs(), [item.name for item in items]
+
+
+def _write_text_atomic(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
 
 
 def _expand_inputs(inputs):
@@ -330,6 +394,29 @@ def _cmd_export(args):
     return 0
 
 
+def _cmd_bench(args):
+    import time
+
+    from tfdeblur import bench
+    from tfdeblur.models import get_preset
+
+    for net in args.nets:
+        get_preset(net)  # unknown names fail before any measuring
+    if args.out and os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a directory")
+    results = []
+    for net in args.nets:
+        for precision in args.precision:
+            results.append(bench.run_worker(net, precision, args.repeats))
+            print(f"measured {net} {precision}", file=sys.stderr, flush=True)
+    text = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {bench.machine()}; "
+            f"batch 1, median of {args.repeats} after a warm-up.\n\n{bench.table(results)}\n")
+    print(text, end="")
+    if args.out:
+        _write_text_atomic(args.out, text)
+    return 0
+
+
 def _cmd_list(args):
     from tfdeblur.models import available, get_preset
 
@@ -342,7 +429,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     _quiet_tensorflow()
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
-                "prepare": _cmd_prepare}
+                "prepare": _cmd_prepare, "bench": _cmd_bench}
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
