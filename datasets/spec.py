@@ -8,6 +8,9 @@
     kohler:ROOT                       Köhler et al. 2012, 48 photos (evaluation only)
     list:FILE                         text/CSV of `blur,sharp` paths relative to FILE's folder
     tfrecord:DIR                      shards written by `prepare` (tfdeblur.datasets.tfrecord)
+    globalblur[:SHARP_DIR[,KERNELS]]  GLBDN's global blur set: sharp images (default: synthetic) x
+                                      32 motion/16 Gaussian/8 defocus kernels (+ real KERNELS file)
+    dynamic                           procedural dynamic scenes: camera + moving objects over sub-frames
 
 Options follow the root after commas, `key=value`; `realblur` also takes
 `J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
@@ -75,6 +78,8 @@ def parse_spec(spec):
         return DataSpec("pairs", tuple(os.path.expanduser(p) for p in parts))
     if kind in LOADER_OPTIONS and sep:
         return _parse_loader(kind, rest, spec)
+    if kind in SYNTHESIS_KINDS:
+        return _parse_synthesis(kind, sep, rest, spec)
     raise DataSpecError(f"--data must be one of {', '.join(KINDS)}; got {spec!r}")
 
 
@@ -99,6 +104,43 @@ def _parse_loader(kind, rest, spec):
     if kind == "realblur" and "camera" not in options:
         raise DataSpecError(f"--data realblur needs the camera, realblur:ROOT,J or realblur:ROOT,R; got {spec!r}")
     return DataSpec(kind, (os.path.expanduser(root),), tuple(sorted(options.items())))
+
+
+# Procedural data made on the fly (datasets/globalblur.py, datasets/dynamic.py).
+SYNTHESIS_KINDS = ("globalblur", "dynamic")
+KINDS = KINDS + ("globalblur[:SHARP_DIR[,KERNEL_FILE]]", "dynamic")
+
+
+def _parse_synthesis(kind, sep, rest, spec):
+    if kind == "dynamic":
+        if sep:
+            raise DataSpecError(f"--data dynamic takes no path (procedural dynamic scenes); got {spec!r}")
+        return DataSpec("dynamic")
+    parts = [p.strip() for p in rest.split(",")] if sep else []
+    if len(parts) > 2 or (sep and not any(parts)):
+        raise DataSpecError(f"--data globalblur takes at most a sharp folder and a kernel file, "
+                            f"globalblur[:SHARP_DIR[,KERNEL_FILE]]; got {spec!r}")
+    for i, p in enumerate(parts):
+        if p and not os.path.exists(os.path.expanduser(p)):
+            what = "sharp image folder" if i == 0 else "kernel file"
+            raise DataSpecError(f"--data globalblur: {what} {p} does not exist")
+    return DataSpec("globalblur", tuple(os.path.expanduser(p) for p in parts))
+
+
+def _synthesis_train_val(spec, crop, seed, augment):
+    if spec.kind == "dynamic":
+        from tfdeblur.datasets.dynamic import dynamic_dataset
+
+        train, val = dynamic_dataset("train", crop=crop, seed=seed), dynamic_dataset("val", crop=SYNTHETIC_VAL_SIZE)
+    else:
+        from tfdeblur.datasets.globalblur import globalblur_dataset
+
+        sharp_dir, kernel_file = (list(spec.paths) + [None, None])[:2]
+        kw = dict(sharp_dir=sharp_dir or None, kernel_file=kernel_file or None)
+        train, val = globalblur_dataset("train", crop=crop, seed=seed, **kw), globalblur_dataset("val", **kw)
+    if augment:
+        train = train.map(paired_flip_rot)
+    return train, val
 
 
 def spec_pairs(spec, split):
@@ -164,6 +206,8 @@ def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
             train = train.map(paired_flip_rot)
         val = synthetic_dataset("val", crop=SYNTHETIC_VAL_SIZE)
         return train, val
+    if spec.kind in SYNTHESIS_KINDS:
+        return _synthesis_train_val(spec, crop, seed * 1024 + shard[1] if shard and shard[0] > 1 else seed, augment)
     if spec.kind == "kohler":
         raise DataSpecError(f"--data {spec}: Köhler's 48 photos are an evaluation benchmark; train on another dataset")
     if spec.kind == "tfrecord":
@@ -208,6 +252,16 @@ def evaluation(spec, min_size=1):
         from tfdeblur.datasets import tfrecord as _tfrecord
 
         return _tfrecord.evaluation(spec.paths[0], min_size=min_size)
+    if spec.kind in SYNTHESIS_KINDS:
+        _, val = _synthesis_train_val(spec, SYNTHETIC_VAL_SIZE, 0, augment=False)
+        if spec.kind == "dynamic":
+            names = [f"dynamic_val_{i:03d}" for i in range(16)]
+        else:
+            from tfdeblur.datasets.globalblur import GlobalBlurSet
+
+            sharp_dir, kernel_file = (list(spec.paths) + [None, None])[:2]
+            names = GlobalBlurSet(sharp_dir or None, kernel_file or None).val_names()
+        return val, len(names), names
     pairs, names = spec_pairs(spec, "test")
     if spec.kind == "pairs":
         names = [os.path.basename(b) for b, _ in pairs]
