@@ -208,7 +208,7 @@ PRESETS = {
         kwargs=dict(dual_branch=False, attention=False),
         description="GLBDN ablation LB-Net (Table 1): the local blur branch alone.",
         params=2_529_987,
-        recipe="glbdn",
+        recipe="glbdn_lb",
     ),
 }
 
@@ -248,3 +248,6 @@ RECIPES = {
         },
     },
 }
+# LB-Net has no global branch, hence no phases: it trains end to end (as in
+# phase 2, its output is the local branch's image).
+RECIPES["glbdn_lb"] = {k: v for k, v in RECIPES["glbdn"].items() if k != "phases"}

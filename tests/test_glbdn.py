@@ -116,3 +116,68 @@ def test_no_global_operation_so_tiles_are_exact():
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GLBDN(**kwargs)
+
+
+# -- phased training (sec. 3.2) ------------------------------------------------
+
+def _weights(model, prefix):
+    return {w.path: w.numpy() for w in model.weights if w.path.startswith(prefix)}
+
+
+def test_phases_train_their_part_and_frozen_weights_stay_bit_identical(tmp_path):
+    from tfdeblur.training.phases import run_phases
+    from tfdeblur.training.run import TrainConfig
+
+    tiny = dict(widths=(4, 8, 16), blocks_per_scale=1)
+    cfg = TrainConfig(net="glbdn", data=None, steps=2, batch_size=1, crop=32, out=str(tmp_path / "run"),
+                      precision="fp32", steps_per_epoch=2, val_images=1, model_overrides=tiny)
+    lines = []
+    results = run_phases(cfg, "all", log=lines.append)
+    assert [results[p]["phase_result"]["output"] for p in (1, 2, 3)] == ["global", "local", "image"]
+    assert results[1]["data"] == "globalblur" and results[2]["data"] == "dynamic"
+
+    def load(p):
+        return keras.saving.load_model(tmp_path / "run" / f"phase{p}" / "model.keras", compile=False)
+
+    keras.utils.set_random_seed(0)  # the runs' seed: the same initial weights
+    init = models.build("glbdn", **tiny)
+    m1, m2, m3 = load(1), load(2), load(3)
+
+    def same(a, b, prefix):
+        wa, wb = _weights(a, prefix), _weights(b, prefix)
+        assert wa and wa.keys() == wb.keys()
+        return all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+    # phase 1: the global branch alone trains
+    assert same(init, m1, "local_branch") and same(init, m1, "branch_attention")
+    assert not same(init, m1, "global_branch")
+    # phase 2: the local branch alone
+    assert same(m1, m2, "global_branch") and same(m1, m2, "branch_attention")
+    assert not same(m1, m2, "local_branch")
+    # phase 3: global branch frozen, every weight bit-identical; the rest trains
+    assert same(m2, m3, "global_branch")
+    assert not same(m2, m3, "branch_attention") and not same(m2, m3, "reconstruction_conv1")
+    assert (tmp_path / "run" / "phase3" / "features.png").is_file()
+    assert any("phase 3: starting from" in line for line in lines)
+
+
+def test_phase_data_warning_and_bad_phase_requests(tmp_path, capsys):
+    from tests.helpers import run_cli_error
+    from tfdeblur.datasets.spec import parse_spec
+    from tfdeblur.training.phases import check_phase_data
+
+    said = []
+    assert check_phase_data(1, parse_spec("dynamic"), said.append) is False
+    assert said and said[0].startswith("warning: phase 1 trains the global branch on uniform")
+    assert check_phase_data(1, parse_spec("globalblur"), said.append) is True
+    assert check_phase_data(2, parse_spec("dynamic"), said.append) is True and len(said) == 1
+
+    out = str(tmp_path / "r")
+    err = run_cli_error(capsys, ["train", "glbdn", "--phase", "2", "--out", out])
+    assert f"--phase 2: no phase-1 weights at {out}/phase1/model.keras" in err and "--from" in err
+    err = run_cli_error(capsys, ["train", "glbdn", "--phase", "3", "--from", str(tmp_path / "none.keras")])
+    assert "--from" in err and "no such file" in err
+    err = run_cli_error(capsys, ["train", "glbdn_lb", "--phase", "1", "--out", out])
+    assert "glbdn_lb has no phased training" in err
+    err = run_cli_error(capsys, ["train", "glbdx", "--phase", "1", "--out", out])
+    assert "unknown network 'glbdx'" in err

@@ -41,7 +41,11 @@ def _parser():
 
     t = sub.add_parser("train", help="train a network")
     t.add_argument("net", help="network preset, e.g. mtwdn (see `tfdeblur list`)")
-    t.add_argument("--data", default="synthetic", help=DATA_HELP)
+    t.add_argument("--data", help=DATA_HELP + " (default synthetic; with --phase, the phase's default)")
+    t.add_argument("--phase", choices=["1", "2", "3", "all"], help="phased training (glbdn, glbdn_db): phase 1 global branch on "
+                   "globalblur, 2 local branch on dynamic, 3 the rest end to end with the global branch frozen; "
+                   "each phase in OUT/phaseN, starting from the previous one")
+    t.add_argument("--from", dest="init_from", metavar="FILE.keras", help="weights to start from (with --phase: instead of the previous phase's)")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 1000)")
     budget.add_argument("--epochs", type=_positive_int, help="epochs of --steps-per-epoch steps")
@@ -135,12 +139,21 @@ def _cmd_train(args):
     from tfdeblur.training.run import TrainConfig, run_training
 
     cfg = TrainConfig(
-        net=args.net, data=args.data, steps=args.steps, epochs=args.epochs,
+        net=args.net, data=args.data if args.phase else (args.data or "synthetic"), steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
         keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at,
     )
+    if args.phase:
+        from tfdeblur.training.phases import run_phases
+
+        run_phases(cfg, args.phase, from_path=args.init_from)
+        return 0
+    if args.init_from:
+        if not os.path.isfile(args.init_from):
+            raise ValueError(f"--from {args.init_from}: no such file")
+        cfg.init_from = args.init_from
     run_training(cfg)
     return 0
 

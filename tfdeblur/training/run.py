@@ -25,6 +25,7 @@ from tfdeblur.training import state as run_state
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import set_precision
 from tfdeblur.training.stream import train_stream
+from tfdeblur.training import phases
 from tfdeblur.training.recipes import compile_args
 
 
@@ -49,6 +50,8 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept in checkpoints/ (the newest ones)
     model_overrides: dict = None  # constructor kwargs replacing the preset's (tests: tiny models)
     stop_at: int = None  # end this session after the checkpoint of this step; --resume continues
+    phase: int = None  # phased training (GLBDN sec. 3.2): the recipe's phase 1, 2 or 3 (training/phases.py)
+    init_from: str = None  # a .keras file whose weights the run starts from (phases)
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -187,11 +190,15 @@ def run_training(cfg, log=print):
     total_steps = epochs * steps_per_epoch
 
     recipe = recipe_with_vgg_weights(get_recipe(cfg.net), cfg.vgg_weights, required=cfg.paper)
+    if cfg.phase is not None:
+        recipe = phases.phase_recipe(recipe, cfg.phase)
     # Seeds weight initialization; the data draws from its own stateless
     # seeds (tfdeblur/training/stream.py).
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = build(cfg.net, **(cfg.model_overrides or {}))
+        if cfg.phase is not None or cfg.init_from:
+            phases.prepare_model(model, cfg, log)  # weights to start from, frozen parts
         model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch))
         model.optimizer.build(model.trainable_variables)
         state = run_state.RunState(model, os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
