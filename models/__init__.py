@@ -7,7 +7,7 @@
 Adding a network: write `models/<net>.py` with its class and a `PRESETS`
 dict, then add one line below.
 """
-from tfdeblur.models import fddn, glbdn, lmfn, mtwdn
+from tfdeblur.models import fddn, glbdn, lmfn, msfs, mtwdn
 from tfdeblur.models.registry import (
     Preset,
     available,
@@ -18,7 +18,7 @@ from tfdeblur.models.registry import (
     register_recipe,
 )
 
-for _module, _cls in ((mtwdn, mtwdn.MTWDN), (fddn, fddn.FDDN), (lmfn, lmfn.LMFN), (glbdn, glbdn.GLBDN)):
+for _module, _cls in ((mtwdn, mtwdn.MTWDN), (fddn, fddn.FDDN), (lmfn, lmfn.LMFN), (glbdn, glbdn.GLBDN), (msfs, msfs.MSFSNet)):
     for _name, _p in _module.PRESETS.items():
         register_preset(_name, _cls, **_p)
     for _name, _r in _module.RECIPES.items():

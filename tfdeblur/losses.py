@@ -94,3 +94,78 @@ class MultiScaleLoss(DeblurLoss):
         config = super().get_config()
         config.update({"weights": self.weights, "kind": self.kind})
         return config
+
+
+@public
+class MSFSLoss(DeblurLoss):
+    """MSFS-Net's loss, eqs. (5)-(7) of Zhang, Li et al.::
+
+        L_high  = sum_k L1(a_k, p_k) / L1(a_k, n_k)                       (5)
+        L_low   = sum_k || f_k^{en,low} - f_k^{low} ||_1                   (6)
+        L_total = lambda_1 L_high + lambda_2 L_low + || I - G ||_1          (7)
+
+    over the scales k = 1, 1/2, 1/4 (training outputs "..._1", "_2", "_3"):
+    anchor a_k = the decoder's high-frequency feature ("dec_high_k"),
+    positive p_k = the high-frequency feature of the output image (or of the
+    sharp image, `msfs_official`) through the encoder ("target_high_k"),
+    negative n_k = the encoder's high-frequency feature of the blurry input
+    ("blur_high_k"); f^{en,low} = "blur_low_k", f^{low} = "target_low_k".
+    L1 is a mean absolute difference; `eps` keeps the ratio finite.
+
+    `terms()` returns the three terms (per image) for logging; a zero
+    weight skips nothing there, so ablation runs still show the unused term.
+    With `high_weight = low_weight = 0` the loss is the content term alone
+    and needs no frequency features (Table 3 "w/o FSM").
+    """
+
+    term_names = ("content", "high", "low")
+
+    def __init__(self, high_weight=0.05, low_weight=0.05, scales=(1, 2, 3), eps=1e-6, name="msfs_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        for arg, value in (("high_weight", high_weight), ("low_weight", low_weight)):
+            if float(value) < 0:
+                raise ValueError(f"{arg} must be >= 0; got {value}")
+        self.high_weight = float(high_weight)
+        self.low_weight = float(low_weight)
+        self.scales = [int(k) for k in scales]
+        self.eps = float(eps)
+
+    @staticmethod
+    def _l1(a, b):
+        return _per_image_mean(ops.abs(ops.cast(a, "float32") - ops.cast(b, "float32")))
+
+    def terms(self, y_true, y_pred):
+        """{"content", "high", "low"}: per-image values of eqs. (7), (5), (6)."""
+        out = {"content": self._l1(y_pred["image"], y_true)}
+        needed = [f"{p}_{k}" for k in self.scales for p in ("dec_high", "target_high", "blur_high", "blur_low", "target_low")]
+        missing = [key for key in needed if key not in y_pred]
+        if missing:
+            if self.high_weight or self.low_weight:
+                raise KeyError(
+                    f"MSFSLoss with high/low weights needs training output {missing[0]!r}; the model has {sorted(y_pred)}"
+                )
+            return out
+        high = low = 0.0
+        for k in self.scales:
+            anchor = y_pred[f"dec_high_{k}"]
+            positive = self._l1(anchor, y_pred[f"target_high_{k}"])
+            negative = self._l1(anchor, y_pred[f"blur_high_{k}"])
+            high = high + positive / (negative + self.eps)
+            low = low + self._l1(y_pred[f"blur_low_{k}"], y_pred[f"target_low_{k}"])
+        out["high"] = high
+        out["low"] = low
+        return out
+
+    def call(self, y_true, y_pred):
+        t = self.terms(y_true, y_pred)
+        total = t["content"]
+        if "high" in t:
+            total = total + self.high_weight * t["high"] + self.low_weight * t["low"]
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"high_weight": self.high_weight, "low_weight": self.low_weight, "scales": self.scales, "eps": self.eps}
+        )
+        return config

@@ -16,6 +16,11 @@ weight with the inference graph, and hand the dict to the loss:
 
 So `model.compile(...)` and `model.fit(ds)` on `(blur, sharp)` pairs work as
 in any Keras model, under `tf.distribute` too.
+
+A network whose training outputs also depend on the sharp target (e.g.
+features of the ground truth, as MSFS-Net's official code computes) passes
+`target_input=`: its training graph then takes `[blur, sharp]`, and the
+train/test steps feed it both.
 """
 import collections.abc
 
@@ -38,15 +43,30 @@ class DeblurModel(keras.Model):
     `super().__init__(inputs=..., outputs=..., train_outputs=..., size_multiple=...)`.
     """
 
-    def __init__(self, inputs, outputs, train_outputs=None, size_multiple=1, **kwargs):
+    def __init__(self, inputs, outputs, train_outputs=None, size_multiple=1, target_input=None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         train_outputs = dict(train_outputs or {})
         train_outputs.setdefault("image", outputs)
+        train_inputs = inputs if target_input is None else [inputs, target_input]
         # Not tracked as a sublayer: it shares every layer with `self`, and the
         # weights are saved once, through `self`.
         object.__setattr__(
-            self, "_train_graph", keras.Model(inputs=inputs, outputs=train_outputs)
+            self, "_train_graph", keras.Model(inputs=train_inputs, outputs=train_outputs)
         )
+        object.__setattr__(self, "needs_target", target_input is not None)
+        # Layers only the training outputs use (e.g. side outputs at coarse
+        # scales) are no part of the inference graph: tracked here, so their
+        # weights train, count, save and checkpoint with the model's.
+        known = {id(layer) for layer in self.layers}
+        extra = [
+            layer for layer in self._train_graph.layers
+            if id(layer) not in known and not isinstance(layer, keras.layers.InputLayer)
+        ]
+        object.__setattr__(self, "train_only_layers", extra)
+        for layer in extra:
+            # One attribute each: both Keras and tf.train.Checkpoint track a
+            # layer attribute (a Keras-tracked list is invisible to the latter).
+            setattr(self, f"_train_only_{layer.name}", layer)
         object.__setattr__(self, "size_multiple", int(size_multiple))
 
     @property
@@ -58,11 +78,34 @@ class DeblurModel(keras.Model):
         """Smallest H and W the model accepts (symmetric padding needs pad <= size)."""
         return max(1, self.size_multiple - 1)
 
-    def training_outputs(self, x, training=False):
-        """All training outputs (dict) for a batch of blurry images."""
+    def training_outputs(self, x, y=None, training=False):
+        """All training outputs (dict) for a batch of blurry images `x`
+        (and sharp images `y` for a network with `needs_target`)."""
+        if self.needs_target:
+            if y is None:
+                raise ValueError(f"{self.name}: training_outputs needs the sharp images y; got None")
+            return self._train_graph([x, y], training=training)
         return self._train_graph(x, training=training)
 
     # -- Keras training hooks -------------------------------------------------
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile`; a tfdeblur loss with `term_names` (e.g.
+        `MSFSLoss`) also gets one mean tracker per term, logged as
+        "loss_<term>" (and "val_loss_<term>") beside "loss"."""
+        from tfdeblur.losses import DeblurLoss
+
+        super().compile(*args, **kwargs)
+        names = getattr(self.loss, "term_names", ()) if isinstance(self.loss, DeblurLoss) else ()
+        # Not tracked as attributes: metric state is no model weight (nor in
+        # checkpoints); `metrics` below lists them, so Keras resets and logs them.
+        object.__setattr__(
+            self, "_term_trackers", {n: keras.metrics.Mean(name=f"loss_{n}") for n in names}
+        )
+
+    @property
+    def metrics(self):
+        return super().metrics + list(getattr(self, "_term_trackers", {}).values())
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         from tfdeblur.losses import DeblurLoss
 
@@ -73,7 +116,7 @@ class DeblurModel(keras.Model):
             if not is_dict:
                 # Keras' symbolic build (it runs under tf.distribute) passes
                 # `model(x)`; a tfdeblur loss needs the training outputs.
-                y_pred = self._train_graph(x, training=training)
+                y_pred = self.training_outputs(x, y, training=training)
             total = self.loss(y, y_pred, sample_weight)
             for extra in self.losses:  # add_loss / regularizers
                 total = total + self._aggregate_additional_loss(extra)
@@ -91,12 +134,16 @@ class DeblurModel(keras.Model):
             _keras_loss.unscale_loss_for_distribution(loss),
             sample_weight=tf.shape(x)[0],
         )
+        trackers = getattr(self, "_term_trackers", None)
+        if trackers and isinstance(y_pred, collections.abc.Mapping):
+            for name, value in self.loss.terms(y, y_pred).items():
+                trackers[name].update_state(value)
         return loss
 
     def train_step(self, data):
         x, y, sample_weight = _unpack(data)
         with tf.GradientTape() as tape:
-            y_pred = self._train_graph(x, training=True)
+            y_pred = self.training_outputs(x, y, training=True)
             loss = self._loss_of(x, y, y_pred, sample_weight, training=True)
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
@@ -106,7 +153,7 @@ class DeblurModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
-        y_pred = self._train_graph(x, training=False)
+        y_pred = self.training_outputs(x, y, training=False)
         self._loss_of(x, y, y_pred, sample_weight, training=False)
         return self.compute_metrics(x, y, y_pred["image"], sample_weight=sample_weight)
 

@@ -11,7 +11,11 @@ from tfdeblur import perceptual as _perceptual
 from tfdeblur.metrics import PSNR, SSIM
 
 _OPTIMIZERS = {"Adam": keras.optimizers.Adam, "AdamW": keras.optimizers.AdamW}
-_LOSSES = {"MultiScaleLoss": _losses.MultiScaleLoss, "PerceptualLoss": _perceptual.PerceptualLoss}
+_LOSSES = {
+    "MultiScaleLoss": _losses.MultiScaleLoss,
+    "PerceptualLoss": _perceptual.PerceptualLoss,
+    "MSFSLoss": _losses.MSFSLoss,
+}
 
 
 def _recipe(recipe):

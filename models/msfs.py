@@ -1,0 +1,355 @@
+"""MSFS-Net: multi-scale frequency separation network.
+
+Zhang, Li et al., "Multi-scale frequency separation network for image
+deblurring". Each block cites the paper's figure or equation::
+
+    blur -> conv3x3 (C) -> FSM                              scale 1     Fig. 3b
+         -> down (conv3x3/2 + LeakyReLU) -> FSM             scale 1/2
+         -> down -> FSM                                     scale 1/4
+         -> RCAB x N_latent -> FSM                          latent, decoder 1/4
+         -> CSFFM(theta) -> up (RCAB x N_dec + pixel shuffle) -> FSM    1/2  eq. (3), Fig. 4
+         -> CSFFM(gamma) -> up -> FSM                                   1    eq. (4)
+         -> conv3x3 -> + blur                               global residual
+
+- Blocks: `tfdeblur.layers` (OctaveConv eqs. 1-2, FSM, CSFFM, RCAB, pixel
+  shuffle); readings of the paper are in their docstrings.
+- The FSMs expose their high- and low-frequency features; the losses of
+  eqs. (5)-(7) (`tfdeblur.losses.MSFSLoss`) compare them. For those the
+  encoder (shallow conv, down modules, encoder FSMs: one nested
+  `keras.Model`, so both uses share its weights) runs a second time, on the
+  network's output (`loss_features="output"`, the paper) or on the sharp
+  image (`"sharp"`, the authors' code). Training outputs
+  (`model.training_outputs(x)`): "image", and per scale k = 1, 2, 3 (1,
+  1/2, 1/4) "blur_high_k"/"blur_low_k" (encoder on the blurry input),
+  "target_high_k"/"target_low_k" (encoder on the output or sharp image),
+  "dec_high_k" (decoder FSMs).
+- The decoder FSM at 1/4 (on the latent feature) gives the 1/4-scale
+  anchor of eq. (6); the authors' code has it too.
+- Widths: C channels at every scale (the authors' code: 64). The CSFFM
+  concatenation is 2C wide; the up module's RCABs work on it and its pixel
+  shuffle returns C (`wide_decoder=False`) or 2C (`True`, the authors' code,
+  whose decoder FSMs then map 2C -> C and whose 2C/2-wide high-frequency
+  features go through one shared 1x1 convolution to C/2 for the loss).
+- Global residual (the paper) with a zero-initialized output convolution
+  (ours, as in every tfdeblur network): the untrained network is the
+  identity.
+
+`msfs_official` reproduces the authors' public PyTorch code (models/freNet.py,
+layers.py, octconv.py of LiQiang0307/MSFS-Net), which differs from the paper:
+
+1. the loss features of the second encoder pass come from the ground-truth
+   sharp image, not from the output (`loss_features="sharp"`);
+2. 10 RCABs in the latent space and 30 in each decoder up module, on the
+   2C = 128-wide concatenation, with up-sampling keeping 2C
+   (`wide_decoder=True`);
+3. eight residual blocks before each down module (`encoder_blocks=8`; the
+   code overwrites the first level's result, so on the blurry path its
+   first eight blocks are skipped and train only through the sharp pass: we
+   use both, as the structure intends);
+4. the CSFFM mixes the down module's output (before the FSM) with the
+   decoder feature (`skip_from="down"`);
+5. every FSM has a 1x1 convolution on its residual path (`fsm_projection`);
+6. 1x1 output convolutions, also at 1/4 and 1/2, where the code predicts
+   images too (`multi_scale_outputs`, training outputs "scale_3"/"scale_2";
+   the code publishes no training script, so their use in its loss is
+   unknown: our recipe leaves them out);
+7. BatchNorm after each OctConv: left out (see `frequency_separation.py`);
+   its OctConvs have no biases, ours do. Counted parameters: 21.6 M in the
+   authors' code, 21,585,779 here (-0.002 %).
+
+The paper's preset `msfs` keeps the paper's description with CPU-sized
+counts (the paper says "several RCABs" and one RCAB per up module): 8 latent
+RCABs, 1 per up module.
+"""
+import keras
+
+from tfdeblur.layers import (
+    CropToMatch,
+    PadToMultiple,
+    PixelShuffle,
+    apply_downsample_image,
+    apply_rcab,
+    apply_residual_stack,
+)
+from tfdeblur.layers.csffm import apply_csffm
+from tfdeblur.layers.frequency_separation import apply_frequency_separation
+from tfdeblur.model import DeblurModel
+from tfdeblur.serialization import public
+
+LOSS_FEATURES = ("output", "sharp")
+SKIP_FROM = ("fsm", "down")
+# CSFFM initial values of theta (1/4 -> 1/2) and gamma (1/2 -> 1): the authors' code.
+CSFFM_INITIAL = (-1.0, -0.6)
+SCALES = (1, 2, 3)  # 1, 1/2, 1/4
+
+
+def _apply_plain_block(x, filters, name):
+    """Table 3 'w/o FSM': conv3x3-ReLU-conv3x3 + residual in place of the FSM."""
+    y = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv1")(x)
+    y = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)
+    if x.shape[-1] != filters:
+        x = keras.layers.Conv2D(filters, 1, name=f"{name}_res")(x)
+    return keras.layers.Add(name=f"{name}_add")([x, y])
+
+
+@public
+class MSFSNet(DeblurModel):
+    """Multi-scale frequency separation network (see the module docstring).
+
+    Args:
+        channels: feature width C at every scale.
+        latent_blocks: RCABs in the latent space (1/4).
+        decoder_blocks: RCABs per up-sampling module.
+        encoder_blocks: residual blocks before each down module (paper: 0).
+        fsm: FSMs (paper) or plain residual conv blocks (Table 3 "w/o FSM";
+            no frequency features, so no frequency losses).
+        csffm: the learned mix of eqs. (3)-(4), or a plain concatenated skip
+            (Table 3 "w/o CSFFM").
+        wide_decoder: up modules return 2C channels (authors' code) or C.
+        fsm_projection: a 1x1 convolution on every FSM's residual path.
+        skip_from: CSFFM encoder feature: "fsm" (after the FSM) or "down".
+        multi_scale_outputs: image outputs at 1/4 and 1/2 ("scale_3", "scale_2").
+        tail_kernel: kernel size of the output convolution(s).
+        loss_features: the second encoder pass sees the "output" or the "sharp" image.
+        reduction: channel-attention reduction of the RCABs (RCAN: 16).
+    """
+
+    def __init__(
+        self,
+        channels=64,
+        latent_blocks=8,
+        decoder_blocks=1,
+        encoder_blocks=0,
+        fsm=True,
+        csffm=True,
+        wide_decoder=False,
+        fsm_projection=False,
+        skip_from="fsm",
+        multi_scale_outputs=False,
+        tail_kernel=3,
+        loss_features="output",
+        reduction=16,
+        **kwargs,
+    ):
+        channels = int(channels)
+        if channels < 2 or channels % 2:
+            raise ValueError(f"channels must be a positive even number; got {channels}")
+        for arg, value in (("latent_blocks", latent_blocks), ("decoder_blocks", decoder_blocks),
+                           ("encoder_blocks", encoder_blocks)):
+            if int(value) < 0:
+                raise ValueError(f"{arg} must be >= 0; got {value}")
+        if skip_from not in SKIP_FROM:
+            raise ValueError(f"skip_from must be one of {SKIP_FROM}; got {skip_from!r}")
+        if loss_features not in LOSS_FEATURES:
+            raise ValueError(f"loss_features must be one of {LOSS_FEATURES}; got {loss_features!r}")
+        if int(tail_kernel) < 1 or int(tail_kernel) % 2 == 0:
+            raise ValueError(f"tail_kernel must be a positive odd integer; got {tail_kernel}")
+        if int(reduction) < 1:
+            raise ValueError(f"reduction must be >= 1; got {reduction}")
+        c = channels
+        c_up = 2 * c if wide_decoder else c
+        size_multiple = 8  # two down modules, and the 1/4-scale FSM pools once more
+
+        def block(x, filters, name):
+            """FSM (high, low, out), or the plain block (None, None, out)."""
+            if fsm:
+                return apply_frequency_separation(x, filters, projection=fsm_projection, name=name)
+            return None, None, _apply_plain_block(x, filters, name)
+
+        # -- encoder: one nested model, run on the blurry and on the output/sharp image
+        enc_in = keras.Input((None, None, 3), name="encoder_image")
+        e = keras.layers.Conv2D(c, 3, padding="same", activation="relu", name="shallow")(enc_in)
+        enc = {}
+        enc["high_1"], enc["low_1"], enc["feat_1"] = block(e, c, "enc1_fsm")
+        x = enc["feat_1"]
+        for k in (2, 3):
+            x = apply_residual_stack(x, c, int(encoder_blocks), name=f"enc{k}_res")
+            x = keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False, name=f"enc{k}_down")(x)
+            x = keras.layers.LeakyReLU(0.2, name=f"enc{k}_down_lrelu")(x)
+            enc[f"down_{k}"] = x
+            enc[f"high_{k}"], enc[f"low_{k}"], enc[f"feat_{k}"] = block(x, c, f"enc{k}_fsm")
+            x = enc[f"feat_{k}"]
+        encoder = keras.Model(enc_in, {k: v for k, v in enc.items() if v is not None}, name="encoder")
+
+        image = keras.Input((None, None, 3), name="blur")
+        padded = PadToMultiple(size_multiple, name="pad")(image)
+        f = encoder(padded)
+
+        # -- latent space and decoder
+        y = f["feat_3"]
+        for i in range(int(latent_blocks)):
+            y = apply_rcab(y, c, reduction, name=f"latent_rcab{i + 1}")
+        dec = {}
+        dec["high_3"], _, y = block(y, c, "dec3_fsm")
+        train_outputs = {}
+        blur_small = {1: padded}
+        if multi_scale_outputs:
+            blur_small[2] = apply_downsample_image(padded, name="blur_down2")
+            blur_small[3] = apply_downsample_image(blur_small[2], name="blur_down4")
+
+        def scale_output(t, k):
+            t = keras.layers.Conv2D(3, int(tail_kernel), padding="same", kernel_initializer="zeros", name=f"scale{k}_out")(t)
+            t = keras.layers.Add(name=f"scale{k}_residual")([t, blur_small[k]])
+            return keras.layers.Activation("linear", dtype="float32", name=f"scale{k}_float32")(t)
+
+        if multi_scale_outputs:
+            train_outputs["scale_3"] = scale_output(y, 3)
+        for k, initial in zip((2, 1), CSFFM_INITIAL):
+            skip = f[f"down_{k + 1}" if skip_from == "down" else f"feat_{k + 1}"]
+            z = apply_csffm(skip, y, initial, mix=csffm, name=f"csffm{k}")
+            for j in range(int(decoder_blocks)):
+                z = apply_rcab(z, 2 * c, reduction, name=f"dec{k}_rcab{j + 1}")
+            z = keras.layers.Conv2D(4 * c_up, 3, padding="same", name=f"dec{k}_up_conv")(z)
+            z = PixelShuffle(2, name=f"dec{k}_up_shuffle")(z)
+            dec[f"high_{k}"], _, y = block(z, c, f"dec{k}_fsm")
+            if multi_scale_outputs and k == 2:
+                train_outputs["scale_2"] = scale_output(y, 2)
+
+        # zero-initialized output conv: the untrained network is the identity
+        out = keras.layers.Conv2D(3, int(tail_kernel), padding="same", kernel_initializer="zeros", name="image_out")(y)
+        restored = keras.layers.Add(name="global_residual")([out, padded])
+        output = CropToMatch(name="crop", dtype="float32")([restored, image])
+
+        target_input = None
+        if fsm:
+            if loss_features == "sharp":
+                target_input = keras.Input((None, None, 3), name="sharp")
+                target = encoder(PadToMultiple(size_multiple, name="pad_sharp")(target_input))
+            else:
+                target = encoder(restored)
+            proj = None
+            for k in SCALES:
+                train_outputs[f"blur_high_{k}"] = f[f"high_{k}"]
+                train_outputs[f"blur_low_{k}"] = f[f"low_{k}"]
+                train_outputs[f"target_high_{k}"] = target[f"high_{k}"]
+                train_outputs[f"target_low_{k}"] = target[f"low_{k}"]
+                d = dec[f"high_{k}"]
+                if d.shape[-1] != f[f"high_{k}"].shape[-1]:
+                    # the authors' `changeChannel_`: one 1x1 conv shared by the scales
+                    proj = proj or keras.layers.Conv2D(f[f"high_{k}"].shape[-1], 1, name="dec_high_proj")
+                    d = proj(d)
+                train_outputs[f"dec_high_{k}"] = d
+        train_outputs["image"] = output
+
+        super().__init__(
+            inputs=image, outputs=output, train_outputs=train_outputs,
+            size_multiple=size_multiple, target_input=target_input, **kwargs,
+        )
+        self.channels = c
+        self.latent_blocks = int(latent_blocks)
+        self.decoder_blocks = int(decoder_blocks)
+        self.encoder_blocks = int(encoder_blocks)
+        self.fsm = bool(fsm)
+        self.csffm = bool(csffm)
+        self.wide_decoder = bool(wide_decoder)
+        self.fsm_projection = bool(fsm_projection)
+        self.skip_from = skip_from
+        self.multi_scale_outputs = bool(multi_scale_outputs)
+        self.tail_kernel = int(tail_kernel)
+        self.loss_features = loss_features
+        self.reduction = int(reduction)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "channels": self.channels,
+                "latent_blocks": self.latent_blocks,
+                "decoder_blocks": self.decoder_blocks,
+                "encoder_blocks": self.encoder_blocks,
+                "fsm": self.fsm,
+                "csffm": self.csffm,
+                "wide_decoder": self.wide_decoder,
+                "fsm_projection": self.fsm_projection,
+                "skip_from": self.skip_from,
+                "multi_scale_outputs": self.multi_scale_outputs,
+                "tail_kernel": self.tail_kernel,
+                "loss_features": self.loss_features,
+                "reduction": self.reduction,
+            }
+        )
+        return config
+
+
+_PAPER = "Zhang, Li et al., MSFS-Net"
+PRESETS = {
+    "msfs": dict(
+        kwargs=dict(),
+        description="MSFS-Net as in the paper: FSMs (OctConv), CSFFM, RCAB latent/decoder; frequency losses eqs. (5)-(7).",
+        params=2_130_037,
+        recipe="msfs",
+    ),
+    "msfs_no_fsm": dict(
+        kwargs=dict(fsm=False),
+        description="MSFS-Net Table 3 'w/o FSM': plain residual conv blocks in place of the FSMs (content loss only).",
+        params=2_300_917,
+        recipe="msfs_content_only",
+    ),
+    "msfs_no_csffm": dict(
+        kwargs=dict(csffm=False),
+        description="MSFS-Net Table 3 'w/o CSFFM': concatenated skips without the learned mix of eqs. (3)-(4).",
+        params=2_130_035,
+        recipe="msfs",
+    ),
+    "msfs_no_clm": dict(
+        kwargs=dict(),
+        description="MSFS-Net Table 3 'w/o CLM': trained without the contrastive high-frequency loss L_high.",
+        params=2_130_037,
+        recipe="msfs_no_clm",
+    ),
+    "msfs_no_consistency": dict(
+        kwargs=dict(),
+        description="MSFS-Net Table 3 'w/o consistency': trained without the low-frequency loss L_low.",
+        params=2_130_037,
+        recipe="msfs_no_consistency",
+    ),
+    "msfs_official": dict(
+        kwargs=dict(
+            latent_blocks=10, decoder_blocks=30, encoder_blocks=8, wide_decoder=True, fsm_projection=True,
+            skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
+        ),
+        description="MSFS-Net as the authors' PyTorch code builds it (sharp-image loss features, 10/30 RCABs; see models/msfs.py).",
+        params=21_585_779,
+        paper_params="21.6 M (our count of the authors' code)",
+        recipe="msfs",
+    ),
+}
+
+
+def _msfs_recipe(high_weight=0.05, low_weight=0.05):
+    return {
+        # paper (implementation details): AdamW, beta1 0.9, beta2 0.9, eps 1e-8
+        "optimizer": {
+            "class": "AdamW",
+            "beta_1": 0.9,
+            "beta_2": 0.9,
+            "epsilon": 1e-8,
+            "weight_decay": 1e-6,  # not in the paper; the authors' main.py default
+        },
+        "learning_rate": 1e-4,  # paper: initial learning rate
+        "schedule": {
+            # paper: halved every 500 epochs. One GoPro epoch is 2103 pairs /
+            # batch 4 = 526 steps, so every 263,000 steps (the quick run of
+            # 1000 steps stays at the initial rate).
+            "class": "ExponentialDecay",
+            "decay_rate": 0.5,
+            "staircase": True,
+            "decay_steps": 500 * 526,
+        },
+        "loss": {
+            "class": "MSFSLoss",  # eqs. (5)-(7)
+            "high_weight": high_weight,  # eq. (7): lambda_1 = 0.05
+            "low_weight": low_weight,  # eq. (7): lambda_2 = 0.05
+        },
+        "crop": 256,  # not stated in the paper; the GoPro convention (MTWDN, SRN)
+        "batch_size": 4,  # paper
+        "augment": ["flip", "rot90"],  # not stated; as MTWDN's recipe
+    }
+
+
+RECIPES = {
+    "msfs": _msfs_recipe(),
+    "msfs_content_only": _msfs_recipe(0.0, 0.0),  # Table 3 "w/o FSM": no frequency features
+    "msfs_no_clm": _msfs_recipe(high_weight=0.0),  # Table 3 "w/o CLM"
+    "msfs_no_consistency": _msfs_recipe(low_weight=0.0),  # Table 3 "w/o consistency"
+}

@@ -1,0 +1,170 @@
+"""MSFS-Net: parameter counts in closed form (paper preset, the authors'
+code), the training-output wiring checked through the losses' values at
+initialization, eqs. (5)-(7) in numpy, fit with the three terms logged, the
+official variant's sharp-image features, recipe, argument errors."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdeblur.models as models
+from tests.helpers import random_images
+from tfdeblur.losses import MSFSLoss
+from tfdeblur.models.msfs import MSFSNet
+from tfdeblur.training import compile_args
+
+TINY = dict(channels=8, latent_blocks=1, reduction=4)
+
+
+def conv(k, cin, cout, bias=True):
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def rcab(ch, r=16):
+    return 2 * conv(3, ch, ch) + conv(1, ch, ch // r) + conv(1, ch // r, ch)
+
+
+def fsm(cin, f, projection=False):
+    res = conv(1, cin, f) if projection or cin != f else 0
+    return (cin * cin + cin) + (9 * cin * cin + 2 * cin) + (cin * f + 2 * f) + res
+
+
+def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False, official=False):
+    c_up = 2 * c if wide else c
+    total = conv(3, 3, c) + 3 * fsm(c, c, projection)  # shallow conv, encoder FSMs
+    total += 2 * (enc * 2 * conv(3, c, c) + conv(3, c, c, bias=False))  # residual blocks, down modules
+    total += latent * rcab(c) + fsm(c, c, projection)  # latent RCABs, decoder FSM at 1/4
+    total += 2 * (2 * 0 + dec * rcab(2 * c) + conv(3, 2 * c, 4 * c_up) + fsm(c_up, c, projection) + 1)  # CSFFM theta/gamma
+    if official:
+        total += 3 * conv(1, c, 3) + conv(1, c, c // 2)  # 1x1 outputs at 1/4, 1/2, 1; HF projection
+    else:
+        total += conv(3, c, 3)
+    return total
+
+
+def test_paper_preset_parameter_count_closed_form():
+    assert models.get_preset("msfs").params == msfs_closed_form() == 2_130_037
+
+
+def test_official_preset_is_the_authors_size():
+    preset = models.get_preset("msfs_official")
+    expected = msfs_closed_form(latent=10, dec=30, enc=8, wide=True, projection=True, official=True)
+    assert preset.params == expected
+    assert abs(preset.params / 21.6e6 - 1) < 0.10  # the authors' code: 21.6 M by our count
+    assert models.build("msfs_official").count_params() == preset.params
+
+
+def test_ablation_presets():
+    assert models.get_preset("msfs_no_fsm").kwargs == {"fsm": False}
+    assert models.get_preset("msfs_no_csffm").params == models.get_preset("msfs").params - 2  # theta, gamma
+    for name, key in (("msfs_no_clm", "high_weight"), ("msfs_no_consistency", "low_weight")):
+        assert models.get_recipe(name)["loss"][key] == 0.0
+    assert models.get_recipe("msfs_no_fsm")["loss"]["high_weight"] == models.get_recipe("msfs_no_fsm")["loss"]["low_weight"] == 0.0
+
+
+def test_untrained_network_is_identity_and_losses_have_their_closed_form_at_init():
+    """At init the output is the input, so the encoder's second pass sees
+    the blurry image again: L_low = 0 and each L_high ratio is exactly 1."""
+    model = MSFSNet(**TINY)
+    assert model.size_multiple == 8
+    x = random_images(2, 37, 29)
+    np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
+    outs = model.training_outputs(x)
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(outs[f"target_high_{k}"].numpy(), outs[f"blur_high_{k}"].numpy(), atol=1e-6)
+    sharp = random_images(2, 37, 29, seed=3)
+    terms = {k: v.numpy() for k, v in MSFSLoss().terms(sharp, outs).items()}
+    np.testing.assert_allclose(terms["low"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(terms["high"], 3.0, rtol=1e-4)
+    np.testing.assert_allclose(terms["content"], np.abs(x - sharp).mean(axis=(1, 2, 3)), rtol=1e-5)
+
+
+def test_loss_equations_5_to_7_in_numpy():
+    rng = np.random.default_rng(0)
+    f = lambda *s: rng.random((2, *s), dtype=np.float32)  # noqa: E731
+    outs = {"image": f(8, 8, 3)}
+    for k, size in ((1, 8), (2, 4), (3, 2)):
+        for key in ("dec_high", "target_high", "blur_high"):
+            outs[f"{key}_{k}"] = f(size, size, 4)
+        for key in ("blur_low", "target_low"):
+            outs[f"{key}_{k}"] = f(size // 2, size // 2, 4)
+    sharp = f(8, 8, 3)
+    l1 = lambda a, b: np.abs(a - b).mean(axis=(1, 2, 3))  # noqa: E731
+    high = sum(l1(outs[f"dec_high_{k}"], outs[f"target_high_{k}"]) / (l1(outs[f"dec_high_{k}"], outs[f"blur_high_{k}"]) + 1e-6) for k in (1, 2, 3))
+    low = sum(l1(outs[f"blur_low_{k}"], outs[f"target_low_{k}"]) for k in (1, 2, 3))
+    expected = np.mean(0.05 * high + 0.05 * low + l1(outs["image"], sharp))
+    loss = MSFSLoss()
+    np.testing.assert_allclose(float(loss(sharp, outs)), expected, rtol=1e-5)
+    assert MSFSLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+    content_only = MSFSLoss(0.0, 0.0)
+    assert float(content_only(sharp, {"image": outs["image"]})) == pytest.approx(float(np.mean(l1(outs["image"], sharp))), rel=1e-5)
+    with pytest.raises(KeyError, match="needs training output 'dec_high_1'"):
+        loss(sharp, {"image": outs["image"]})
+    with pytest.raises(ValueError, match="high_weight must be >= 0; got -1"):
+        MSFSLoss(high_weight=-1)
+
+
+def test_fit_logs_the_three_terms_and_lowers_the_loss():
+    keras.utils.set_random_seed(0)
+    model = MSFSNet(channels=8, latent_blocks=0, decoder_blocks=0)  # fewest variables: tracing dominates
+    # jit_compile=False: XLA compiling this graph takes most of a CPU test's time
+    model.compile(**compile_args("msfs", total_steps=10, learning_rate=1e-3, metrics=False), jit_compile=False)
+    sharp = random_images(2, 32, 32, seed=2)
+    blur = (0.8 * sharp + 0.1).astype("float32")
+    history = model.fit(blur, sharp, batch_size=2, epochs=2, verbose=0, validation_data=(blur, sharp)).history
+    for key in ("loss_content", "loss_high", "loss_low", "val_loss_content", "val_loss_high", "val_loss_low"):
+        assert len(history[key]) == 2 and np.isfinite(history[key]).all()
+    # each epoch's total is the weighted sum of its logged terms (one step per epoch)
+    total = np.array(history["loss_content"]) + 0.05 * np.array(history["loss_high"]) + 0.05 * np.array(history["loss_low"])
+    np.testing.assert_allclose(history["loss"], total, rtol=1e-4)
+    assert history["val_loss"][-1] < history["loss"][0]
+
+
+def test_official_variant_takes_loss_features_from_the_sharp_image():
+    model = MSFSNet(**TINY, loss_features="sharp", wide_decoder=True, multi_scale_outputs=True)
+    assert model.needs_target
+    x, sharp = random_images(1, 16, 24), random_images(1, 16, 24, seed=1)
+    with pytest.raises(ValueError, match="training_outputs needs the sharp images y"):
+        model.training_outputs(x)
+    outs = model.training_outputs(x, sharp)
+    again = model.training_outputs(sharp, sharp)  # encoder on the sharp image as input
+    np.testing.assert_allclose(outs["target_low_2"].numpy(), again["blur_low_2"].numpy(), atol=1e-6)
+    assert not np.allclose(outs["target_low_2"].numpy(), outs["blur_low_2"].numpy())
+    assert outs["scale_2"].shape == (1, 8, 12, 3) and outs["scale_3"].shape == (1, 4, 6, 3)
+    # a layer only the loss features use (the shared HF projection) gets gradients
+    proj = [layer for layer in model.train_only_layers if layer.name == "dec_high_proj"][0]
+    assert all(any(w is v for v in model.trainable_weights) for w in proj.trainable_weights)
+    with tf.GradientTape() as tape:
+        loss = MSFSLoss()(sharp, model.training_outputs(x, sharp, training=True))
+    grads = tape.gradient(loss, proj.trainable_weights)
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)
+
+
+def test_recipe_is_the_papers():
+    args = compile_args("msfs", total_steps=1000)
+    opt = args["optimizer"]
+    assert isinstance(opt, keras.optimizers.AdamW)
+    assert (opt.beta_1, opt.beta_2, opt.epsilon) == (0.9, 0.9, 1e-8)
+    schedule = opt._learning_rate
+    step = 500 * 526  # 500 GoPro epochs of batch 4
+    assert float(schedule(0)) == float(schedule(step - 1)) == pytest.approx(1e-4)
+    assert float(schedule(step)) == pytest.approx(5e-5) and float(schedule(2 * step)) == pytest.approx(2.5e-5)
+    assert (args["loss"].high_weight, args["loss"].low_weight) == (0.05, 0.05)
+    assert models.get_recipe("msfs")["batch_size"] == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(channels=7), "channels must be a positive even number; got 7"),
+    (dict(skip_from="enc"), "skip_from must be one of"),
+    (dict(loss_features="gt"), "loss_features must be one of"),
+    (dict(latent_blocks=-1), "latent_blocks must be >= 0; got -1"),
+    (dict(tail_kernel=2), "tail_kernel must be a positive odd integer; got 2"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MSFSNet(**{**TINY, **kwargs})
+
+
+def test_unknown_preset_suggests_the_close_name():
+    with pytest.raises(ValueError, match=r"unknown network 'msfs_ofical' \(did you mean 'msfs_official'\?\)"):
+        models.build("msfs_ofical")
