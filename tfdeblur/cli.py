@@ -113,13 +113,59 @@ def _add_inference_options(p):
     p.add_argument("--overlap", type=int, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP}, at most a quarter of the tile)")
     p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
     p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
+    _add_tlc_arguments(p)
+
+
+def _add_tlc_arguments(parser):
+    """`--tlc TRAIN_SIZE [--tlc-window PIXELS]` (Test-time Local Converter, tfdeblur/tlc.py)."""
+    parser.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
+    parser.add_argument("--tlc-window", type=int, metavar="PIXELS", help="TLC window in image pixels (default 1.5 x --tlc)")
+
+
+def tlc_window(args):
+    """The TLC window (pixels) asked for by `--tlc`/`--tlc-window`, or None; checks them."""
+    from tfdeblur import tlc
+
+    if args.tlc is None:
+        if args.tlc_window is not None:
+            raise ValueError("--tlc-window needs --tlc TRAIN_SIZE")
+        return None
+    if args.tlc < 1:
+        raise ValueError(f"--tlc must be a positive training size in pixels; got {args.tlc}")
+    if args.tlc_window is not None and args.tlc_window < 1:
+        raise ValueError(f"--tlc-window must be a positive integer (pixels); got {args.tlc_window}")
+    return args.tlc_window if args.tlc_window is not None else int(round(tlc.WINDOW_FACTOR * args.tlc))
+
+
+def tlc_transform(args):
+    """The `Deblurrer` model transform for `--tlc`, or None. The conversion
+    line goes to stdout (stderr stays one `error: ...` line on bad input); a
+    network without global pooling runs unconverted, with a notice on stderr."""
+    from tfdeblur import tlc
+
+    window = tlc_window(args)
+    if window is None:
+        return None
+    return lambda model: tlc.apply_tlc_option(
+        model, args.tlc, window, notice=lambda m: print(m, file=sys.stderr)
+    )[0]
+
+
+def check_tlc_window(args, deblurrer, height, width, name):
+    """Refuses an image (or tile) not larger than the TLC window: TLC would change nothing."""
+    from tfdeblur.tlc import check_window_fits
+
+    window = tlc_window(args)
+    if window is not None:
+        tile = deblurrer.tile_for(height, width)
+        check_window_fits(window, height if tile is None else min(tile, height), width if tile is None else min(tile, width), name)
 
 
 def _deblurrer(args, model):
     """A `Deblurrer` from the inference options; model transforms (e.g. --tlc) hook in here."""
     from tfdeblur.inference import Deblurrer
 
-    transform = None  # a model -> callable hook, e.g. the test-time local converter (--tlc)
+    transform = tlc_transform(args)  # a model -> callable hook: the test-time local converter
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
                      ensemble=args.ensemble, transform=transform)
 
@@ -176,6 +222,8 @@ def _cmd_eval(args):
         dataset, names = _kohler_items(spec.paths[0], model.min_size)
     else:
         dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
+    if args.tlc is not None:
+        dataset = _tlc_checked(args, deblurrer, dataset, names)
     summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
     print(f"protocol: {protocol}; SSIM = {summary['ssim_conventions']['ssim']}; "
           f"SSIM-M = {summary['ssim_conventions']['ssim_matlab']}")
@@ -205,6 +253,13 @@ def _cmd_eval(args):
                 "input_ssim_matlab", "ssim_conventions", "protocol", "seconds_per_image", "restore_seconds_median")
         _write_text_atomic(args.json, json.dumps({k: summary[k] for k in keys} | {"per_image": rows}, indent=2))
     return 0
+
+
+def _tlc_checked(args, deblurrer, pairs, names):
+    """The eval pairs, refusing one not larger than the TLC window (see check_tlc_window)."""
+    for i, (blur, sharp) in enumerate(pairs):
+        check_tlc_window(args, deblurrer, int(blur.shape[0]), int(blur.shape[1]), names[i] if names else f"pair {i}")
+        yield blur, sharp
 
 
 def _kohler_items(root, min_size):
@@ -330,6 +385,7 @@ def _cmd_deblur(args):
         bar.show(i, os.path.basename(path))
         try:
             image = tio.read_image_raw(path)
+            check_tlc_window(args, deblurrer, image.shape[0], image.shape[1], path)
             out = deblurrer(image, name=path)
             sheet_image = _compare_sheet(path, image, out, gt) if sheet else None
             tio.write_image_raw(target, out)
