@@ -12,7 +12,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import keras
@@ -22,6 +24,7 @@ from tfdeblur import io as tio
 from tfdeblur.evaluate import evaluate_pairs
 from tfdeblur.perceptual import recipe_with_vgg_weights
 from tfdeblur.training import state as run_state
+from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import set_precision
 from tfdeblur.training.stream import train_stream
@@ -52,6 +55,7 @@ class TrainConfig:
     stop_at: int = None  # end this session after the checkpoint of this step; --resume continues
     phase: int = None  # phased training (GLBDN sec. 3.2): the recipe's phase 1, 2 or 3 (training/phases.py)
     init_from: str = None  # a .keras file whose weights the run starts from (phases)
+    cluster_timeout: float = 300.0  # seconds for a TF_CONFIG cluster to form (and per collective)
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -108,8 +112,12 @@ def _check_config(cfg):
         raise RunError("--steps and --epochs are exclusive; got both")
 
 
-def _prepare_out(cfg):
+def _prepare_out(cfg, writer=True):
     out = cfg.out
+    if not writer:  # a non-chief worker writes nothing here; the chief checks the folder
+        if cfg.resume:
+            run_state.read_previous_config(out)
+        return
     if os.path.exists(out) and not os.path.isdir(out):
         raise RunError(f"--out {out}: exists and is not a directory")
     has_run = os.path.isdir(out) and any(
@@ -163,6 +171,37 @@ class _ImageSummaries(keras.callbacks.Callback):
         self.writer.flush()
 
 
+def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, start_step, end_step,
+                      steps_per_epoch, log):
+    """The custom loop (tfdeblur/training/loop.py) in place of `fit`; the
+    chief alone logs scalars and reports checkpoints."""
+    from tfdeblur.training.loop import distributed_fit
+
+    def dataset_fn(ctx):
+        return train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
+                            shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
+                            replica_batch=ctx.get_per_replica_batch_size(cfg.batch_size),
+                            min_size=model.min_size)
+
+    summaries = tf.summary.create_file_writer(os.path.join(cfg.out, "logs", "train")) if writer else None
+
+    def on_epoch_end(step, logs):
+        if not run_state.weights_finite(model):
+            divergence.record(step, "weights hold NaN/Inf")
+            return
+        path = state.save(step, step * cfg.batch_size)  # every task: collectives
+        if writer:
+            with summaries.as_default():
+                for name, value in logs.items():
+                    tf.summary.scalar(f"epoch_{name}", value, step=step)
+            summaries.flush()
+            log(f"checkpoint {path} (step {step})")
+
+    if start_step < end_step:
+        distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per_epoch,
+                        on_epoch_end, divergence, log=log if writer else (lambda *a: None))
+
+
 def run_training(cfg, log=print):
     """Trains `cfg.net` as configured; returns the results dict."""
     from tfdeblur.datasets import spec as data_spec
@@ -171,10 +210,15 @@ def run_training(cfg, log=print):
     _check_config(cfg)
     cfg.out = cfg.out or os.path.join("runs", cfg.net)
     spec = data_spec.parse_spec(cfg.data)
-    _prepare_out(cfg)
+    # TF_CONFIG first: MultiWorkerMirroredStrategy must exist before any TF op runs.
+    cluster = parse_tf_config(os.environ.get("TF_CONFIG"))
+    writer = cluster is None or cluster.is_chief
+    if cluster is not None and cfg.devices:
+        raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
+    _prepare_out(cfg, writer)
 
     precision = set_precision(cfg.precision)
-    strategy = choose_strategy(cfg.devices)
+    strategy = choose_strategy(cfg.devices) if cluster is None else create_strategy(cluster, cfg.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     if cfg.batch_size % replicas:
         raise RunError(
@@ -201,7 +245,10 @@ def run_training(cfg, log=print):
             phases.prepare_model(model, cfg, log)  # weights to start from, frozen parts
         model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch))
         model.optimizer.build(model.trainable_variables)
-        state = run_state.RunState(model, os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
+        # Non-chief workers save too (saving reads distributed variables
+        # through collectives), into a temporary folder they delete.
+        ckpt_dir = os.path.join(cfg.out, "checkpoints") if writer else tempfile.mkdtemp(prefix="tfdeblur-worker-")
+        state = run_state.RunState(model, ckpt_dir, keep=cfg.keep_checkpoints if writer else 1)
     if cfg.crop < model.min_size:
         raise RunError(f"--crop must be at least {model.min_size} for {cfg.net}; got {cfg.crop}")
 
@@ -226,12 +273,17 @@ def run_training(cfg, log=print):
         notice = run_state.resume_notice(run_state.read_previous_config(cfg.out), resolved)
         if notice:
             log(f"--resume: {notice}")
-        step = state.restore(cfg.net)
+        # Every task reads the chief's checkpoint (a shared folder on a cluster).
+        latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints"))
+        if latest is None:
+            raise RunError(f"--resume: {os.path.join(cfg.out, 'checkpoints')} holds no checkpoint")
+        step = state.restore(cfg.net, path=latest)
         if step % steps_per_epoch:
-            raise RunError(f"--resume: checkpoint {state.latest} is at step {step}, not a multiple of --steps-per-epoch {steps_per_epoch}")
+            raise RunError(f"--resume: checkpoint {latest} is at step {step}, not a multiple of --steps-per-epoch {steps_per_epoch}")
         initial_epoch = step // steps_per_epoch
-        log(f"resumed from {state.latest} (step {step}/{total_steps})")
-    _write_json(os.path.join(cfg.out, "config.json"), resolved)
+        log(f"resumed from {latest} (step {step}/{total_steps})")
+    if writer:
+        _write_json(os.path.join(cfg.out, "config.json"), resolved)
 
     # The stream starts at the checkpoint's data position: a resumed run sees
     # exactly the batches the uninterrupted run would have seen.
@@ -250,15 +302,18 @@ def run_training(cfg, log=print):
         f"{replicas} replica(s) -> {cfg.out}"
     )
     divergence = run_state.Divergence()
-    callbacks = [
+    callbacks = [] if cluster is not None else [
         run_state.CheckpointAndGuard(state, steps_per_epoch, cfg.batch_size, divergence, log=log),
         keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"), update_freq=max(1, steps_per_epoch // 4)),
     ]
-    if val_pairs is not None:
+    if val_pairs is not None and cluster is None:
         callbacks.append(_ImageSummaries(os.path.join(cfg.out, "logs"), *val_pairs))
     end_epoch = epochs if cfg.stop_at is None else min(epochs, cfg.stop_at // steps_per_epoch)
     start = time.perf_counter()
-    if initial_epoch < end_epoch:
+    if cluster is not None:
+        _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence,
+                          initial_epoch * steps_per_epoch, end_epoch * steps_per_epoch, steps_per_epoch, log)
+    elif initial_epoch < end_epoch:
         model.fit(
             train,
             epochs=end_epoch,
@@ -270,8 +325,10 @@ def run_training(cfg, log=print):
         )
     train_seconds = time.perf_counter() - start
     del train  # its tf.data threads run Python code: end them before exit
+    if not writer:
+        shutil.rmtree(state.directory, ignore_errors=True)
     if divergence:
-        kept = state.latest or "none (no epoch finished)"
+        kept = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints")) or "none (no epoch finished)"
         raise RunError(
             f"training diverged at step {divergence.step} ({divergence.what}); stopped. "
             f"Last good checkpoint kept: {kept}"
@@ -280,6 +337,9 @@ def run_training(cfg, log=print):
         log(f"stopped at step {end_epoch * steps_per_epoch} (--stop-at); continue with --resume")
         return {"stopped_at": end_epoch * steps_per_epoch, "train_seconds": train_seconds}
 
+    if not writer:
+        log(f"worker {cluster.task_type}:{cluster.task_index} done; the chief writes {cfg.out}")
+        return {"worker": f"{cluster.task_type}:{cluster.task_index}", "train_seconds": train_seconds}
     save_model_atomic(model, os.path.join(cfg.out, "model.keras"))
 
     log("validating ...")

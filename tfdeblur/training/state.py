@@ -58,6 +58,7 @@ TRAJECTORY_KEYS = {
     "learning_rate": "--learning-rate",
     "steps_per_epoch_resolved": "--steps-per-epoch",
     "precision_resolved": "--precision",
+    "phase": "--phase",
 }
 
 

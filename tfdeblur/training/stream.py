@@ -95,11 +95,13 @@ def _file_pairs(spec, indices, crop, seed, min_size, augment):
 
 
 def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards=1,
-                 min_size=1, augment=True):
+                 min_size=1, augment=True, replica_batch=None):
     """Batched training dataset of one shard from step `start_step` on.
 
     Batches hold `batch_size // num_shards` samples (this shard's part of
-    the global batch `batch_size`); see the module docstring for which ones.
+    the global batch `batch_size`), or `replica_batch` when the shard feeds
+    several local replicas (they take its consecutive batches in turn); see
+    the module docstring for which samples.
     """
     spec = _spec.parse_spec(spec) if isinstance(spec, str) else spec
     local = batch_size // num_shards
@@ -112,4 +114,4 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
         shard_of = (num_shards, shard) if num_shards > 1 else None
         ds, _ = _spec.train_val(spec, crop, seed=seed, min_size=min_size, augment=augment, shard=shard_of)
         ds = ds.skip(int(start_step) * local)
-    return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(replica_batch or local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
