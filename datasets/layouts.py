@@ -29,7 +29,11 @@ HIDE (Shen et al., "Human-aware motion deblurring", ICCV 2019;
     ROOT/test/test-close-ups/<name>.png      blurry, test split (close-ups)
     ROOT/test/test-long-shot/<name>.png      blurry, test split (long shots)
 
-A blurry image's sharp partner is the file of the same name in `GT/`.
+    ROOT/train.txt, ROOT/test.txt            file names of each split, one per line
+
+A blurry image's sharp partner is the file of the same name in `GT/`. When
+`train.txt`/`test.txt` are present the split is the listed names (each
+must be found in the split's folders); otherwise every image in them.
 
 RealBlur (Rim et al., "Real-world blur dataset for learning and
 benchmarking deblurring algorithms", ECCV 2020), 3758 train / 980 test pairs
@@ -168,15 +172,25 @@ def hide_pairs(root, split="train"):
             f"missing {os.path.relpath(missing[0], root)}/; found {_found(root)}"
         )
     sharp = {_stem(p): p for p in list_images(gt)}
+    listed = _hide_list(root, split)
     pairs, names, unmatched = [], [], []
     for prefix, folder in folders:
         for b in list_images(folder):
+            if listed is not None:
+                if os.path.basename(b) not in listed:
+                    continue
+                listed.discard(os.path.basename(b))
             s = sharp.get(_stem(b))
             if s is None:
                 unmatched.append(os.path.basename(b))
                 continue
             pairs.append((b, s))
             names.append(prefix + _stem(b))
+    if listed:
+        raise LayoutError(
+            f"{os.path.join(root, split + '.txt')}: {len(listed)} listed image(s) not found in "
+            f"{split}/ ({_first(sorted(listed))})"
+        )
     if unmatched:
         raise LayoutError(
             f"{root}: {len(unmatched)} blur image(s) have no partner in GT/ ({_first(unmatched)})"
@@ -184,6 +198,18 @@ def hide_pairs(root, split="train"):
     if not pairs:
         raise LayoutError(f"{root}: no blurry images in {', '.join(os.path.relpath(f, root) for _, f in folders)}")
     return pairs, names
+
+
+def _hide_list(root, split):
+    """The set of file names in ROOT/<split>.txt, or None without the file."""
+    path = os.path.join(root, f"{split}.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        names = {os.path.basename(line.strip()) for line in f if line.strip()}
+    if not names:
+        raise LayoutError(f"{path}: empty list file (no image names)")
+    return names
 
 
 # ------------------------------------------------------------------ RealBlur

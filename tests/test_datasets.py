@@ -115,12 +115,16 @@ def test_gopro_unmatched_names_listed(capsys, tmp_path):
 
 
 def hide_tree(root):
-    """HIDE_dataset: GT/, train/, test/test-close-ups/, test/test-long-shot/."""
+    """HIDE_dataset: GT/, train/, test/test-close-ups/, test/test-long-shot/, train.txt, test.txt."""
     expected = {"train": [], "test": []}
-    for k, name in enumerate(["10fromGOPR0950", "11fromGOPR1096"]):
+    train = ["10fromGOPR0950", "11fromGOPR1096"]
+    test = [("test-close-ups", "1fromGOPR0960"), ("test-long-shot", "3fromGOPR1086")]
+    for k, name in enumerate(train):
         expected["train"].append(_pair(root, f"train/{name}.png", f"GT/{name}.png", k))
-    for k, (sub, name) in enumerate([("test-close-ups", "1fromGOPR0960"), ("test-long-shot", "3fromGOPR1086")]):
+    for k, (sub, name) in enumerate(test):
         expected["test"].append(_pair(root, f"test/{sub}/{name}.png", f"GT/{name}.png", 10 + k))
+    (root / "train.txt").write_text("".join(f"{n}.png\n" for n in train))
+    (root / "test.txt").write_text("".join(f"{n}.png\n" for _, n in test))
     return expected
 
 
@@ -131,7 +135,13 @@ def test_hide_splits(tmp_path):
     ds, count, names = spec.evaluation(f"hide:{tmp_path}")
     assert names == ["test-close-ups/1fromGOPR0960", "test-long-shot/3fromGOPR1086"]
     _check(ds, expected["test"])
-    _write(tmp_path / "train" / "99fromGOPR0000.png", _rgb(0))
+    _write(tmp_path / "train" / "99fromGOPR0000.png", _rgb(0))  # not in train.txt: not read
+    assert len(layouts.hide_pairs(str(tmp_path), "train")[0]) == 2
+    with open(tmp_path / "train.txt", "a") as f:
+        f.write("98fromGOPR0000.png\n")
+    with pytest.raises(layouts.LayoutError, match=r"train.txt: 1 listed image\(s\) not found in train/ \(98fromGOPR0000.png\)"):
+        layouts.hide_pairs(str(tmp_path), "train")
+    os.remove(tmp_path / "train.txt")  # without the lists: every image in the folders
     with pytest.raises(layouts.LayoutError, match=r"1 blur image\(s\) have no partner in GT/ \(99fromGOPR0000.png\)"):
         layouts.hide_pairs(str(tmp_path), "train")
     os.rename(tmp_path / "GT", tmp_path / "gt_old")
