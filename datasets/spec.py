@@ -15,7 +15,8 @@
 Options follow the root after commas, `key=value`; `realblur` also takes
 `J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
 given, training reads `train` and validates on up to 16 evenly spaced
-`test` pairs, `eval` reads `test`, `prepare` reads `train`. Specs without
+`test` pairs (or on every 10th train pair when no test split is on disk),
+`eval` reads `test`, `prepare` reads `train`. Specs without
 splits (pairs, list) hold out every 10th pair (at most 16) for validation.
 Layouts are described in `tfdeblur.datasets.layouts`.
 
@@ -162,7 +163,9 @@ def spec_pairs(spec, split):
         return _layouts.kohler_pairs(root)
     if spec.kind == "list":
         return _layouts.list_pairs(root)
-    raise DataSpecError(f"--data {spec}: has no image files to list")
+    raise DataSpecError(
+        f"--data {spec}: not a file-based spec; this needs pairs, gopro, hide, realblur, kohler or list"
+    )
 
 
 def _has_splits(spec):
@@ -181,7 +184,10 @@ def train_val_pairs(spec, crop, min_size=1):
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if _has_splits(spec) and spec.option("split", "train") == "train":
         train_pairs, _ = spec_pairs(spec, "train")
-        val_pairs = _evenly_spaced(spec_pairs(spec, "test")[0])
+        try:
+            val_pairs = _evenly_spaced(spec_pairs(spec, "test")[0])
+        except _layouts.LayoutError:  # only the train split is on disk: hold some out
+            train_pairs, val_pairs = _pairs.split_pairs(train_pairs, max_val=MAX_VAL_PAIRS)
         _pairs.check_pairs(train_pairs, min_size=max(min_size, crop))
         _pairs.check_pairs(val_pairs, min_size=min_size)
     else:

@@ -81,6 +81,11 @@ def test_gopro_sequence_layout_and_variants(tmp_path):
     train, val = spec.train_val(f"gopro:{tmp_path}", crop=8)  # validates on the test split
     _check(val, expected["test"])
     assert next(iter(train))[0].shape == (8, 8, 3)
+    import shutil
+
+    shutil.copytree(tmp_path / "train", tmp_path / "only" / "train")  # no test split: hold out
+    train, val = spec.train_val(f"gopro:{tmp_path / 'only'}", crop=8)
+    _check(val, expected["train"][:1])
     gamma, _ = layouts.gopro_pairs(str(tmp_path), "test", "blur_gamma")
     assert all(p[0].split(os.sep)[-2] == "blur_gamma" for p in gamma)
     ds, _, _ = spec.evaluation(f"gopro:{tmp_path},variant=blur_gamma,split=train")
