@@ -2,6 +2,8 @@
 code), the training-output wiring checked through the losses' values at
 initialization, eqs. (5)-(7) in numpy, fit with the three terms logged, the
 official variant's sharp-image features, recipe, argument errors."""
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ import tfdeblur.models as models
 from tests.helpers import random_images
 from tfdeblur.losses import MSFSLoss
 from tfdeblur.models.msfs import MSFSNet
+from tfdeblur.io import read_image
 from tfdeblur.training import compile_args
+from tfdeblur.training.loss_terms import PANEL, LossTermsRecorder
 
 TINY = dict(channels=8, latent_blocks=1, reduction=4)
 
@@ -104,20 +108,28 @@ def test_loss_equations_5_to_7_in_numpy():
         MSFSLoss(high_weight=-1)
 
 
-def test_fit_logs_the_three_terms_and_lowers_the_loss():
+def test_fit_logs_the_three_terms_and_lowers_the_loss(tmp_path):
     keras.utils.set_random_seed(0)
     model = MSFSNet(channels=8, latent_blocks=0, decoder_blocks=0)  # fewest variables: tracing dominates
     # jit_compile=False: XLA compiling this graph takes most of a CPU test's time
     model.compile(**compile_args("msfs", total_steps=10, learning_rate=1e-3, metrics=False), jit_compile=False)
     sharp = random_images(2, 32, 32, seed=2)
     blur = (0.8 * sharp + 0.1).astype("float32")
-    history = model.fit(blur, sharp, batch_size=2, epochs=2, verbose=0, validation_data=(blur, sharp)).history
+    recorder = LossTermsRecorder(tmp_path, MSFSLoss.term_names, steps_per_epoch=1, titles=MSFSLoss.term_titles)
+    history = model.fit(blur, sharp, batch_size=2, epochs=2, verbose=0, validation_data=(blur, sharp), callbacks=[recorder]).history
     for key in ("loss_content", "loss_high", "loss_low", "val_loss_content", "val_loss_high", "val_loss_low"):
         assert len(history[key]) == 2 and np.isfinite(history[key]).all()
     # each epoch's total is the weighted sum of its logged terms (one step per epoch)
     total = np.array(history["loss_content"]) + 0.05 * np.array(history["loss_high"]) + 0.05 * np.array(history["loss_low"])
     np.testing.assert_allclose(history["loss"], total, rtol=1e-4)
     assert history["val_loss"][-1] < history["loss"][0]
+    # the run folder's record and plot (one step per epoch: step values = epoch means)
+    record = json.loads((tmp_path / "loss_terms.json").read_text())
+    assert record["step"] == record["epoch_step"] == [1, 2]
+    for name in ("content", "high", "low"):
+        np.testing.assert_allclose(record[name], history[f"loss_{name}"], rtol=1e-5)
+    plot = read_image(tmp_path / "loss_terms.png")
+    assert plot.shape[0] == 3 * PANEL[0] and plot.shape[1] == PANEL[1] and plot.std() > 0
 
 
 def test_official_variant_takes_loss_features_from_the_sharp_image():
@@ -168,3 +180,17 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_unknown_preset_suggests_the_close_name():
     with pytest.raises(ValueError, match=r"unknown network 'msfs_ofical' \(did you mean 'msfs_official'\?\)"):
         models.build("msfs_ofical")
+
+
+def test_recorder_recovers_each_steps_value_from_keras_running_means(tmp_path):
+    recorder = LossTermsRecorder(tmp_path, ("a",), steps_per_epoch=3)
+    values = [3.0, 1.0, 2.0]
+    recorder.on_epoch_begin(0)
+    for k in range(3):
+        recorder.on_train_batch_end(k, {"loss_a": float(np.mean(values[: k + 1]))})
+    recorder.on_epoch_end(0, {"loss_a": 2.0})
+    np.testing.assert_allclose(recorder.record["a"], values)
+    assert recorder.record["step"] == [1, 2, 3] and recorder.record["epoch_a"] == [2.0]
+    resumed = LossTermsRecorder(tmp_path, ("a",), steps_per_epoch=3)  # a resumed run appends
+    resumed.on_epoch_begin(1)
+    assert resumed.record["step"] == [1, 2, 3]

@@ -119,6 +119,11 @@ class MSFSLoss(DeblurLoss):
     """
 
     term_names = ("content", "high", "low")
+    term_titles = {
+        "content": "content: ||I - G||_1 (eq. 7)",
+        "high": "L_high: contrastive ratio L1(a,p)/L1(a,n), sum of 3 scales (eq. 5)",
+        "low": "L_low: low-frequency consistency, sum of 3 scales (eq. 6)",
+    }
 
     def __init__(self, high_weight=0.05, low_weight=0.05, scales=(1, 2, 3), eps=1e-6, name="msfs_loss", **kwargs):
         super().__init__(name=name, **kwargs)

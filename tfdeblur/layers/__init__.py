@@ -24,3 +24,7 @@ from tfdeblur.layers.fusion import ACFM, ALFM
 from tfdeblur.layers.inception_down import apply_inception_down
 from tfdeblur.layers.pixel_shuffle import PixelShuffle, apply_pixel_shuffle_upsample
 from tfdeblur.layers.branch_attention import apply_branch_attention
+from tfdeblur.layers.octave_conv import OctaveConv
+from tfdeblur.layers.frequency_separation import apply_frequency_separation
+from tfdeblur.layers.csffm import AdaptiveMix, apply_csffm
+from tfdeblur.layers.local_pooling import LocalAveragePooling2D, LocalContrastPooling

@@ -29,6 +29,7 @@ from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.R
 from tfdeblur.training.precision import set_precision
 from tfdeblur.training.stream import train_stream
 from tfdeblur.training import phases
+from tfdeblur.training import loss_terms
 from tfdeblur.training.recipes import compile_args
 
 
@@ -308,6 +309,9 @@ def run_training(cfg, log=print):
     ]
     if val_pairs is not None and cluster is None:
         callbacks.append(_ImageSummaries(os.path.join(cfg.out, "logs"), *val_pairs))
+    terms = loss_terms.recorder_for(model, cfg.out, steps_per_epoch)  # multi-term losses (MSFS-Net)
+    if terms is not None:
+        callbacks.append(terms)
     end_epoch = epochs if cfg.stop_at is None else min(epochs, cfg.stop_at // steps_per_epoch)
     start = time.perf_counter()
     if cluster is not None:
@@ -341,6 +345,9 @@ def run_training(cfg, log=print):
         log(f"worker {cluster.task_type}:{cluster.task_index} done; the chief writes {cfg.out}")
         return {"worker": f"{cluster.task_type}:{cluster.task_index}", "train_seconds": train_seconds}
     save_model_atomic(model, os.path.join(cfg.out, "model.keras"))
+    if terms is not None and terms.record["epoch_step"]:
+        last = ", ".join(f"{n} {terms.record[f'epoch_{n}'][-1]:.4g}" for n in terms.names)
+        log(f"loss terms, last epoch: {last} (per step: {terms.json_path}, plot: {terms.png_path})")
 
     log("validating ...")
     summary, rows, kept = evaluate_pairs(model, val, keep=4)
