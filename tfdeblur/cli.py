@@ -56,7 +56,9 @@ def _parser():
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (give the same options as the run)")
     t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the last K checkpoints (default 3)")
     t.add_argument("--stop-at", type=_positive_int, metavar="STEP", help="end this session after the checkpoint of STEP (a multiple of --steps-per-epoch); --resume continues")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on AMX/AVX512-BF16 CPUs and GPUs of compute capability >= 8, else fp32 (never fp16); fp16: loss scaling, for GPUs")
+    t.add_argument("--jit", action="store_true", help="XLA-compile the training step (off by default)")
+    t.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 (default: all GPUs when more than one)")
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, default=0)
@@ -189,7 +191,8 @@ def _cmd_train(args):
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
-        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at,
+        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit,
+        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:
         from tfdeblur.training.phases import run_phases

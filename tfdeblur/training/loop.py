@@ -38,9 +38,13 @@ def distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per
         model._symbolic_build(data_batch=local)
     iterator = iter(dist)
 
+    # As `fit` does: XLA (when compiled with jit_compile=True) on the
+    # per-replica step, the strategy's collectives outside it.
+    step_fn = tf.function(model.train_step, jit_compile=True) if model.jit_compile else model.train_step
+
     @tf.function
     def train_one(it):
-        strategy.run(model.train_step, args=(next(it),))
+        strategy.run(step_fn, args=(next(it),))
 
     loss_tracker = model._loss_tracker
     for epoch_start in range(start_step, end_step, steps_per_epoch):

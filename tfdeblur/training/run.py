@@ -57,6 +57,7 @@ class TrainConfig:
     phase: int = None  # phased training (GLBDN sec. 3.2): the recipe's phase 1, 2 or 3 (training/phases.py)
     init_from: str = None  # a .keras file whose weights the run starts from (phases)
     cluster_timeout: float = 300.0  # seconds for a TF_CONFIG cluster to form (and per collective)
+    jit: bool = False  # XLA-compile the train step (off by default: slower on CPU; Keras' "auto" would turn it on on GPUs)
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -84,6 +85,11 @@ def choose_strategy(devices=None):
     """MirroredStrategy over `devices`, or over all GPUs when more than one is
     visible; otherwise the default (single-device) strategy."""
     if devices:
+        visible = {d.name.lower().replace("/job:localhost/replica:0/task:0", "") for d in tf.config.list_logical_devices()}
+        for d in devices:
+            name = d.lower().replace("/device:", "/")
+            if name not in {v.replace("/device:", "/") for v in visible}:
+                raise RunError(f"--devices: no device {d!r} here; visible: {', '.join(sorted(visible))}")
         return tf.distribute.MirroredStrategy(devices=list(devices))
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -244,7 +250,8 @@ def run_training(cfg, log=print):
         model = build(cfg.net, **(cfg.model_overrides or {}))
         if cfg.phase is not None or cfg.init_from:
             phases.prepare_model(model, cfg, log)  # weights to start from, frozen parts
-        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch))
+        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch),
+                      jit_compile=bool(cfg.jit))
         model.optimizer.build(model.trainable_variables)
         # Non-chief workers save too (saving reads distributed variables
         # through collectives), into a temporary folder they delete.
