@@ -16,13 +16,15 @@ stores that position (`data_position`); nothing else is needed.
   stateless permutation seeded (seed, e); the crop window and the
   flip/rotation of sample g are drawn from the stateless seed (seed, g).
   Each worker decodes only the pairs of its own samples.
+- `dynamic`, `globalblur`: sample g is the dataset's own element g, then a
+  stateless flip/rotation as for `synthetic`.
 - `tfrecord:` (sequential files): the data module's training dataset, one
   pipeline per worker reading its own shard files
-  (`datasets.spec.train_val(shard=...)`), skipped to the position
-  (`Dataset.skip` reads and drops the skipped records). It decodes in
-  parallel without a fixed order and draws crops from stateful RNGs, so a
-  resumed run sees the same data distribution but not the same batches:
-  resume is exact in the weights, optimizer and step, not in the batches.
+  (`datasets.spec.train_val(shard=...)`). It decodes in parallel without a
+  fixed order and draws crops from stateful RNGs, so it cannot be replayed;
+  a resumed run restarts it with the seed `seed + step` (fresh samples, the
+  same distribution): resume is exact in the weights, optimizer and step,
+  not in the batches.
 
 Sharding (multi-worker, indexed kinds): worker w of W builds only its own part of each
 global batch, samples `s * B + w * b ... s * B + w * b + b - 1` with
@@ -94,6 +96,35 @@ def _file_pairs(spec, indices, crop, seed, min_size, augment):
     return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def _procedural(spec, indices, crop, seed, augment):
+    """GLBDN's global-blur set and the dynamic scenes: sample g is the
+    dataset's own element g (as `globalblur_dataset` / `dynamic_dataset`
+    make it), generated only for this shard's indices."""
+    if spec.kind == "dynamic":
+        from tfdeblur.datasets.dynamic import SPLIT_TAGS, make_dynamic_pair
+
+        def generate(g):
+            return make_dynamic_pair((SPLIT_TAGS["train"], int(seed), int(g)), crop)
+    else:
+        from tfdeblur.datasets.globalblur import GlobalBlurSet
+
+        sharp_dir, kernel_file = (list(spec.paths) + [None, None])[:2]
+        gb = GlobalBlurSet(sharp_dir or None, kernel_file or None, seed=0)
+
+        def generate(g):
+            return gb.train_element(int(g), crop, int(seed))
+
+    def to_tensors(g):
+        blur, sharp = tf.numpy_function(generate, [g], [tf.float32, tf.float32], stateful=False)
+        blur.set_shape((crop, crop, 3))
+        sharp.set_shape((crop, crop, 3))
+        if augment:
+            blur, sharp = paired_flip_rot_stateless(blur, sharp, _sample_seed(seed, g))
+        return blur, sharp
+
+    return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards=1,
                  min_size=1, augment=True, replica_batch=None):
     """Batched training dataset of one shard from step `start_step` on.
@@ -110,8 +141,15 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
         ds = _synthetic(indices, crop, seed, augment)
     elif spec.kind in FILE_KINDS:
         ds = _file_pairs(spec, indices, crop, seed, min_size, augment)
+    elif spec.kind in ("dynamic", "globalblur"):
+        ds = _procedural(spec, indices, crop, seed, augment)
     else:
+        # Not indexable (tfrecord: sequential files, parallel decoding in no
+        # fixed order). Skipping to the position would decode every skipped
+        # record and still not give the same batches, so a resumed stream
+        # starts afresh, seeded by the position, to not replay the first
+        # batches of the run.
         shard_of = (num_shards, shard) if num_shards > 1 else None
-        ds, _ = _spec.train_val(spec, crop, seed=seed, min_size=min_size, augment=augment, shard=shard_of)
-        ds = ds.skip(int(start_step) * local)
+        ds, _ = _spec.train_val(spec, crop, seed=int(seed) + int(start_step), min_size=min_size,
+                                augment=augment, shard=shard_of)
     return ds.batch(replica_batch or local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
