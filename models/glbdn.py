@@ -40,9 +40,11 @@ Tiled inference (large images): every operation is local -- 3x3
 convolutions, two stride-2 convolutions, two x2 transposed convolutions,
 additions and the elementwise attention -- with no global pooling,
 normalization over the image or attention across positions. The receptive
-field is finite (about 210 px at full resolution for the default preset),
-so tiles with that much overlap reproduce the whole-image result; the
-paper's own advice for 4K images (sec. 4) is to process sub-images.
+field is finite (about 200 px for the default preset), so a tile whose
+offset is a multiple of 4 (the stride-2 grid) gives the whole-image result
+everywhere farther than that from its border, and blended overlapping tiles
+(`tfdeblur.inference`) differ from it only there; the paper's own advice
+for 4K images (sec. 4) is to process sub-images.
 Inputs are padded to a multiple of 4 (two stride-2 levels) and cropped back.
 
 Training outputs (`model.training_outputs(x)`): "image" (the final output),

@@ -106,6 +106,10 @@ def test_no_global_operation_so_tiles_are_exact():
     y2 = model(x2).numpy()
     assert np.abs(y2 - y)[0, 80:, 80:].max() > 1e-3  # the change does reach nearby outputs
     np.testing.assert_array_equal(y2[0, :32, :32], y[0, :32, :32])  # far corner: bit-identical
+    # A tile at an offset on the stride-2 grid (a multiple of 4) gives the
+    # whole-image result away from its border (receptive field < 80 px here).
+    tile = model(x[:, 16:, 16:]).numpy()
+    np.testing.assert_allclose(tile[0, 40:, 40:], y[0, 56:, 56:], atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -1,0 +1,81 @@
+"""GLBDN numbers: parameters, 1280x720 CPU inference, and PSNR of a phased run.
+
+    python benchmarks/bench_glbdn.py params
+    python benchmarks/bench_glbdn.py infer fp32|bf16 [NET] [REPEATS]   (one precision per process)
+    python benchmarks/bench_glbdn.py phases RUN_DIR [LB_RUN_DIR]
+
+`phases` scores, for each phase model of a `train glbdn --phase all` run
+folder, its global-branch image Psi_G(x), local-branch image Psi_L(x) and
+final image on both synthetic validation sets (globalblur: uniform blur;
+dynamic: camera + moving objects), 8-bit PSNR over the blurry input's;
+LB_RUN_DIR adds an LB-Net run (`train glbdn_lb`) for comparison.
+"""
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def params():
+    import tfdeblur.models as models
+
+    for name in ("glbdn", "glbdn_db", "glbdn_lb"):
+        print(f"| {name} | {models.build(name).count_params():,} |")
+
+
+def infer(precision, net="glbdn", repeats=3):
+    keras.mixed_precision.set_global_policy({"fp32": "float32", "bf16": "mixed_bfloat16"}[precision])
+    import tfdeblur.models as models
+    from tfdeblur.evaluate import inference_fn
+
+    fn = inference_fn(models.build(net))
+    x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
+    fn(x).numpy()  # trace + warm up
+    times = []
+    for _ in range(int(repeats)):
+        t = time.perf_counter()
+        fn(x).numpy()
+        times.append(time.perf_counter() - t)
+    print(f"{net} {precision} 1280x720: median {np.median(times):.2f} s over {repeats} (all: {', '.join(f'{t:.2f}' for t in times)})")
+
+
+def phases(run_dir, lb_dir=None):
+    from tfdeblur import io as tio
+    from tfdeblur import metrics
+    from tfdeblur.cli import load_deblur_model
+    from tfdeblur.datasets import spec as data_spec
+
+    sets = {}
+    for kind in ("globalblur", "dynamic"):
+        ds, _, _ = data_spec.evaluation(kind)
+        sets[kind] = [(b.numpy(), s.numpy()) for b, s in ds]
+    models = [(f"phase {p}", os.path.join(run_dir, f"phase{p}", "model.keras")) for p in (1, 2, 3)]
+    if lb_dir:
+        models.append(("LB-Net", os.path.join(lb_dir, "model.keras")))
+    print("| model | output | globalblur val: PSNR (input) gain | dynamic val: PSNR (input) gain |")
+    print("| --- | --- | --- | --- |")
+    for label, path in models:
+        if not os.path.isfile(path):
+            print(f"| {label} | missing {path} | | |")
+            continue
+        model = load_deblur_model(path)
+        for key in model.train_output_names:
+            cells = []
+            for kind, pairs in sets.items():
+                out_p, in_p = [], []
+                for blur, sharp in pairs:
+                    y = model.training_outputs(blur[None])[key][0].numpy()
+                    s8 = tio.to_uint8(sharp)
+                    out_p.append(metrics.psnr(tio.to_uint8(np.clip(y, 0, 1)), s8))
+                    in_p.append(metrics.psnr(tio.to_uint8(blur), s8))
+                cells.append(f"{np.mean(out_p):.2f} ({np.mean(in_p):.2f}) {np.mean(out_p) - np.mean(in_p):+.2f}")
+            print(f"| {label} | {key} | {cells[0]} | {cells[1]} |", flush=True)
+
+
+if __name__ == "__main__":
+    cmd, *rest = sys.argv[1:]
+    {"params": params, "infer": infer, "phases": phases}[cmd](*rest)
