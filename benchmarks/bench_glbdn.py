@@ -3,6 +3,7 @@
     python benchmarks/bench_glbdn.py params
     python benchmarks/bench_glbdn.py infer fp32|bf16 [NET] [REPEATS]   (one precision per process)
     python benchmarks/bench_glbdn.py phases RUN_DIR [LB_RUN_DIR]
+    python benchmarks/bench_glbdn.py features MODEL.keras OUT.png
 
 `phases` scores, for each phase model of a `train glbdn --phase all` run
 folder, its global-branch image Psi_G(x), local-branch image Psi_L(x) and
@@ -76,6 +77,17 @@ def phases(run_dir, lb_dir=None):
             print(f"| {label} | {key} | {cells[0]} | {cells[1]} |", flush=True)
 
 
+def features(model_path, out_png):
+    """The Fig. 1-style picture (see tfdeblur.training.phases) for the first dynamic val image."""
+    from tfdeblur.cli import load_deblur_model
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.training.phases import _feature_picture
+
+    ds, _, _ = data_spec.evaluation("dynamic")
+    blur, sharp = next(iter(ds))
+    print(_feature_picture(load_deblur_model(model_path), blur.numpy(), sharp.numpy(), out_png), "->", out_png)
+
+
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"params": params, "infer": infer, "phases": phases}[cmd](*rest)
+    {"params": params, "infer": infer, "phases": phases, "features": features}[cmd](*rest)

@@ -102,7 +102,8 @@ class _Output:
 
 
 def _feature_picture(model, blur, sharp, path):
-    """blurry | output | sharp over mean |Psi_G| | mean |Psi_L| | mask (Fig. 1 of the paper)."""
+    """blurry | output | sharp over mean |Psi_G| | mean |Psi_L| | mask (Fig. 1 of the paper);
+    each map scaled to its own min-max range."""
     import keras
 
     from tfdeblur import io as tio
@@ -126,8 +127,8 @@ def _feature_picture(model, blur, sharp, path):
         return np.repeat(m[..., None], 3, axis=-1)
 
     out = np.clip(model(x)[0].numpy(), 0, 1)
-    rows = [[blur, out, sharp], [grey(m) for m in maps] + [np.zeros_like(blur)] * (3 - len(maps))]
-    sheet = tio.contact_sheet(rows, labels=["blurry", "output", "sharp"])
+    rows = [[blur, out, sharp], [grey(m) for m in maps]]
+    sheet = tio.contact_sheet(rows, labels=[["blurry", "output", "sharp"], labels])
     tio.write_image(path, sheet)
     return labels
 
