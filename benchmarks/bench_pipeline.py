@@ -15,7 +15,9 @@
 2. Ratio: mean training step time of `--net` on the live pipeline divided by
    the mean step time on cached tensors (8 batches taken from the same
    pipeline, held in memory), `--crop`^2 crops, batch `--batch`, precision
-   `auto`. Cached and live blocks of `--steps` steps alternate for
+   `auto`. The live pipelines are the indexed training stream that
+   `python cli.py train` reads (`tfdeblur.training.stream.train_stream`:
+   decodes every sample, no cache) and `spec.train_val`'s cached one. Cached and live blocks of `--steps` steps alternate for
    `--rounds` rounds with one persistent iterator per dataset, so a load
    change from other jobs hits both; the first 3 steps of every live block
    are discarded (they may drain batches prefetched during the cached
@@ -155,14 +157,19 @@ def run_ratio(net, specs, crop, batch, steps, rounds):
     print(f"\n{net}, {precision}, batch {batch}, {crop}x{crop}; {rounds} rounds of {steps} cached + {steps} live steps\n")
     print("| loader | cached s/step | live s/step | ratio live/cached |")
     print("| --- | --- | --- | --- |")
+    from tfdeblur.training.stream import train_stream
+
     for label, data, cache in specs:
-        previous = pairs_mod.CACHE_BYTES
-        pairs_mod.CACHE_BYTES = previous if cache else -1
-        try:
-            train, _ = spec.train_val(data, crop, seed=0)
-        finally:
-            pairs_mod.CACHE_BYTES = previous
-        live = train.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        if cache == "stream":  # what `python cli.py train` reads
+            live = train_stream(data, crop, 0, batch)
+        else:
+            previous = pairs_mod.CACHE_BYTES
+            pairs_mod.CACHE_BYTES = previous if cache else -1
+            try:
+                train, _ = spec.train_val(data, crop, seed=0)
+            finally:
+                pairs_mod.CACHE_BYTES = previous
+            live = train.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         batches = list(live.take(8))
         cached = tf.data.Dataset.from_tensor_slices(
             tuple(tf.stack([b[i] for b in batches]) for i in range(2))
@@ -198,6 +205,7 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--count", type=int, default=48, help="pairs timed per loader for throughput")
     p.add_argument("--skip-ratio", action="store_true")
+    p.add_argument("--ratio-rows", type=int, default=3, help="measure the first N ratio rows only")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--work", help="folder for the generated data (default: a temporary folder)")
     args = p.parse_args()
@@ -224,10 +232,10 @@ def main():
         ], args.crop, args.count)
     if not args.skip_ratio:
         run_ratio(args.net, [
-            ("synthetic", "synthetic", True),
-            ("pairs folder (cache)", folder_spec, True),
-            ("pairs folder (no cache)", folder_spec, False),
-        ], args.crop, args.batch, args.steps, args.rounds)
+            ("synthetic, training stream", "synthetic", "stream"),
+            ("pairs folder, training stream", folder_spec, "stream"),
+            ("pairs folder, train_val (cache)", folder_spec, True),
+        ][: args.ratio_rows], args.crop, args.batch, args.steps, args.rounds)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     sys.stdout.flush()
     os._exit(0)  # synthetic's Python-backed tf.data threads may hang interpreter exit
