@@ -350,3 +350,22 @@ def test_tfrecord_round_trip_is_bit_exact(capsys, tmp_path):
     err = run_cli_error(capsys, ["prepare", f"gopro:{tmp_path / 'g'}", "--out", str(tmp_path / "rec")])
     assert "already exists" in err
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_decode_failure_inside_tf_data_becomes_one_line(tmp_path):
+    """A file that passes the header checks but fails to decode mid-run
+    surfaces as a TensorFlow error; the CLI turns it back into the
+    ImageError's line (tfdeblur.cli._image_error_inside)."""
+    from tfdeblur.cli import _image_error_inside
+
+    _pair(tmp_path, "blur/a.png", "sharp/a.png", 0)
+    data = bytearray((tmp_path / "blur" / "a.png").read_bytes())
+    for i in range(60, 200):  # corrupt the image data, keep header and end marker
+        data[i] ^= 0x55
+    (tmp_path / "blur" / "a.png").write_bytes(bytes(data))
+    got = pairs.folder_pairs(str(tmp_path / "blur"), str(tmp_path / "sharp"))  # headers pass
+    with pytest.raises(tf.errors.OpError) as info:
+        list(pairs.pairs_dataset(got))
+    message = _image_error_inside(info.value)
+    assert message == f"{tmp_path / 'blur' / 'a.png'}: cannot decode image (corrupt, truncated or not an image file)"
+    assert _image_error_inside(RuntimeError("ImageError: x")) is None
