@@ -59,3 +59,21 @@ def paired_random_crop_stateless(blur, sharp, size, seed):
     both = tf.concat([blur, sharp], axis=-1)
     both = tf.image.stateless_random_crop(both, [size, size, 6], seed=seed)
     return both[..., :3], both[..., 3:]
+
+
+def color_gains_stateless(strength, seed):
+    """The [3] gain of `paired_color_jitter` drawn from a stateless seed
+    (shape [2] ints): exp(u) * exp(v_c), u ~ U(-s, s), v_c ~ U(-s/2, s/2)."""
+    s = tf.cast(strength, tf.float32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    u = tf.random.stateless_uniform([], seeds[0], -s, s)
+    v = tf.random.stateless_uniform([3], seeds[1], -s / 2, s / 2)
+    return tf.exp(u) * tf.exp(v)
+
+
+def paired_color_jitter_stateless(blur, sharp, strength, seed):
+    """`paired_color_jitter` drawn from a stateless seed: the same gain on
+    both images, and the same gain for the same seed in any process (exact
+    resume, `tfdeblur.training.stream`)."""
+    gain = color_gains_stateless(strength, seed)
+    return tf.clip_by_value(blur * gain, 0.0, 1.0), tf.clip_by_value(sharp * gain, 0.0, 1.0)

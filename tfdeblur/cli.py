@@ -62,6 +62,8 @@ def _parser():
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--jitter", type=float, default=0.0, metavar="S", help="brightness/colour gain exp(U(-S,S)) * exp(U(-S/2,S/2)) per channel, "
+                   "the same on blur and sharp, drawn per sample from --seed (resume stays exact); default 0 (off), e.g. 0.1")
     t.add_argument("--val-images", type=_positive_int, help="use only the first N validation images")
     t.add_argument("--vgg-weights", metavar="FILE", help="weights of keras.applications.VGG16(include_top=False) for a perceptual loss (fddn; see tfdeblur/perceptual.py)")
 
@@ -191,7 +193,7 @@ def _cmd_train(args):
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
-        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit,
+        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
         devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:

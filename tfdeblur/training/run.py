@@ -57,6 +57,7 @@ class TrainConfig:
     phase: int = None  # phased training (GLBDN sec. 3.2): the recipe's phase 1, 2 or 3 (training/phases.py)
     init_from: str = None  # a .keras file whose weights the run starts from (phases)
     cluster_timeout: float = 300.0  # seconds for a TF_CONFIG cluster to form (and per collective)
+    jitter: float = 0.0  # brightness/colour gain range on the training stream (stream.py); 0: none
     jit: bool = False  # XLA-compile the train step (off by default: slower on CPU; Keras' "auto" would turn it on on GPUs)
 
 
@@ -117,6 +118,8 @@ def _check_config(cfg):
         raise RunError(f"--stop-at must be a positive multiple of --steps-per-epoch {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
     if cfg.steps is not None and cfg.epochs is not None:
         raise RunError("--steps and --epochs are exclusive; got both")
+    if not isinstance(cfg.jitter, (int, float)) or not 0 <= cfg.jitter <= 1:
+        raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
 
 
 def _prepare_out(cfg, writer=True):
@@ -188,7 +191,7 @@ def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, sta
         return train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
                             shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
                             replica_batch=ctx.get_per_replica_batch_size(cfg.batch_size),
-                            min_size=model.min_size)
+                            min_size=model.min_size, jitter=cfg.jitter)
 
     summaries = tf.summary.create_file_writer(os.path.join(cfg.out, "logs", "train")) if writer else None
 
@@ -296,7 +299,8 @@ def run_training(cfg, log=print):
     # The stream starts at the checkpoint's data position: a resumed run sees
     # exactly the batches the uninterrupted run would have seen.
     start_step = initial_epoch * steps_per_epoch
-    train = train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step, min_size=model.min_size)
+    train = train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step, min_size=model.min_size,
+                         jitter=cfg.jitter)
     _, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed, min_size=model.min_size)
     if cfg.val_images:
         val = val.take(cfg.val_images)

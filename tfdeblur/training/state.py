@@ -59,7 +59,10 @@ TRAJECTORY_KEYS = {
     "steps_per_epoch_resolved": "--steps-per-epoch",
     "precision_resolved": "--precision",
     "phase": "--phase",
+    "jitter": "--jitter",
 }
+# Value of a key that configs written before it existed lack.
+_ABSENT = {"jitter": 0.0}
 
 
 def _same(a, b):
@@ -77,7 +80,7 @@ def resume_mismatch(previous, current):
     for key, option in TRAJECTORY_KEYS.items():
         if key not in previous and key not in current:
             continue
-        old, new = previous.get(key), current.get(key)
+        old, new = previous.get(key, _ABSENT.get(key)), current.get(key, _ABSENT.get(key))
         if not _same(old, new):
             return f"{option} is {new!r} but the run being resumed has {old!r}"
     return None

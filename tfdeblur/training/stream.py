@@ -30,17 +30,27 @@ Sharding (multi-worker, indexed kinds): worker w of W builds only its own part o
 global batch, samples `s * B + w * b ... s * B + w * b + b - 1` with
 b = B / W, so the global batch of step s is the same whatever the number of
 workers (and equal to the single-device batch).
+
+Colour jitter (`jitter` > 0, `train --jitter S`): after the kind's own
+crop and flip/rotation, sample g is multiplied by the brightness/colour
+gain of `augment.paired_color_jitter` (exp(u) * exp(v_c), u ~ U(-S, S),
+v_c ~ U(-S/2, S/2)), the same gain on blur and sharp, then clipped to
+[0, 1]. The gain is drawn from the stateless seed fold_in((seed, g),
+`JITTER_TAG`), so it is a function of (seed, g) like the rest of the
+sample and resume stays exact; with `jitter` = 0 the stream is unchanged.
 """
 import tensorflow as tf
 
 from tfdeblur.datasets import pairs as _pairs
 from tfdeblur.datasets import spec as _spec
-from tfdeblur.datasets.augment import paired_flip_rot_stateless, paired_random_crop_stateless
+from tfdeblur.datasets.augment import (paired_color_jitter_stateless, paired_flip_rot_stateless,
+                                       paired_random_crop_stateless)
 from tfdeblur.datasets.synthetic import synthetic_dataset
 
 
 # `--data` kinds read as a list of image files: indexed exactly (see above).
 FILE_KINDS = ("pairs", "gopro", "hide", "realblur", "list")
+JITTER_TAG = 0x6A177E  # folded into a sample's seed (seed, g) for its colour gain
 
 
 def sample_indices(start_step, global_batch, shard=0, num_shards=1):
@@ -125,8 +135,22 @@ def _procedural(spec, indices, crop, seed, augment):
     return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def jitter_seed(seed, index):
+    """The stateless seed of sample `index`'s colour gain."""
+    return tf.random.experimental.stateless_fold_in(_sample_seed(seed, index), JITTER_TAG)
+
+
+def _with_jitter(ds, indices, seed, jitter):
+    keyed = tf.data.Dataset.zip((indices, ds))
+    return keyed.map(
+        lambda g, pair: paired_color_jitter_stateless(pair[0], pair[1], jitter, jitter_seed(seed, g)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
 def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards=1,
-                 min_size=1, augment=True, replica_batch=None):
+                 min_size=1, augment=True, replica_batch=None, jitter=0.0):
     """Batched training dataset of one shard from step `start_step` on.
 
     Batches hold `batch_size // num_shards` samples (this shard's part of
@@ -152,4 +176,6 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
         shard_of = (num_shards, shard) if num_shards > 1 else None
         ds, _ = _spec.train_val(spec, crop, seed=int(seed) + int(start_step), min_size=min_size,
                                 augment=augment, shard=shard_of)
+    if jitter:
+        ds = _with_jitter(ds, indices, seed, float(jitter))
     return ds.batch(replica_batch or local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
