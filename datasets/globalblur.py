@@ -160,11 +160,21 @@ class GlobalBlurSet:
         blur = blur_image(sharp, self.bank[k][1], rng, noise_sigma=self.noise_sigma)
         return blur, quantize8(sharp)
 
+    def _train_rng(self, index, stream_seed):
+        return np.random.default_rng((TRAIN_TAG, self.seed, int(stream_seed), int(index)))
+
+    def _draw_pair(self, rng):
+        s = self.train_images[rng.integers(len(self.train_images))]
+        return s, int(rng.integers(len(self.bank)))
+
+    def train_pair_index(self, index, stream_seed=0):
+        """(sharp index, kernel index) that train element `index` crops."""
+        return self._draw_pair(self._train_rng(index, stream_seed))
+
     def train_element(self, index, crop, stream_seed=0):
         """Element `index` of train stream `stream_seed`: a random pair, a random crop window."""
-        rng = np.random.default_rng((TRAIN_TAG, self.seed, int(stream_seed), int(index)))
-        s = self.train_images[rng.integers(len(self.train_images))]
-        k = int(rng.integers(len(self.bank)))
+        rng = self._train_rng(index, stream_seed)
+        s, k = self._draw_pair(rng)
         blur, sharp = self.pair(s, k)
         h, w = sharp.shape[:2]
         if min(h, w) < crop:

@@ -1,7 +1,9 @@
 """Sharded TFRecords of (blur, sharp) pairs: `prepare` writes, `tfrecord:DIR` reads.
 
 `python cli.py prepare SPEC --out DIR [--shards N] [--crop N]` converts any
-file-based `--data` spec into `DIR/pairs-00000-of-0000N.tfrecord` plus
+file-based `--data` spec, and `prepare synthetic|dynamic|globalblur[:...]
+--count N [--seed S] [--size N]` N pairs of a generated one
+(`write_generated`), into `DIR/pairs-00000-of-0000N.tfrecord` plus
 `DIR/meta.json`. Multi-worker training reads them with per-file
 auto-sharding (each worker opens its own shards), and decoding runs in
 TensorFlow ops (`tf.io.decode_png`), outside the Python GIL.
@@ -92,12 +94,26 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
 
     Returns the metadata dict also written to `out/meta.json`.
     """
+    def samples():
+        for (blur_path, sharp_path), name in zip(pairs, names):
+            blur = read_image_samples(blur_path, allow_conversion=True)
+            sharp = read_image_samples(sharp_path, allow_conversion=True)
+            if blur.shape != sharp.shape:
+                raise ImageError(f"{blur_path} is {blur.shape[1]}x{blur.shape[0]} but its sharp partner "
+                                 f"{sharp_path} is {sharp.shape[1]}x{sharp.shape[0]}")
+            yield blur_path, name, blur, sharp
+
+    return _write(samples(), len(pairs), out, shards, crop, {"source": source}, overwrite, log)
+
+
+def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
+    """Writes (label, name, blur, sharp) integer samples; see `write_tfrecords`."""
     if not isinstance(shards, int) or shards < 1:
         raise ValueError(f"--shards must be a positive integer; got {shards!r}")
     if crop is not None and (not isinstance(crop, int) or crop < 1):
         raise ValueError(f"--crop must be a positive integer; got {crop!r}")
-    if shards > len(pairs):
-        raise ValueError(f"--shards must be at most the {len(pairs)} pairs; got {shards}")
+    if shards > total:
+        raise ValueError(f"--shards must be at most the {total} pairs; got {shards}")
     out = os.path.abspath(out)
     if os.path.exists(out) and not (os.path.isdir(out) and (overwrite or not os.listdir(out))):
         raise ValueError(f"--out {out}: already exists; choose another folder or pass --overwrite")
@@ -109,14 +125,9 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
         writers = [tf.io.TFRecordWriter(os.path.join(tmp, shard_name(i, shards))) for i in range(shards)]
         counts = [0] * shards
         records = 0
-        for k, ((blur_path, sharp_path), name) in enumerate(zip(pairs, names)):
-            blur = read_image_samples(blur_path, allow_conversion=True)
-            sharp = read_image_samples(sharp_path, allow_conversion=True)
-            if blur.shape != sharp.shape:
-                raise ImageError(f"{blur_path} is {blur.shape[1]}x{blur.shape[0]} but its sharp partner "
-                                 f"{sharp_path} is {sharp.shape[1]}x{sharp.shape[0]}")
+        for k, (label, name, blur, sharp) in enumerate(samples):
             if crop and min(blur.shape[:2]) < crop:
-                raise ImageError(f"{blur_path}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
+                raise ImageError(f"{label}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
             blur, sharp = _same_depth(blur, sharp)
             for tile_name, b, s in _tiles(name, blur, sharp, crop):
                 i = records % shards
@@ -124,10 +135,10 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
                 counts[i] += 1
                 records += 1
             if log and (k + 1) % 100 == 0:
-                log(f"{k + 1}/{len(pairs)} pairs, {records} records")
+                log(f"{k + 1}/{total} pairs, {records} records")
         for w in writers:
             w.close()
-        meta = {"format": FORMAT, "source": source, "pairs": len(pairs), "records": records,
+        meta = {"format": FORMAT, **meta_extra, "pairs": total, "records": records,
                 "crop": crop, "shards": [shard_name(i, shards) for i in range(shards)], "counts": counts}
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(meta, f, indent=2)
@@ -138,6 +149,76 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+# Specs whose pairs are generated (no files): `prepare` writes `count` of them.
+GENERATED_KINDS = ("synthetic", "globalblur", "dynamic")
+DEFAULT_GENERATED_SIZE = 256
+
+
+def _to_uint8(x):
+    return np.round(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def generated_samples(spec, count, seed=0, size=None):
+    """Yields (label, name, blur, sharp) uint8 samples 0 .. count - 1 of a
+    generated spec, each a function of (`seed`, index) only:
+
+    - `synthetic`: `synthetic.make_pair((SPLIT_TAGS["train"], seed, i), size)`,
+      i.e. element i of `synthetic_dataset("train", crop=size, seed=seed)`;
+    - `dynamic`: `dynamic.make_dynamic_pair((SPLIT_TAGS["train"], seed, i), size)`,
+      element i of `dynamic_dataset("train", crop=size, seed=seed)`;
+    - `globalblur[:SHARP_DIR[,KERNELS]]`: the whole (sharp image, kernel)
+      pair that element i of `globalblur_dataset("train", seed=seed)` crops
+      (`GlobalBlurSet.train_pair_index`), at the image's own size (`size`
+      must be None).
+
+    The generators' samples are multiples of 1/255, so the uint8 values
+    are exact and `tfrecord:DIR` reads back the generators' float32 values
+    bit for bit.
+    """
+    kind = spec.kind
+    if kind not in GENERATED_KINDS:
+        raise ValueError(f"{spec}: not a generated spec ({', '.join(GENERATED_KINDS)})")
+    if kind == "globalblur":
+        if size is not None:
+            raise ValueError("--size applies to synthetic and dynamic; globalblur pairs have their images' size")
+        from tfdeblur.datasets.globalblur import GlobalBlurSet
+
+        sharp_dir, kernel_file = (list(spec.paths) + [None, None])[:2]
+        gb = GlobalBlurSet(sharp_dir or None, kernel_file or None, seed=0)
+
+        def make(i):
+            s, k = gb.train_pair_index(i, seed)
+            return f"{gb.sharp.names[s]}_k{k:02d}_{i:06d}", gb.pair(s, k)
+    else:
+        size = DEFAULT_GENERATED_SIZE if size is None else size
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"--size must be a positive integer; got {size!r}")
+        if kind == "synthetic":
+            from tfdeblur.datasets.synthetic import SPLIT_TAGS, make_pair
+        else:
+            from tfdeblur.datasets.dynamic import SPLIT_TAGS, make_dynamic_pair as make_pair
+
+        def make(i):
+            return f"{kind}_{i:06d}", make_pair((SPLIT_TAGS["train"], int(seed), i), size)
+
+    for i in range(count):
+        name, (blur, sharp) = make(i)
+        yield f"{spec} sample {i}", name, _to_uint8(blur), _to_uint8(sharp)
+
+
+def write_generated(spec, count, out, seed=0, size=None, shards=1, crop=None, overwrite=False, log=None):
+    """Writes `count` generated pairs of `spec` (see `generated_samples`) like
+    `write_tfrecords`; meta.json also records seed and size."""
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"--count must be a positive integer; got {count!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")
+    samples = generated_samples(spec, count, seed, size)
+    extra = {"source": str(spec), "seed": seed,
+             "size": None if spec.kind == "globalblur" else (size or DEFAULT_GENERATED_SIZE)}
+    return _write(samples, count, out, shards, crop, extra, overwrite, log)
 
 
 def read_meta(directory):

@@ -2,7 +2,7 @@
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
     eval --model FILE.keras --data SPEC [--protocol whole|realblur|kohler] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
-    prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite]
+    prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite] [--count N [--seed S] [--size N]]
     deblur --model FILE.keras INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
     export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
     bench NET... [--precision fp32 bf16] [--repeats N] [--out FILE.md]
@@ -81,6 +81,9 @@ def _parser():
     r.add_argument("--shards", type=_positive_int, default=1, help="number of TFRecord files (default 1)")
     r.add_argument("--crop", type=_positive_int, help="store non-overlapping NxN tiles instead of whole images")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    r.add_argument("--count", type=_positive_int, help="generated specs (synthetic, globalblur, dynamic): number of pairs to write (required)")
+    r.add_argument("--seed", type=int, help="generated specs: the stream's seed (default 0); pair i is the generator's train element i")
+    r.add_argument("--size", type=_positive_int, help="synthetic, dynamic: image side, pixels (default 256); globalblur keeps its images' size")
 
     d = sub.add_parser("deblur", help="restore image files, folders or globs")
     d.add_argument("--model", required=True, help="a .keras file written by `train`")
@@ -349,6 +352,19 @@ def _cmd_prepare(args):
     from tfdeblur.datasets.pairs import check_pairs
 
     spec = data_spec.parse_spec(args.data)
+    if spec.kind in tfrecord.GENERATED_KINDS:
+        if args.count is None:
+            raise ValueError(f"prepare {spec}: generated data needs --count N (the number of pairs to write)")
+        meta = tfrecord.write_generated(spec, args.count, args.out, seed=args.seed or 0, size=args.size,
+                                        shards=args.shards, crop=args.crop, overwrite=args.overwrite, log=print)
+        print(f"{spec}: {meta['pairs']} generated pairs (seed {meta['seed']}) -> {meta['records']} records "
+              f"in {len(meta['shards'])} shard(s) at {args.out}")
+        return 0
+    if spec.kind == "tfrecord":
+        raise ValueError(f"prepare {spec}: already TFRecords written by prepare; give a file-based or generated spec")
+    for option in ("count", "seed", "size"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"prepare --{option} applies to generated specs ({', '.join(tfrecord.GENERATED_KINDS)}); got {spec}")
     pairs, names = data_spec.spec_pairs(spec, "train")
     check_pairs(pairs, min_size=args.crop or 1)
     meta = tfrecord.write_tfrecords(pairs, names, args.out, shards=args.shards, crop=args.crop,
