@@ -399,6 +399,7 @@ def _cmd_deblur(args):
         targets.append((path, target, sheet))
     gt = _gt_index(args.gt) if args.gt else {}
     model = load_deblur_model(args.model)
+    import tensorflow as tf
     deblurrer = _deblurrer(args, model)
     failures = []
     bar = _Progress(len(targets))
@@ -412,7 +413,7 @@ def _cmd_deblur(args):
             tio.write_image_raw(target, out)
             if sheet:
                 tio.write_image(sheet, sheet_image)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, MemoryError, tf.errors.OpError) as e:  # OpError: e.g. out of memory
             message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             failures.append(message if path in message else f"{path}: {message}")
             continue
