@@ -18,6 +18,7 @@ import numpy as np
 
 from tfdeblur import io as tio
 from tfdeblur.datasets import kernels
+from tfdeblur.datasets.dynamic import make_dynamic_pair
 from tfdeblur.datasets.synthetic import blur_image, dead_leaves
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +76,14 @@ def main():
         sample_labels.append(name)
     rows.append(samples)
     labels.append(sample_labels)
+    # non-uniform (GoPro-like): sub-frames of a moving camera and objects averaged
+    dyn, dyn_labels = [], []
+    for j in range(len(samples) // 2):
+        blur, sharp_j = make_dynamic_pair(args.seed + 100 + j, size=176)
+        dyn += [sharp_j, blur]
+        dyn_labels += [f"dynamic {j} sharp", f"dynamic {j} blur"]
+    rows.append(dyn)
+    labels.append(dyn_labels)
     sheet = tio.contact_sheet(rows, labels=labels)
     tio.write_image(args.out, sheet)
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
