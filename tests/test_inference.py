@@ -38,10 +38,15 @@ def _rng_image(h, w, seed=0):
 # ------------------------------------------------------------------ tiling
 
 
-@pytest.mark.parametrize("size, tile, overlap", [(37, 16, 8), (100, 32, 12), (64, 64, 16), (65, 64, 16), (130, 48, 24)])
-def test_tile_starts_cover_the_image_with_the_overlap(size, tile, overlap):
-    starts = inference.tile_starts(size, tile, overlap)
-    assert starts[0] == 0 and starts[-1] + min(tile, size) == size
+@pytest.mark.parametrize("size, tile, overlap", [(37, 16, 8), (100, 32, 12), (64, 64, 16), (65, 64, 16), (130, 48, 24), (1000, 512, 128)])
+@pytest.mark.parametrize("align", [1, 4, 16])
+def test_tile_starts_cover_the_image_with_the_overlap(size, tile, overlap, align):
+    starts = inference.tile_starts(size, tile, overlap, align)
+    if tile - overlap >= align:
+        assert all(s % align == 0 for s in starts)
+    assert starts[0] == 0
+    last = size - starts[-1]  # the last tile runs to the end
+    assert min(tile, size) <= last < tile + align
     gaps = np.diff(starts)
     assert np.all(tile - gaps >= overlap)
 
@@ -74,6 +79,8 @@ def test_tiled_equals_whole_when_the_margin_covers_the_receptive_field():
     whole = model(img[None]).numpy()[0]
     tiled = inference.tiled(lambda b: model(b).numpy(), img, tile=32, overlap=16)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    aligned = inference.tiled(lambda b: model(b).numpy(), img, tile=32, overlap=16, align=8)
+    np.testing.assert_allclose(aligned, whole, atol=1e-5)
     # ...and the margin matters: without it tile borders leak into the result.
     seams = inference.tiled(lambda b: model(b).numpy(), img, tile=32, overlap=2)
     assert np.abs(seams - whole).max() > 1e-3

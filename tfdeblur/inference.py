@@ -28,7 +28,9 @@ instead of the real neighbourhood) and a raised-cosine ramp (sin^2) over the
 `overlap - 2 * margin` pixels between; the outputs are summed with these
 weights and divided by the summed weights, so no seam is left. Image borders
 are not ramped: there the whole-image run sees the same border. Tiles are
-spread evenly, so neighbours overlap by at least `overlap` pixels.
+spread evenly, so neighbours overlap by at least `overlap` pixels, and start
+on multiples of the network's size multiple, so every tile sees the same
+stride-2 sampling grid as the whole image.
 
 The margin should cover the network's receptive field; for these multi-scale
 networks the theoretical field is larger than any practical tile, so the
@@ -91,14 +93,20 @@ def load_model(path, arg="--model"):
 # ----------------------------------------------------------------- tiling
 
 
-def tile_starts(size, tile, overlap):
+def tile_starts(size, tile, overlap, align=1):
     """Start offsets of tiles of `tile` pixels covering `size` pixels, spread
-    evenly so that neighbours overlap by at least `overlap`."""
+    evenly so that neighbours overlap by at least `overlap`. Starts are
+    multiples of `align` (the network's size multiple: a tile then sees the
+    same stride-2 grid as the whole image); the last tile runs to the end,
+    up to `align - 1` pixels longer than `tile`."""
     if size <= tile:
         return [0]
-    n = math.ceil((size - overlap) / (tile - overlap))
-    n = max(n, 2)
-    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+    if tile - overlap - (align - 1) < 1:
+        align = 1  # tiles too small to honour both the overlap and the grid: keep the overlap
+    step = max(1, tile - overlap - (align - 1))  # rounding starts down costs up to align - 1
+    n = max(2, math.ceil((size - tile) / step) + 1)
+    last = (size - tile) // align * align
+    return sorted({round(i * last / (n - 1)) // align * align for i in range(n)})
 
 
 def edge_weights(length, ramp_start, ramp_end, overlap):
@@ -116,18 +124,19 @@ def edge_weights(length, ramp_start, ramp_end, overlap):
     return w
 
 
-def tiled(predict, image, tile, overlap, progress=None):
+def tiled(predict, image, tile, overlap, progress=None, align=1):
     """Restores an (H, W, 3) float32 image tile by tile; `predict` maps a
     (1, h, w, 3) batch to one of the same shape."""
     h, w = image.shape[:2]
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
+    ys, xs = tile_starts(h, tile, overlap, align), tile_starts(w, tile, overlap, align)
     acc = np.zeros((h, w, 3), np.float32)
     total = np.zeros((h, w, 1), np.float32)
     done = 0
-    for y in ys:
+    for i, y in enumerate(ys):
+        th = h - y if i == len(ys) - 1 else tile
         wy = edge_weights(th, y > 0, y + th < h, overlap)
-        for x in xs:
+        for j, x in enumerate(xs):
+            tw = w - x if j == len(xs) - 1 else tile
             wx = edge_weights(tw, x > 0, x + tw < w, overlap)
             weight = (wy[:, None] * wx[None, :]).astype(np.float32)[..., None]
             out = np.asarray(predict(image[None, y : y + th, x : x + tw]))[0]
@@ -223,7 +232,7 @@ class Deblurrer:
             if tile is None:
                 y = self._predict(x[None])[0]
             else:
-                y = tiled(self._predict, x, tile, self.overlap)
+                y = tiled(self._predict, x, tile, self.overlap, align=self.size_multiple)
             acc += _inverse(y, k, flip)
             if progress is not None:
                 progress(i + 1, len(transforms))
