@@ -216,3 +216,22 @@ def test_bad_arguments(tiny_model, tmp_path, capsys):
     err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, "--out", out, "--compare", "--gt", str(tmp_path / "gt")])
     assert "gt/a.png: ground truth is 30x30" in err and image in err
     assert _files(tmp_path / "out") == []
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from tfdeblur.cli import _Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = _Progress(4, stream)
+        bar.show(2, "photo.png")
+        bar.show(4)
+        bar.close()
+    assert "2/4 photo.png" in tty.getvalue() and "[" + "#" * 30 + "] 4/4" in tty.getvalue()
+    assert pipe.getvalue() == ""
