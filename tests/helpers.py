@@ -30,6 +30,22 @@ def representative_presets():
     return sorted(chosen.values())
 
 
+# Fewer repeated blocks for the expensive registry-wide checks (a training
+# step, SavedModel/TFLite export): the same code, a shallower stack. Full
+# FDDN (16 FDBs, 1065 layers, 866 weights) creates ~260k graph ops when a
+# training step is traced: 150 s for one fit, alone a quarter of the suite.
+# The full presets still get the parameter-count, shape and graph-vs-eager
+# checks.
+EXPENSIVE_TEST_OVERRIDES = {"fddn": {"num_blocks": 2}}
+
+
+def build_for_expensive_tests(name):
+    """`models.build(name)` with `EXPENSIVE_TEST_OVERRIDES[name]` applied."""
+    import tfdeblur.models as models
+
+    return models.build(name, **EXPENSIVE_TEST_OVERRIDES.get(name, {}))
+
+
 def shared_path(*parts):
     """A path under ../shared, or a visible skip when that folder is absent."""
     path = SHARED.joinpath(*parts)

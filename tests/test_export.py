@@ -19,7 +19,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import tfdeblur.models as models
-from tests.helpers import REPO, random_images, representative_presets, run_cli_error, shared_path
+from tests.helpers import REPO, build_for_expensive_tests, random_images, representative_presets, run_cli_error, shared_path
 from tfdeblur import export
 from tfdeblur.cli import main
 from tfdeblur.io import read_image, to_uint8
@@ -96,7 +96,7 @@ def exported(tmp_path_factory):
     def get(name):
         if name not in cache:
             keras.utils.set_random_seed(0)
-            model = with_random_heads(models.build(name))
+            model = with_random_heads(build_for_expensive_tests(name))
             path = export.export_saved_model(model, tmp_path_factory.mktemp(name) / "1")
             with export.TFLiteExport(model) as source:
                 tflite = source.convert("none")

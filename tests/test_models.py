@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tfdeblur.models as models
-from tests.helpers import random_images, representative_presets, run_model_saving_test
+from tests.helpers import build_for_expensive_tests, random_images, representative_presets, run_model_saving_test
 from tfdeblur.training import compile_args
 
 NAMES = models.available()
@@ -85,7 +85,7 @@ def test_traced_graph_computes_the_same_network_as_eager(name):
 @pytest.mark.parametrize("name", NETWORKS)
 def test_one_fit_step_changes_weights_and_lowers_loss(name):
     keras.utils.set_random_seed(0)
-    model = models.build(name)
+    model = build_for_expensive_tests(name)
     model.compile(**compile_args(name, total_steps=100, learning_rate=1e-4, metrics=False))
     sharp = random_images(2, 32, 32, seed=2)
     blur = (0.8 * sharp + 0.1).astype("float32")  # a contrast loss: learnable in a few steps
@@ -104,8 +104,8 @@ def test_keras_file_round_trip_under_safe_mode(name, built, tmp_path):
 
 
 @pytest.mark.parametrize("name", NETWORKS)
-def test_saved_model_round_trip(name, built, tmp_path):
-    model = built(name)
+def test_saved_model_round_trip(name, tmp_path):
+    model = build_for_expensive_tests(name)
     x = random_images(1, 24, 19, seed=5)
     model.export(str(tmp_path / "sm"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "sm"))
