@@ -29,7 +29,8 @@ def _positive_int(text):
 
 
 DATA_HELP = (
-    "synthetic (default), pairs:BLUR_DIR,SHARP_DIR, gopro:ROOT[,split=train|test][,variant=blur|blur_gamma], "
+    "synthetic (default), dynamic (non-uniform, GoPro-like), globalblur[:SHARP_DIR[,KERNELS]] (GLBDN's uniform set), "
+    "pairs:BLUR_DIR,SHARP_DIR, gopro:ROOT[,split=train|test][,variant=blur|blur_gamma], "
     "hide:ROOT[,split=..], realblur:ROOT,J|R[,split=..], kohler:ROOT (eval only), list:FILE (blur,sharp per line), "
     "tfrecord:DIR (from `prepare`); see tfdeblur/datasets/spec.py"
 )
