@@ -113,7 +113,7 @@ def pairs_dataset(pairs, crop=None, training=False, seed=0, augment=True, jitter
 
     `shard=(count, index)` keeps every count-th pair from `index` on, before
     anything is read: one input pipeline per worker in multi-worker
-    training reads only its own files (see `distributed_train_dataset`).
+    training reads only its own files (see `tfdeblur.training.stream`).
     """
     if shard is not None:
         count, index = shard

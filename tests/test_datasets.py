@@ -320,6 +320,12 @@ def test_shards_partition_the_pairs(tmp_path):
     dist = spec.distributed_train_dataset(strategy, f"pairs:{tmp_path}/blur,{tmp_path}/sharp", 8, 4)
     b, s = next(iter(dist))
     assert b.shape == (4, 8, 8, 3)
+    # the same stream `train` reads (one definition: tfdeblur/training/stream.py)
+    from tfdeblur.training.stream import train_stream
+
+    b2, s2 = next(iter(train_stream(f"pairs:{tmp_path}/blur,{tmp_path}/sharp", 8, 0, 4)))
+    np.testing.assert_array_equal(b.numpy(), b2.numpy())
+    np.testing.assert_array_equal(s.numpy(), s2.numpy())
 
 
 def test_tfrecord_round_trip_is_bit_exact(capsys, tmp_path):
