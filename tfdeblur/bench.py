@@ -15,6 +15,10 @@ process (Keras' dtype policy is global, and peak memory is per process):
   the network's typical convolution width (`conv_width`), at 256x256, measured in the
   same process and precision. A ratio near 1 means the network runs as fast
   as its FLOPs allow on this machine; the issue's goal is >= 0.6.
+
+Below the table: the precision `--precision auto` picks for each network
+here and why (`tfdeblur.training.precision.choose_precision`); the machine
+line says whether the CPU has AMX and AVX512-BF16.
 """
 import json
 import math
@@ -64,15 +68,25 @@ def conv_width(model):
     return max(8, int(round(weighted / total / 8)) * 8) if total else 64
 
 
-def _median_seconds(fn, x, repeats):
-    fn(x).numpy()  # warm-up: tracing, oneDNN primitive creation
+def median_seconds(run, repeats, warmup=1):
+    """Median wall seconds of `run()` over `repeats` calls after `warmup`
+    untimed ones (tracing, oneDNN primitive creation). `run` must block until
+    its work is done (e.g. end in `.numpy()`)."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer; got {repeats!r}")
+    for _ in range(warmup):
+        run()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn(x).numpy()
+        run()
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
+
+
+def _median_seconds(fn, x, repeats):
+    return median_seconds(lambda: fn(x).numpy(), repeats)
 
 
 def conv_ceiling(width, height, img_width, repeats):
@@ -120,6 +134,9 @@ def worker(net, precision, repeats):
     achieved = result["gflops_per_mp"] * (1280 * 720 / 1e6) / result["seconds_1280x720"]
     result["achieved_gflops"] = achieved
     result["efficiency"] = achieved / result["ceiling_gflops"]
+    from tfdeblur.training.precision import choose_precision
+
+    result["auto"] = str(choose_precision("auto", width=width))
     return result
 
 
@@ -144,6 +161,13 @@ def table(results):
             f"| {r['seconds_1280x720']:.2f} | {r['peak_rss_mb']:.0f} | {r['achieved_gflops']:.1f} "
             f"| {r['ceiling_gflops']:.1f} ({r['conv_width']}) | {r['efficiency']:.2f} |"
         )
+    autos = {}
+    for r in results:
+        if r.get("auto"):
+            autos.setdefault(r["net"], r["auto"])
+    if autos:
+        lines.append("")
+        lines += [f"`--precision auto` for {net} here: {auto}" for net, auto in autos.items()]
     return "\n".join(lines)
 
 
@@ -159,7 +183,11 @@ def machine():
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
+    from tfdeblur.training.precision import _read_cpuinfo, cpu_flags
+
+    flags = cpu_flags(_read_cpuinfo())
+    units = f"AMX {'yes' if {'amx_bf16', 'amx_tile'} <= flags else 'no'}, AVX512-BF16 {'yes' if 'avx512_bf16' in flags else 'no'}"
+    return f"{cpu}, {os.cpu_count()} logical CPUs ({units})"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from tfdeblur.perceptual import recipe_with_vgg_weights
 from tfdeblur.training import state as run_state
 from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
-from tfdeblur.training.precision import set_precision
+from tfdeblur.training.precision import apply_precision, choose_precision, network_width
 from tfdeblur.training.stream import train_stream
 from tfdeblur.training import phases
 from tfdeblur.training import loss_terms
@@ -227,7 +227,11 @@ def run_training(cfg, log=print):
         raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
     _prepare_out(cfg, writer)
 
-    precision = set_precision(cfg.precision)
+    # Measured only on AVX512-BF16 CPUs without AMX (then cached per machine).
+    decision = apply_precision(choose_precision(
+        cfg.precision, width=lambda: network_width(cfg.net, **(cfg.model_overrides or {}))))
+    precision = decision.precision
+    log(f"precision {decision}")
     strategy = choose_strategy(cfg.devices) if cluster is None else create_strategy(cluster, cfg.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     if cfg.batch_size % replicas:
@@ -266,6 +270,7 @@ def run_training(cfg, log=print):
     resolved = dataclasses.asdict(cfg)
     resolved.update(
         precision_resolved=precision,
+        precision_reason=decision.reason,
         replicas=replicas,
         total_steps=total_steps,
         epochs_resolved=epochs,
