@@ -11,6 +11,9 @@
     globalblur[:SHARP_DIR[,KERNELS]]  GLBDN's global blur set: sharp images (default: synthetic) x
                                       32 motion/16 Gaussian/8 defocus kernels (+ real KERNELS file)
     dynamic                           procedural dynamic scenes: camera + moving objects over sub-frames
+    photos:DIR[,MODE=W...]            sharp photos under DIR blurred on the fly (uniform kernels, camera
+                                      motion, moving objects, camera pipeline; datasets/photos.py); MODE
+                                      weights reweight the mix (uniform, camera, objects, synthetic, dynamic)
 
 Options follow the root after commas, `key=value`; `realblur` also takes
 `J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
@@ -81,6 +84,8 @@ def parse_spec(spec):
         return _parse_loader(kind, rest, spec)
     if kind in SYNTHESIS_KINDS:
         return _parse_synthesis(kind, sep, rest, spec)
+    if kind == "photos":
+        return _parse_photos(sep, rest, spec)
     raise DataSpecError(f"--data must be one of {', '.join(KINDS)}; got {spec!r}")
 
 
@@ -126,6 +131,53 @@ def _parse_synthesis(kind, sep, rest, spec):
             what = "sharp image folder" if i == 0 else "kernel file"
             raise DataSpecError(f"--data globalblur: {what} {p} does not exist")
     return DataSpec("globalblur", tuple(os.path.expanduser(p) for p in parts))
+
+
+KINDS = KINDS + ("photos:DIR[,MODE=WEIGHT...]",)
+
+
+def _parse_photos(sep, rest, spec):
+    from tfdeblur.datasets.photos import MODES
+
+    root, *fields = [p.strip() for p in rest.split(",")] if sep else [""]
+    if not root:
+        raise DataSpecError(f"--data photos needs a folder of sharp photos, photos:DIR; got {spec!r}")
+    root = os.path.expanduser(root)
+    if not os.path.isdir(root):
+        raise DataSpecError(f"--data photos: {root} is not a directory")
+    options = {}
+    for field in fields:
+        key, eq, value = field.partition("=")
+        if not eq or key not in MODES:
+            raise DataSpecError(f"--data photos options are MODE=WEIGHT with MODE in {', '.join(MODES)}; "
+                                f"got {field!r} in {spec!r}")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not weight >= 0:
+            raise DataSpecError(f"--data photos {key} weight must be a non-negative number; got {value!r}")
+        options[key] = value
+    return DataSpec("photos", (root,), tuple(sorted(options.items())))
+
+
+def photos_mix(spec):
+    """The mode weights of a photos spec: the default mix with the spec's overrides."""
+    from tfdeblur.datasets.photos import DEFAULT_MIX
+
+    mix = dict(DEFAULT_MIX)
+    mix.update({k: float(v) for k, v in spec.options})
+    return mix
+
+
+def _photos_train_val(spec, crop, seed, augment):
+    from tfdeblur.datasets.photos import VAL_SIZE, photos_dataset
+
+    mix = photos_mix(spec)
+    train = photos_dataset(spec.paths[0], "train", crop=crop, seed=seed, mix=mix)
+    if augment:
+        train = train.map(paired_flip_rot)
+    return train, photos_dataset(spec.paths[0], "val", crop=VAL_SIZE, mix=mix)
 
 
 def _synthesis_train_val(spec, crop, seed, augment):
@@ -214,6 +266,8 @@ def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
         return train, val
     if spec.kind in SYNTHESIS_KINDS:
         return _synthesis_train_val(spec, crop, seed * 1024 + shard[1] if shard and shard[0] > 1 else seed, augment)
+    if spec.kind == "photos":
+        return _photos_train_val(spec, crop, seed * 1024 + shard[1] if shard and shard[0] > 1 else seed, augment)
     if spec.kind == "kohler":
         raise DataSpecError(f"--data {spec}: Köhler's 48 photos are an evaluation benchmark; train on another dataset")
     if spec.kind == "tfrecord":
@@ -260,6 +314,11 @@ def evaluation(spec, min_size=1):
         from tfdeblur.datasets import tfrecord as _tfrecord
 
         return _tfrecord.evaluation(spec.paths[0], min_size=min_size)
+    if spec.kind == "photos":
+        from tfdeblur.datasets.photos import VAL_IMAGES
+
+        _, val = _photos_train_val(spec, 128, 0, augment=False)
+        return val, VAL_IMAGES, [f"photos_val_{i:03d}" for i in range(VAL_IMAGES)]
     if spec.kind in SYNTHESIS_KINDS:
         _, val = _synthesis_train_val(spec, SYNTHETIC_VAL_SIZE, 0, augment=False)
         if spec.kind == "dynamic":

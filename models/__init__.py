@@ -7,6 +7,7 @@
 Adding a network: write `models/<net>.py` with its class and a `PRESETS`
 dict, then add one line below.
 """
+from tfdeblur import schedules  # noqa: F401  (registers the schedules a released recipe's .keras holds)
 from tfdeblur.models import fddn, glbdn, lmfn, msfs, mtwdn
 from tfdeblur.models.registry import (
     Preset,

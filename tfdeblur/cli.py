@@ -61,6 +61,7 @@ def _parser():
     t.add_argument("--jit", action="store_true", help="XLA-compile the training step (off by default)")
     t.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 (default: all GPUs when more than one)")
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
+    t.add_argument("--recipe", metavar="NAME", help="a named recipe instead of the network's (e.g. mtwdn_photos, the released model's); its crop, batch size and learning rate are the defaults")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--jitter", type=float, default=0.0, metavar="S", help="brightness/colour gain exp(U(-S,S)) * exp(U(-S/2,S/2)) per channel, "
@@ -193,12 +194,12 @@ def _cmd_train(args):
     from tfdeblur.training.run import TrainConfig, run_training
 
     cfg = TrainConfig(
-        net=args.net, data=args.data if args.phase else (args.data or "synthetic"), steps=args.steps, epochs=args.epochs,
+        net=args.net, data=args.data if (args.phase or args.recipe) else (args.data or "synthetic"), steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
         keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
-        devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        recipe=args.recipe, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:
         from tfdeblur.training.phases import run_phases

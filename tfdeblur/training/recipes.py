@@ -33,6 +33,8 @@ def make_schedule(recipe, total_steps, learning_rate=None, steps_per_epoch=None)
 
     - ``PolynomialDecay`` (MTWDN/SRN: power 0.3 to 0): decays over
       `total_steps`; extra keys go to `keras.optimizers.schedules.PolynomialDecay`.
+    - ``WarmupCosine`` (`tfdeblur.schedules`): linear warm-up, then cosine
+      annealing over `total_steps` (released models' recipes).
     - ``ExponentialDecay`` with ``staircase=True`` is the papers' step decay,
       lr * decay_rate ** floor(step / decay_steps) (LMFN: /10 every 5e5
       iterations). A recipe may give ``decay_epochs`` instead of
@@ -59,7 +61,13 @@ def make_schedule(recipe, total_steps, learning_rate=None, steps_per_epoch=None)
                 )
             spec["decay_steps"] = int(epochs) * int(steps_per_epoch)
         return keras.optimizers.schedules.ExponentialDecay(lr, **spec)
-    raise ValueError(f"recipe schedule class must be PolynomialDecay, ExponentialDecay or absent; got {kind!r}")
+    if kind == "WarmupCosine":
+        from tfdeblur.schedules import WarmupCosine
+
+        # a run shorter than twice the warm-up warms up over its first half
+        spec["warmup_steps"] = min(int(spec.get("warmup_steps", 0)), int(total_steps) // 2)
+        return WarmupCosine(lr, decay_steps=int(total_steps), **spec)
+    raise ValueError(f"recipe schedule class must be PolynomialDecay, ExponentialDecay, WarmupCosine or absent; got {kind!r}")
 
 
 def make_optimizer(recipe, total_steps, learning_rate=None, steps_per_epoch=None):

@@ -58,6 +58,7 @@ class TrainConfig:
     init_from: str = None  # a .keras file whose weights the run starts from (phases)
     cluster_timeout: float = 300.0  # seconds for a TF_CONFIG cluster to form (and per collective)
     jitter: float = 0.0  # brightness/colour gain range on the training stream (stream.py); 0: none
+    recipe: str = None  # a named recipe instead of the preset's (a released model's); its crop, batch and lr are the defaults
     jit: bool = False  # XLA-compile the train step (off by default: slower on CPU; Keras' "auto" would turn it on on GPUs)
 
 
@@ -74,8 +75,8 @@ DEFAULT_STEPS = QUICK_DEFAULTS["steps"]
 
 def resolve_defaults(cfg, recipe):
     """Fills crop, batch size and learning rate: the user's value, else the
-    recipe's (paper=True) or the quick run's."""
-    source = recipe if cfg.paper else QUICK_DEFAULTS
+    recipe's (paper=True, or a recipe named by `cfg.recipe`) or the quick run's."""
+    source = recipe if (cfg.paper or cfg.recipe) else QUICK_DEFAULTS
     for key in ("crop", "batch_size", "learning_rate"):
         if getattr(cfg, key) is None:
             setattr(cfg, key, source[key])
@@ -102,7 +103,13 @@ def _check_config(cfg):
     from tfdeblur.models import get_preset, get_recipe
 
     get_preset(cfg.net)  # raises with the known names
-    resolve_defaults(cfg, get_recipe(cfg.net))
+    try:
+        recipe = get_recipe(cfg.recipe or cfg.net)
+    except ValueError as e:
+        raise RunError(f"--recipe: {e}") from e
+    resolve_defaults(cfg, recipe)
+    if cfg.data is None:  # a named recipe may name its data (the released models' do)
+        cfg.data = recipe.get("data", "synthetic")
     for arg in ("batch_size", "crop", "steps_per_epoch", "keep_checkpoints"):
         value = getattr(cfg, arg)
         if not isinstance(value, int) or value < 1:
@@ -247,7 +254,7 @@ def run_training(cfg, log=print):
     epochs = math.ceil(total_steps / steps_per_epoch)
     total_steps = epochs * steps_per_epoch
 
-    recipe = recipe_with_vgg_weights(get_recipe(cfg.net), cfg.vgg_weights, required=cfg.paper)
+    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe or cfg.net), cfg.vgg_weights, required=cfg.paper)
     if cfg.phase is not None:
         recipe = phases.phase_recipe(recipe, cfg.phase)
     # Seeds weight initialization; the data draws from its own stateless

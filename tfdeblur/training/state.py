@@ -60,9 +60,10 @@ TRAJECTORY_KEYS = {
     "precision_resolved": "--precision",
     "phase": "--phase",
     "jitter": "--jitter",
+    "recipe": "--recipe",
 }
 # Value of a key that configs written before it existed lack.
-_ABSENT = {"jitter": 0.0}
+_ABSENT = {"jitter": 0.0, "recipe": None}
 
 
 def _same(a, b):

@@ -18,6 +18,9 @@ stores that position (`data_position`); nothing else is needed.
   Each worker decodes only the pairs of its own samples.
 - `dynamic`, `globalblur`: sample g is the dataset's own element g, then a
   stateless flip/rotation as for `synthetic`.
+- `photos:DIR`: sample g is `datasets.photos.make_photo_pair` of the
+  train tag, seed and g (a pure function of them and the folder's photos),
+  then a stateless flip/rotation as for `synthetic`.
 - `tfrecord:` (sequential files): the data module's training dataset, one
   pipeline per worker reading its own shard files
   (`datasets.spec.train_val(shard=...)`). It decodes in parallel without a
@@ -71,16 +74,19 @@ def _sample_seed(seed, index):
     return tf.stack([tf.constant(int(seed), tf.int64), index])
 
 
-def _synthetic(indices, crop, seed, augment):
-    pairs = synthetic_dataset("train", crop=crop, seed=seed, indices=indices)
-    if not augment:
-        return pairs
+def _with_flip_rot(indices, pairs, seed):
+    """Sample g flipped/rotated by the stateless seed (seed, g)."""
     keyed = tf.data.Dataset.zip((indices, pairs))
     return keyed.map(
         lambda g, pair: paired_flip_rot_stateless(pair[0], pair[1], _sample_seed(seed, g)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+
+
+def _synthetic(indices, crop, seed, augment):
+    pairs = synthetic_dataset("train", crop=crop, seed=seed, indices=indices)
+    return _with_flip_rot(indices, pairs, seed) if augment else pairs
 
 
 def _file_pairs(spec, indices, crop, seed, min_size, augment):
@@ -135,6 +141,14 @@ def _procedural(spec, indices, crop, seed, augment):
     return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def _photos(spec, indices, crop, seed, augment):
+    from tfdeblur.datasets.photos import photos_dataset
+
+    pairs = photos_dataset(spec.paths[0], "train", crop=crop, seed=seed, indices=indices,
+                           mix=_spec.photos_mix(spec))
+    return _with_flip_rot(indices, pairs, seed) if augment else pairs
+
+
 def jitter_seed(seed, index):
     """The stateless seed of sample `index`'s colour gain."""
     return tf.random.experimental.stateless_fold_in(_sample_seed(seed, index), JITTER_TAG)
@@ -167,6 +181,8 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
         ds = _file_pairs(spec, indices, crop, seed, min_size, augment)
     elif spec.kind in ("dynamic", "globalblur"):
         ds = _procedural(spec, indices, crop, seed, augment)
+    elif spec.kind == "photos":
+        ds = _photos(spec, indices, crop, seed, augment)
     else:
         # Not indexable (tfrecord: sequential files, parallel decoding in no
         # fixed order). Skipping to the position would decode every skipped
