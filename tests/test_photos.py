@@ -1,0 +1,169 @@
+"""`photos:DIR`: realistic blur of sharp photos (datasets/photos.py)."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from tfdeblur.datasets import photos
+from tfdeblur.datasets import spec as data_spec
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    """Twelve small textured 'photos' in two sub-folders (recursion)."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        h, w = 90 + 7 * i, 120 - 3 * i
+        smooth = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 2.0)
+        img = np.clip((smooth - smooth.mean()) * 6 + 0.5, 0, 1)
+        cv2.imwrite(str(sub / f"p{i:02d}.png"), np.round(img * 255).astype(np.uint8))
+    (root / ".hidden.png").write_bytes(b"not an image")
+    return str(root)
+
+
+def test_bank_splits_every_tenth_photo_and_skips_hidden(photo_dir):
+    bank = photos.PhotoBank(photo_dir)
+    assert len(bank) == 12
+    assert not set(bank.splits["train"]) & set(bank.splits["val"])
+    assert len(bank.splits["val"]) == 1  # index 9 of the 12 sorted paths
+    assert bank.splits["val"][0] == photos.list_photos(photo_dir)[9]
+
+
+@pytest.mark.parametrize("mode", photos.MODES)
+def test_pairs_are_a_function_of_the_seed(photo_dir, mode):
+    bank = photos.PhotoBank(photo_dir)
+    a = photos.make_photo_pair(bank, (31, 0, 5), 48, mode=mode)
+    b = photos.make_photo_pair(photos.PhotoBank(photo_dir), (31, 0, 5), 48, mode=mode)
+    c = photos.make_photo_pair(bank, (31, 0, 6), 48, mode=mode)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[1], c[1])
+    for x in a:
+        assert x.shape == (48, 48, 3) and x.dtype == np.float32
+        assert x.min() >= 0 and x.max() <= 1
+    np.testing.assert_allclose(a[1] * 255, np.round(a[1] * 255), atol=1e-4)  # 8-bit sharp target
+
+
+def test_camera_path_is_identity_at_mid_exposure_and_fixes_the_centre():
+    rng = np.random.default_rng(3)
+    cam = photos.CameraPath(rng, 65)
+    np.testing.assert_allclose(cam.matrix(0.0), np.eye(3), atol=1e-12)
+    cam.v = cam.a = np.zeros(2)
+    cam.tilt = np.zeros(2)
+    cam.rot, cam.zoom = 1.5, 0.05
+    m = cam.matrix(0.5)
+    centre = np.array([32.0, 32.0, 1.0])
+    np.testing.assert_allclose(m @ centre, centre, atol=1e-9)
+    corner = m @ np.array([0.0, 0.0, 1.0])
+    assert np.linalg.norm(corner[:2] / corner[2]) > 0.5  # the corner moves
+
+
+def test_still_camera_gives_blur_equal_to_sharp():
+    rng = np.random.default_rng(0)
+    linear = rng.random((40 + 8, 40 + 8, 3)).astype(np.float32)
+    cam = photos.CameraPath(rng, 40, still=True)
+    blur, sharp = photos._render(linear, 40, 4, cam, [])
+    np.testing.assert_array_equal(blur, sharp)
+    np.testing.assert_allclose(sharp, linear[4:44, 4:44], atol=1e-6)
+
+
+def test_translating_camera_is_the_mean_of_shifted_crops(monkeypatch):
+    """Independent reference: 7 sub-frames with integer shifts -3..3 px."""
+    monkeypatch.setattr(photos, "MAX_STEP_PX", 1.0)  # 6 px of motion -> 7 sub-frames, 1 px apart
+    rng = np.random.default_rng(1)
+    size, margin = 32, 6
+    linear = rng.random((size + 2 * margin, size + 2 * margin, 3)).astype(np.float32)
+    cam = photos.CameraPath(rng, size, still=True)
+    cam.v = np.array([6.0, 0.0])  # x(t) = 6 t, t = -1/2 .. 1/2
+    blur, sharp = photos._render(linear, size, margin, cam, [])
+    assert photos._subframes(cam.reach(size)) == 7
+    expected = np.mean([linear[margin:margin + size, margin + s:margin + s + size] for s in range(-3, 4)], axis=0)
+    np.testing.assert_allclose(blur, expected, atol=1e-5)
+    np.testing.assert_allclose(sharp, linear[margin:margin + size, margin:margin + size], atol=1e-6)
+
+
+def test_moving_object_blurs_only_near_its_path(photo_dir):
+    bank = photos.PhotoBank(photo_dir)
+    rng = np.random.default_rng(2)
+    size, margin = 64, 2
+    linear = np.full((size + 2 * margin, size + 2 * margin, 3), 0.25, np.float32)
+    cam = photos.CameraPath(rng, size, still=True)
+    layers = photos._object_layers(rng, bank, "train", size, 1)
+    layer = layers[0]
+    layer["pos"] = np.array([16.0, 16.0])
+    layer["v"], layer["a"], layer["spin"] = np.array([8.0, 0.0]), np.zeros(2), 0.0
+    blur, sharp = photos._render(linear, size, margin, cam, layers)
+    assert np.abs(blur - sharp)[:28, :40].max() > 0.01  # around the object: blurred
+    np.testing.assert_allclose(blur[48:, 48:], sharp[48:, 48:], atol=1e-6)  # far from it: untouched
+    np.testing.assert_allclose(sharp[48:, 48:], 0.25, atol=1e-6)
+
+
+def test_saturated_highlights_clip_after_blurring():
+    rng = np.random.default_rng(0)
+    blur_lin = np.full((8, 8, 3), 1.7, np.float32)
+    sharp_lin = np.full((8, 8, 3), 1.7, np.float32)
+    import tfdeblur.datasets.photos as ph
+
+    old = ph.JPEG_PROB
+    ph.JPEG_PROB = 0.0
+    try:
+        blur, sharp = photos._camera_pipeline(rng, blur_lin, sharp_lin)
+    finally:
+        ph.JPEG_PROB = old
+    np.testing.assert_array_equal(sharp, 1.0)
+    assert np.median(blur) >= 0.98 and blur.min() > 0.8  # clipped at 1 before the noise, not wrapped
+
+
+def test_spec_parsing_and_errors(photo_dir):
+    spec = data_spec.parse_spec(f"photos:{photo_dir},camera=2,uniform=0")
+    assert spec.kind == "photos" and spec.paths == (photo_dir,)
+    mix = data_spec.photos_mix(spec)
+    assert mix["camera"] == 2.0 and mix["uniform"] == 0.0 and mix["objects"] == photos.DEFAULT_MIX["objects"]
+    for bad, words in [("photos:", "needs a folder"), (f"photos:{photo_dir}/nope", "is not a directory"),
+                       (f"photos:{photo_dir},zoom=1", "MODE=WEIGHT"), (f"photos:{photo_dir},camera=-1", "non-negative"),
+                       (f"photos:{photo_dir},camera=x", "non-negative")]:
+        with pytest.raises(data_spec.DataSpecError, match=words):
+            data_spec.parse_spec(bad)
+    with pytest.raises(photos.PhotoError, match="positive sum"):
+        photos.make_photo_pair(photos.PhotoBank(photo_dir), 0, 32, mix={"uniform": 0})
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(photos.PhotoError, match="holds 0 image"):
+        photos.PhotoBank(str(tmp_path))
+
+
+def test_training_stream_resumes_exactly(photo_dir):
+    from tfdeblur.training.stream import train_stream
+
+    spec = f"photos:{photo_dir}"
+    whole = list(train_stream(spec, 32, seed=4, batch_size=2, start_step=0).take(3))
+    resumed = list(train_stream(spec, 32, seed=4, batch_size=2, start_step=2).take(1))
+    np.testing.assert_array_equal(whole[2][0].numpy(), resumed[0][0].numpy())
+    np.testing.assert_array_equal(whole[2][1].numpy(), resumed[0][1].numpy())
+    assert not np.array_equal(whole[0][1].numpy(), whole[1][1].numpy())
+
+
+def test_validation_set_is_fixed_and_full_size(photo_dir):
+    ds, count, names = data_spec.evaluation(f"photos:{photo_dir}")
+    first = [b.numpy() for b, _ in ds.take(2)]
+    again = [b.numpy() for b, _ in ds.take(2)]
+    assert count == photos.VAL_IMAGES == len(names)
+    assert first[0].shape == (photos.VAL_SIZE, photos.VAL_SIZE, 3)
+    np.testing.assert_array_equal(first[1], again[1])
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sharp")),
+                    reason="../shared/data/sharp is absent (the shared photos)")
+def test_shared_photos_make_pairs_of_every_mode():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sharp")
+    bank = photos.photo_bank(root)
+    assert len(bank) >= 1000
+    for i, mode in enumerate(photos.MODES):
+        blur, sharp = photos.make_photo_pair(bank, (31, 0, i), 96, mode=mode)
+        assert blur.shape == sharp.shape == (96, 96, 3)
+        assert np.abs(blur - sharp).mean() > 0  # something was blurred
