@@ -3,6 +3,8 @@
     import tfdeblur.models
     model = tfdeblur.models.build("mtwdn")
     tfdeblur.models.available()  # ['mtwdn', 'mtwdn_oneway', ...]
+    model = tfdeblur.models.from_preset("mtwdn-photos")  # shipped weights (tfdeblur/weights/)
+    tfdeblur.models.available_weights()
 
 Adding a network: write `models/<net>.py` with its class and a `PRESETS`
 dict, then add one line below.
@@ -12,7 +14,9 @@ from tfdeblur.models import fddn, glbdn, lmfn, msfs, mtwdn
 from tfdeblur.models.registry import (
     Preset,
     available,
+    available_weights,
     build,
+    from_preset,
     get_preset,
     get_recipe,
     register_preset,
@@ -25,4 +29,4 @@ for _module, _cls in ((mtwdn, mtwdn.MTWDN), (fddn, fddn.FDDN), (lmfn, lmfn.LMFN)
     for _name, _r in _module.RECIPES.items():
         register_recipe(_name, _r)
 
-__all__ = ["available", "build", "get_preset", "get_recipe", "register_preset", "register_recipe", "Preset"]
+__all__ = ["available", "available_weights", "build", "from_preset", "get_preset", "get_recipe", "register_preset", "register_recipe", "Preset"]

@@ -7,6 +7,8 @@ lists the known names).
 import dataclasses
 import difflib
 
+from tfdeblur import weights as _weights
+
 _PRESETS = {}
 _RECIPES = {}
 
@@ -43,12 +45,42 @@ def get_preset(name):
     return _PRESETS[name]
 
 
-def build(name, **overrides):
-    """Builds the preset `name` as a `keras.Model`; `overrides` replace its kwargs."""
+def build(name, weights=None, **overrides):
+    """Builds the preset `name` as a `keras.Model`; `overrides` replace its kwargs.
+
+    `weights`: a shipped weights name (`available_weights()`, e.g.
+    "mtwdn-photos") or a `NAME.json` manifest path. The network is then
+    built from the constructor config stored with the weights (`overrides`
+    on top of it) and loaded with them; the weights must be of this
+    network's class."""
     preset = get_preset(name)
-    kwargs = {**preset.kwargs, **overrides}
-    kwargs.setdefault("name", name)
-    return preset.cls(**kwargs)
+    if weights is None:
+        kwargs = {**preset.kwargs, **overrides}
+        kwargs.setdefault("name", name)
+        return preset.cls(**kwargs)
+    manifest = _weights.read_manifest(weights)
+    stored = get_preset(manifest.preset)
+    if stored.cls is not preset.cls:
+        raise ValueError(
+            f"weights {manifest.name!r} are for network {manifest.preset!r} ({stored.cls.__name__}); "
+            f"got build({name!r}) ({preset.cls.__name__}); use from_preset({manifest.name!r})"
+        )
+    arrays = _weights.read_arrays(manifest)
+    model = preset.cls.from_config({**manifest.config, **overrides})
+    return _weights.assign(model, manifest, arrays)
+
+
+def from_preset(weights, **overrides):
+    """The network of shipped weights `weights` (a name from
+    `available_weights()`, or a `NAME.json` manifest path), built and loaded
+    (keras-hub's `from_preset`)."""
+    manifest = _weights.read_manifest(weights)
+    return build(manifest.preset, weights=manifest.path, **overrides)
+
+
+def available_weights():
+    """Names of the shipped weights (`tfdeblur/weights/`, or `$TFDEBLUR_WEIGHTS_DIR`), sorted."""
+    return _weights.available()
 
 
 def register_recipe(name, recipe):

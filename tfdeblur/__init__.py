@@ -2,10 +2,11 @@
 __version__ = "0.1.0"
 
 
-def deblur(image, model, **options):
-    """Restores an image array or file with a tfdeblur model (or `.keras`
-    path); returns a numpy array of the input's dtype and shape. Options:
-    tile, overlap, max_pixels, ensemble, transform; see `tfdeblur.inference`."""
+def deblur(image, model=None, **options):
+    """Restores an image array or file with a tfdeblur model, a `.keras`
+    path or a shipped weights name (None: the default shipped weights,
+    `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
+    input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform; see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.
     from tfdeblur.inference import deblur as _deblur
 

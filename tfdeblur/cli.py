@@ -1,11 +1,15 @@
 """Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
-    eval --model FILE.keras --data SPEC [--protocol whole|realblur|kohler] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
+    eval --model FILE.keras|WEIGHTS --data SPEC [--protocol whole|realblur|kohler] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
     prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite] [--count N [--seed S] [--size N]]
-    deblur --model FILE.keras INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
-    export --model FILE.keras --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
+    deblur [--model FILE.keras|WEIGHTS] INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
+    export --model FILE.keras|WEIGHTS --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
     bench NET... [--precision fp32 bf16] [--repeats N] [--out FILE.md]
+    list
+
+WEIGHTS is a shipped weights name (`list`); `deblur` without --model uses
+the best shipped weights (`tfdeblur.weights.DEFAULT_WEIGHTS`).
 
 Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
@@ -34,6 +38,9 @@ DATA_HELP = (
     "hide:ROOT[,split=..], realblur:ROOT,J|R[,split=..], kohler:ROOT (eval only), list:FILE (blur,sharp per line), "
     "tfrecord:DIR (from `prepare`); see tfdeblur/datasets/spec.py"
 )
+
+
+MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g. mtwdn-photos (see `tfdeblur list`)"
 
 
 def _parser():
@@ -70,7 +77,7 @@ def _parser():
     t.add_argument("--vgg-weights", metavar="FILE", help="weights of keras.applications.VGG16(include_top=False) for a perceptual loss (fddn; see tfdeblur/perceptual.py)")
 
     e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
-    e.add_argument("--model", required=True, help="a .keras file written by `train`")
+    e.add_argument("--model", required=True, help=MODEL_HELP)
     e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
     e.add_argument("--json", help="write the summary as JSON to this file")
     e.add_argument("--csv", help="write the per-image scores as CSV to this file")
@@ -88,7 +95,7 @@ def _parser():
     r.add_argument("--size", type=_positive_int, help="synthetic, dynamic: image side, pixels (default 256); globalblur keeps its images' size")
 
     d = sub.add_parser("deblur", help="restore image files, folders or globs")
-    d.add_argument("--model", required=True, help="a .keras file written by `train`")
+    d.add_argument("--model", help=MODEL_HELP + "; default: the best shipped weights")
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
     d.add_argument("--out", required=True, help="output folder (PNG files, the input's bit depth)")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -97,7 +104,7 @@ def _parser():
     d.add_argument("--gt", metavar="DIR", help="ground-truth folder for --compare, matched by file name")
 
     x = sub.add_parser("export", help="SavedModel for TF Serving or TFLite/LiteRT for devices (docs/serving.md)")
-    x.add_argument("--model", required=True, help="a .keras file written by `train`")
+    x.add_argument("--model", required=True, help=MODEL_HELP)
     x.add_argument("--format", required=True, choices=["saved_model", "tflite"])
     x.add_argument("--out", required=True, help="SavedModel folder (for TF Serving a version folder, e.g. models/mtwdn/1) or .tflite file")
     x.add_argument("--quantize", default="none", choices=["none", "fp16", "dynamic", "int8"], help="tflite only")
@@ -110,7 +117,7 @@ def _parser():
     b.add_argument("--repeats", type=_positive_int, default=5, help="timed runs after one warm-up (median reported)")
     b.add_argument("--out", help="also write the markdown table to this file")
 
-    sub.add_parser("list", help="list the registered networks")
+    sub.add_parser("list", help="list the registered networks and the shipped weights")
     return p
 
 
@@ -184,7 +191,8 @@ def _quiet_tensorflow():
 
 
 def load_deblur_model(path):
-    """Loads a tfdeblur `.keras` file (safe mode, no custom_objects)."""
+    """A tfdeblur model from `--model`: a `.keras` file (safe mode, no
+    custom_objects), a shipped weights name, or None for the default weights."""
     from tfdeblur.inference import load_model
 
     return load_model(path, arg="--model")
@@ -400,6 +408,11 @@ def _cmd_deblur(args):
                 raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
         targets.append((path, target, sheet))
     gt = _gt_index(args.gt) if args.gt else {}
+    if args.model is None:
+        from tfdeblur.inference import default_weights
+
+        args.model = default_weights("--model")
+        print(f"model: {args.model} (the default shipped weights; --model to choose)", flush=True)
     model = load_deblur_model(args.model)
     import tensorflow as tf
     deblurrer = _deblurrer(args, model)
@@ -511,11 +524,35 @@ def _cmd_bench(args):
 
 
 def _cmd_list(args):
+    from tfdeblur import weights as W
     from tfdeblur.models import available, get_preset
 
+    print("networks (train NET, bench NET):")
     for name in available():
-        print(f"{name:<20} {get_preset(name).description}")
+        print(f"  {name:<20} {get_preset(name).description}")
+    shipped = W.available()
+    if not shipped:
+        print(f"shipped weights (--model NAME): none yet (folder {W.weights_dir()}; see docs/models.md)")
+        return 0
+    print(f"shipped weights (--model NAME; default {W.DEFAULT_WEIGHTS}):")
+    for name in shipped:
+        print(f"  {name:<20} {_weights_line(W.read_manifest(name))}")
     return 0
+
+
+def _weights_line(manifest):
+    """One line about shipped weights: network, size, precision, and the
+    training summary's headline fields when the trainer gave them."""
+    data = manifest.data
+    parts = [f"{manifest.preset}, {data.get('params', 0):,} params, {manifest.dtype}, {data.get('bytes', 0) / 1e6:.1f} MB"]
+    summary = manifest.summary
+    for key in ("data", "steps", "hardware", "wall_time"):
+        if key in summary:
+            parts.append(f"{key.replace('_', ' ')} {summary[key]}")
+    metrics = summary.get("metrics")
+    if isinstance(metrics, dict):
+        parts += [f"{k} {v}" for k, v in list(metrics.items())[:4]]
+    return "; ".join(str(p) for p in parts)
 
 
 def main(argv=None):

@@ -1,6 +1,8 @@
 """Deblurring real photos: any size, any common file kind, tiles, self-ensemble.
 
     import tfdeblur
+    sharp = tfdeblur.deblur("photo.jpg")                             # the default shipped weights
+    sharp = tfdeblur.deblur("photo.jpg", "mtwdn-photos")             # shipped weights by name
     sharp = tfdeblur.deblur("photo.jpg", "runs/mtwdn/model.keras")   # uint8 RGB array
     sharp = tfdeblur.deblur(array, model, ensemble=True, tile=512)   # same dtype/shape as array
 
@@ -67,19 +69,30 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 128
 
 
-def load_model(path, arg="--model"):
-    """Loads a tfdeblur `.keras` file (safe mode, no custom_objects); one-line
-    `ValueError`s naming `arg` and the file otherwise."""
+def load_model(path=None, arg="--model"):
+    """A tfdeblur model from a `.keras` file, a shipped weights name (e.g.
+    "mtwdn-photos", `tfdeblur.models.available_weights()`) or a weights
+    manifest `NAME.json`; None means the default shipped weights
+    (`tfdeblur.weights.DEFAULT_WEIGHTS`). `.keras` files load in safe mode,
+    without custom_objects. Anything else is a one-line `ValueError` naming
+    `arg` and the file or name."""
     import keras
 
-    import tfdeblur.models  # noqa: F401  (registers every network class)
+    import tfdeblur.models as models
+    from tfdeblur import weights as W
     from tfdeblur.model import DeblurModel
 
+    if path is None:
+        return models.from_preset(default_weights(arg))
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"{arg} {path}: no such file")
+        if W.looks_like_name(path) and path in W.available():
+            return models.from_preset(path)
+        raise W.unknown_name_error(path, arg, what="no such file, nor a shipped weights name")
     if not os.path.isfile(path):
         raise ValueError(f"{arg} {path}: not a file")
+    if path.endswith(W.MANIFEST_SUFFIX):
+        return models.from_preset(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # zip/h5/config errors all mean "not a model file"
@@ -88,6 +101,21 @@ def load_model(path, arg="--model"):
     if not isinstance(model, DeblurModel):
         raise ValueError(f"{arg} {path}: a Keras model, but not a tfdeblur network ({type(model).__name__})")
     return model
+
+
+def default_weights(arg="--model"):
+    """The name of the default shipped weights, or a one-line `ValueError`
+    saying none are shipped (then a model must be given as `arg`)."""
+    from tfdeblur import weights as W
+
+    shipped = W.available()
+    if W.DEFAULT_WEIGHTS in shipped:
+        return W.DEFAULT_WEIGHTS
+    if not shipped:
+        raise ValueError(f"no trained weights are shipped with this tfdeblur yet (none in {W.weights_dir()}); "
+                         f"give {arg} FILE.keras (a model written by `train`)")
+    raise ValueError(f"the default weights {W.DEFAULT_WEIGHTS!r} are not installed; give {arg} NAME "
+                     f"(shipped: {', '.join(shipped)}) or {arg} FILE.keras")
 
 
 # ----------------------------------------------------------------- tiling
@@ -178,11 +206,11 @@ class Deblurrer:
     hook (e.g. TLC); `progress(done, total)` is called after every tile.
     """
 
-    def __init__(self, model, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
+    def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
                  ensemble=False, transform=None):
         from tfdeblur.evaluate import inference_fn
 
-        if isinstance(model, (str, os.PathLike)):
+        if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(model, arg="model")
         self.model = model
         self.min_size = int(getattr(model, "min_size", 1))
@@ -285,9 +313,10 @@ class Deblurrer:
         return restored[..., None] if squeeze else restored
 
 
-def deblur(image, model, **options):
+def deblur(image, model=None, **options):
     """Restores one image (array or file path) with `model` (a tfdeblur
-    model or a `.keras` path); returns a numpy array of the input's dtype
+    model, a `.keras` path or a shipped weights name such as
+    "mtwdn-photos"; None: the default shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
     ensemble, transform. For many images build one `Deblurrer` and call it:
     it traces once."""
