@@ -186,10 +186,11 @@ def encode(array, dtype):
             raise ValueError(f"a weight of magnitude {np.abs(a).max():.3g} overflows fp16; use --dtype bf16 or fp32")
         return a.astype(np.float16)
     if dtype == "bf16":
-        bits = np.ascontiguousarray(a).view(np.uint32).astype(np.uint64)
+        # (np.ascontiguousarray would turn a scalar weight into shape (1,).)
+        bits = np.array(a, order="C").view(np.uint32).astype(np.uint64)
         # Round to nearest, ties to even, on the 16 bits dropped.
         rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-        return (rounded >> 16).astype(np.uint16)
+        return (rounded >> 16).astype(np.uint16).reshape(a.shape)
     raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
 
 
@@ -197,7 +198,7 @@ def decode(array, dtype):
     """A stored array back as float32 (see `encode`)."""
     a = np.asarray(array)
     if dtype == "bf16" and a.dtype == np.uint16:
-        return (a.astype(np.uint32) << 16).view(np.float32)
+        return (a.astype(np.uint32) << 16).view(np.float32).reshape(a.shape)
     if np.issubdtype(a.dtype, np.floating):
         return a.astype(np.float32)
     return a

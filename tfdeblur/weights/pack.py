@@ -124,7 +124,11 @@ def pack(model_path, name, dtype="fp16", summary=None, out=None, overwrite=False
     if len(set(paths)) != len(paths):
         dup = sorted({p for p in paths if paths.count(p) > 1})
         raise ValueError(f"--model {model_path}: weight names are not unique ({', '.join(dup[:3])}); name the layers")
-    stored = {v.path: W.encode(keras.ops.convert_to_numpy(v), dtype) for v in variables}
+    values = {v.path: keras.ops.convert_to_numpy(v) for v in variables}
+    bad = [p for p, a in values.items() if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+    if bad:
+        raise ValueError(f"--model {model_path}: weight {bad[0]!r} holds NaN or infinite values; not packing a diverged model")
+    stored = {p: W.encode(a, dtype) for p, a in values.items()}
 
     # What the stored precision costs, measured before anything is written.
     packed_model = type(model).from_config(config)
