@@ -175,3 +175,22 @@ def test_eval_kohler_layout_scores_against_every_frame(tiny_model, tmp_path, cap
     expected = protocols.score("kohler", blur, np.stack(frames))
     assert expected["frame"] == 2
     assert summary["input_psnr"] == pytest.approx(expected["psnr"], abs=1e-9)
+
+
+def test_levin_finds_a_known_integer_shift_and_scores_the_interior():
+    # Closed form: a shifted copy of the truth is found at its shift with an
+    # infinite-free exact match; PSNR over the interior equals skimage's.
+    truth = _u8(_texture(60, 70, seed=4))
+    shifted = np.roll(truth, (2, -1), axis=(0, 1))  # output[y + 2, x - 1] = truth[y, x]
+    got = protocols.score("levin", shifted, truth)
+    assert got["shift"] == [-1, 2] and got["ssim"] == pytest.approx(1.0)
+    noisy = _u8(shifted + np.random.default_rng(0).normal(0, 6, shifted.shape))
+    got = protocols.score("levin", noisy, truth)
+    assert got["shift"] == [-1, 2]
+    from skimage.metrics import peak_signal_noise_ratio
+
+    want = peak_signal_noise_ratio(truth[3:-3, 3:-3], noisy[5:-1, 2:-4], data_range=255)
+    assert got["psnr"] == pytest.approx(want, abs=1e-9)
+    # A shift beyond the +-3 px search is not found: the score stays low.
+    far = np.roll(truth, (5, 0), axis=(0, 1))
+    assert protocols.score("levin", far, truth)["psnr"] < protocols.score("levin", shifted, truth)["psnr"] - 20

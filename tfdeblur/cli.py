@@ -81,7 +81,8 @@ def _parser():
     e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
     e.add_argument("--json", help="write the summary as JSON to this file")
     e.add_argument("--csv", help="write the per-image scores as CSV to this file")
-    e.add_argument("--protocol", help="scoring protocol: whole (= gopro, hide; default), realblur (aligned, masked), kohler (best sharp frame); see tfdeblur/protocols.py")
+    e.add_argument("--protocol", help="scoring protocol: whole (= gopro, hide; default), realblur (aligned, masked), kohler (best sharp frame), "
+                   "levin (best integer shift within 3 px); see tfdeblur/protocols.py")
     _add_inference_options(e)
 
     r = sub.add_parser("prepare", help="write a --data spec as sharded TFRecords (read back with tfrecord:DIR)")

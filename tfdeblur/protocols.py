@@ -30,6 +30,14 @@ a dict with "psnr", "ssim" (per-channel Gaussian SSIM,
   correlation (sub-pixel) instead of their exhaustive quarter-pixel search,
   and scores are taken inside a border of `max_shift` pixels. The ground
   truth is then a stack (N, H, W, 3) of frames (a single image works too).
+- `levin`: Levin et al., "Understanding and evaluating blind deconvolution
+  algorithms", CVPR 2009: a blind method may return the image shifted by a
+  few pixels (a kernel's centre is ambiguous), so their `comp_upto_shift`
+  compares "up to a small shift". Here: the best *integer* shift within
+  +-`LEVIN_MAX_SHIFT` pixels (lowest MSE), scored over the ground truth
+  minus a border of that width; no intensity gain, no sub-pixel search
+  (Levin's code searches quarter pixels). The same protocol scores the
+  blurry input, so the gain compares like with like.
 """
 import math
 
@@ -39,9 +47,10 @@ import numpy as np
 from tfdeblur import metrics
 from tfdeblur.io import to_uint8
 
-PROTOCOLS = ("whole", "gopro", "hide", "realblur", "kohler")
+PROTOCOLS = ("whole", "gopro", "hide", "realblur", "kohler", "levin")
 DEFAULT_PROTOCOL = "whole"
 KOHLER_MAX_SHIFT = 10  # pixels; Levin et al.'s comp_upto_shift uses a similar bound
+LEVIN_MAX_SHIFT = 3  # pixels
 
 
 class Frames:
@@ -89,6 +98,8 @@ def score(protocol, output, truth):
         raise ValueError(f"output and ground truth must have the same shape; got {output.shape} and {truth.shape}")
     if protocol == "realblur":
         return realblur(output, truth)
+    if protocol == "levin":
+        return levin(output, truth)
     return whole(output, truth)
 
 
@@ -201,5 +212,36 @@ def kohler(output, frames, max_shift=KOHLER_MAX_SHIFT):
         "ssim": metrics.ssim(z8, x8),
         "ssim_matlab": metrics.ssim_matlab_rgb(z8, x8),
         "frame": index,
+        "shift": [dx, dy],
+    }
+
+
+# -------------------------------------------------------------------- Levin
+
+
+def levin(output, truth, max_shift=LEVIN_MAX_SHIFT):
+    """PSNR/SSIM at the integer shift (|dx|, |dy| <= max_shift) of `output`
+    that best matches `truth` (lowest MSE), over `truth` without a border of
+    `max_shift` pixels (see the module docstring). "shift" is [dx, dy]:
+    output[y + dy, x + dx] is compared with truth[y, x]."""
+    b = int(max_shift)
+    h, w = truth.shape[:2]
+    if h <= 2 * b + 11 or w <= 2 * b + 11:
+        raise ValueError(f"images must be larger than {2 * b + 11} pixels a side for the Levin protocol; got {w}x{h}")
+    x = truth[b : h - b, b : w - b]
+    xf = x.astype(np.float64)
+    best = None
+    for dy in range(-b, b + 1):
+        for dx in range(-b, b + 1):
+            z = output[b + dy : h - b + dy, b + dx : w - b + dx]
+            mse = float(np.mean((z.astype(np.float64) - xf) ** 2))
+            if best is None or mse < best[0]:
+                best = (mse, dx, dy)
+    _, dx, dy = best
+    z = np.ascontiguousarray(output[b + dy : h - b + dy, b + dx : w - b + dx])
+    return {
+        "psnr": metrics.psnr(z, x),
+        "ssim": metrics.ssim(z, x),
+        "ssim_matlab": metrics.ssim_matlab_rgb(z, x),
         "shift": [dx, dy],
     }
