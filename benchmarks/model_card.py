@@ -1,0 +1,349 @@
+"""The model card of shipped weights (docs/models.md), measured from the weights.
+
+    python benchmarks/model_card.py mtwdn-photos [lmfn-photos ...] [--out-dir model_card]
+    python benchmarks/model_card.py --model runs/mtwdn/model.keras --limit 2     # any .keras, quick
+    options: --data synthetic levin gopro_dev gopro_pair cbsd68 (default: all)
+             --limit N (images per set and sheet photos), --repeats N (CPU timing),
+             --shared DIR (default ../shared beside the checkout), --no-sheet
+
+For each model it writes OUT_DIR/LABEL.md (the card: the training summary
+from the weights' manifest, parameters, 1280x720 CPU time, the metric
+table), OUT_DIR/LABEL.json (every number, per image) and
+OUT_DIR/LABEL-real_blur_only.jpg (the before/after sheet), and prints the
+card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
+`tfdeblur.protocols` (8-bit outputs; SSIM = per-channel Gaussian SSIM,
+`tfdeblur.metrics.SSIM_CONVENTION`); restoring goes through
+`tfdeblur.inference.Deblurrer` (photos above its max_pixels are tiled, as
+`deblur` does). The sets:
+
+- `synthetic`: the synthetic validation set (`--data synthetic` of eval:
+  16 procedural 256x256 pairs).
+- `levin`: Levin et al. 2009's 32 gray 255x255 pairs (4 images x 8 real
+  kernels). Gray is restored via RGB as `tfdeblur.deblur` does (plane
+  replicated, the three outputs averaged), and scored with the `levin`
+  protocol: best integer shift within +-3 px, border of 3 px excluded;
+  the blurry input is scored the same way.
+- `gopro_dev`: the 11 real 1280x720 GoPro-protocol pairs, whole image.
+- `gopro_pair`: the official GoPro test frame GOPR0384_11_00-000001, with
+  the published models' released outputs scored beside ours (DMPHN 30.82
+  dB, HINet 33.19 dB: measured here from their output files).
+- `cbsd68`: the 68 CBSD68 photos (no training stream uses them) x the 8
+  Levin kernels, blurred in linear light (gamma 2.2) and quantized to 8
+  bits, no noise: deterministic (`tfdeblur.datasets.blur_image`).
+
+The 1280x720 time is fp32, batch 1, on the CPU (`/CPU:0` even when a GPU
+is visible), median of `--repeats` runs after a warm-up
+(`tfdeblur.bench`'s timer), with the machine and its load average.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETS = ("synthetic", "levin", "gopro_dev", "gopro_pair", "cbsd68")
+GOPRO_FRAME = "GOPR0384_11_00-000001"
+# Published models' released outputs on that frame, in ../shared/data/gopro_pair.
+PUBLISHED = (("DMPHN (1-2-4-8)", "dmphn1248"), ("SDNet4", "sdnet4"), ("HINet", "hinet"))
+SET_TITLES = {
+    "synthetic": "synthetic validation (procedural scenes, 256x256)",
+    "levin": "Levin et al. 2009 (4 gray images x 8 real kernels; best integer shift within +-3 px)",
+    "gopro_dev": "GoPro dev pairs (real, 1280x720)",
+    "gopro_pair": f"GoPro test frame {GOPRO_FRAME}",
+    "cbsd68": "CBSD68 x 8 Levin kernels (linear light, 8-bit, no noise)",
+}
+SHEET_HEIGHT = 200  # pixels of each downscaled photo on the sheet
+SHEET_CROP = 200  # a 1:1 centre crop beside it (ringing and seams show at 1:1)
+
+
+def _log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+class GrayViaRGB:
+    """`Deblurrer.restore_rgb` as `tfdeblur.deblur` applies it to a gray
+    image: the replicated plane restored as RGB, the three outputs averaged
+    (returned replicated, so the RGB protocols score the gray result)."""
+
+    def __init__(self, deblurrer):
+        self.deblurrer = deblurrer
+
+    def restore_rgb(self, rgb, progress=None):
+        out = self.deblurrer.restore_rgb(rgb, progress)
+        return np.repeat(out.mean(axis=2, keepdims=True), 3, axis=2)
+
+
+def _data(shared, *parts):
+    path = os.path.join(shared, "data", *parts)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found (--shared)")
+    return path
+
+
+def cbsd68_pairs(shared, limit=None):
+    """(pairs generator, names): every CBSD68 photo blurred by every Levin
+    kernel, image-major; deterministic."""
+    from tfdeblur import io as tio
+    from tfdeblur.datasets import blur_image, load_kernels
+
+    photos = tio.list_images(_data(shared, "cbsd68"))
+    kernels = load_kernels(_data(shared, "kernels", "levin09.npz"))
+    items = [(p, k) for p in photos for k in range(len(kernels))][:limit]
+    names = [f"{os.path.splitext(os.path.basename(p))[0]}_k{k + 1}" for p, k in items]
+
+    def pairs():
+        cache = {}
+        for path, k in items:
+            if path not in cache:
+                cache.clear()
+                cache[path] = tio.read_image(path, allow_conversion=True)
+            sharp = cache[path]
+            yield blur_image(sharp, kernels[k], noise_sigma=0, gamma=2.2, quantize=True), sharp
+
+    return pairs(), names
+
+
+def evaluate_set(name, model, deblurrer, shared, limit=None):
+    """The summary and rows of one set (see the module docstring)."""
+    import itertools
+
+    from tfdeblur import io as tio
+    from tfdeblur import protocols
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.evaluate import evaluate_pairs
+
+    extra = {}
+    protocol = "whole"
+    if name == "synthetic":
+        dataset, _, names = data_spec.evaluation("synthetic")
+    elif name in ("levin", "gopro_dev"):
+        folder = _data(shared, "levin09_pairs" if name == "levin" else "gopro_dev_pairs")
+        dataset, _, names = data_spec.evaluation(f"pairs:{folder}/blur,{folder}/sharp", min_size=model.min_size)
+        if name == "levin":
+            protocol, deblurrer = "levin", GrayViaRGB(deblurrer)
+    elif name == "gopro_pair":
+        folder = _data(shared, "gopro_pair")
+        sharp = tio.read_image(os.path.join(folder, f"{GOPRO_FRAME}_sharp.png"))
+        dataset = [(tio.read_image(os.path.join(folder, f"{GOPRO_FRAME}_blur.png")), sharp)]
+        names = [GOPRO_FRAME]
+        extra["published"] = {
+            label: protocols.score("whole", tio.read_image(os.path.join(folder, f"{GOPRO_FRAME}_out_{tag}.png")), sharp)
+            for label, tag in PUBLISHED
+        }
+    elif name == "cbsd68":
+        dataset, names = cbsd68_pairs(shared, limit)
+    else:
+        raise ValueError(f"--data must be among {', '.join(SETS)}; got {name!r}")
+    names = names[:limit]
+    dataset = itertools.islice(iter(dataset), len(names))
+    summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
+    summary = {k: summary[k] for k in ("psnr", "ssim", "input_psnr", "input_ssim", "ssim_matlab",
+                                       "input_ssim_matlab", "images", "protocol", "restore_seconds_median")}
+    summary["gain_db"] = summary["psnr"] - summary["input_psnr"]
+    summary.update(extra)
+    return summary, rows
+
+
+def cpu_seconds_720p(model, repeats):
+    import tensorflow as tf
+
+    from tfdeblur import bench
+    from tfdeblur.evaluate import inference_fn
+
+    x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
+    with tf.device("/CPU:0"):
+        fn = inference_fn(model)
+        seconds = bench._median_seconds(fn, x, repeats)
+    return {"seconds": seconds, "repeats": repeats, "precision": "fp32", "machine": bench.machine(),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def _resized(img, height):
+    import cv2
+
+    h, w = img.shape[:2]
+    if h <= height:
+        return img
+    return cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+
+
+def _centre_crop(img, side):
+    h, w = img.shape[:2]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[y : y + side, x : x + side]
+
+
+def real_blur_sheet(deblurrer, shared, path, limit=None):
+    """Before/after sheet of ../shared/data/real_blur_only: per photo, the
+    input and output downscaled to SHEET_HEIGHT rows, then a 1:1 centre crop
+    of each. Returns the number of photos."""
+    from tfdeblur import io as tio
+
+    photos = tio.list_images(_data(shared, "real_blur_only"))[:limit]
+    rows, labels = [], []
+    for i, photo in enumerate(photos):
+        image = tio.read_image_raw(photo)
+        out = deblurrer(image, name=photo)
+        rgb_in, rgb_out = tio.to_uint8(image[..., :3] if image.ndim == 3 else image), tio.to_uint8(out[..., :3] if out.ndim == 3 else out)
+        # SHEET_CROP == SHEET_HEIGHT, so a row shares one height (min(h, 200)).
+        crops = [_centre_crop(rgb_in, SHEET_CROP), _centre_crop(rgb_out, SHEET_CROP)]
+        row = [_resized(rgb_in, SHEET_HEIGHT), _resized(rgb_out, SHEET_HEIGHT)] + crops
+        rows.append(row)
+        stem = os.path.splitext(os.path.basename(photo))[0]
+        labels.append([f"{stem[:28]} input", "output", "input 1:1", "output 1:1"])
+        _log(f"  sheet {i + 1}/{len(photos)} {stem}")
+    tio.write_image(path, tio.contact_sheet(rows, labels=labels), jpeg_quality=90)
+    return len(photos)
+
+
+# ------------------------------------------------------------------ the card
+
+
+def _fmt_seconds(s):
+    if s is None:
+        return "not recorded"
+    if isinstance(s, (int, float)):
+        return f"{s / 3600:.1f} h ({s:,.0f} s)" if s >= 3600 else f"{s / 60:.1f} min ({s:,.0f} s)"
+    return str(s)
+
+
+def card_markdown(result):
+    """The model card of one model as markdown (see docs/models.md)."""
+    summary = result.get("summary") or {}
+    run = result.get("run") or {}
+    results = run.get("results") or {}
+    lines = [f"### {result['label']}", ""]
+    if result.get("kind") == "file":
+        lines += [f"Measured from `{result['source']}` (a `.keras` file, not shipped weights).", ""]
+    lines += ["| | |", "| --- | --- |"]
+    net = f"`{result['preset']}` ({result['class']})" if result.get("preset") else result["class"]
+    lines.append(f"| network | {net}, {result['params']:,} parameters |")
+    if result.get("weights"):
+        w = result["weights"]
+        lines.append(f"| weights | {w['dtype']}, {w['bytes'] / 1e6:.2f} MB, sha256 `{w['sha256'][:16]}`; "
+                     f"storing {w['dtype']} costs {w['loss_db']:+.4f} dB on {w['check_images']} |")
+
+    def field(key, fallback=None):
+        value = summary.get(key, fallback)
+        return "not recorded" if value in (None, "", {}) else value
+
+    lines.append(f"| data | {field('data', results.get('data'))} |")
+    lines.append(f"| recipe | {field('recipe')} |")
+    lines.append(f"| steps | {field('steps', results.get('steps'))} |")
+    lines.append(f"| hardware | {field('hardware')} |")
+    lines.append(f"| wall time | {_fmt_seconds(summary.get('wall_time', summary.get('wall_seconds', results.get('train_seconds'))))} |")
+    for key, value in summary.items():
+        if key not in ("data", "recipe", "steps", "hardware", "wall_time", "wall_seconds", "metrics"):
+            lines.append(f"| {key.replace('_', ' ')} | {value} |")
+    if result.get("cpu"):
+        c = result["cpu"]
+        lines.append(f"| 1280x720 CPU time | {c['seconds']:.2f} s ({c['precision']}, batch 1, median of {c['repeats']}; "
+                     f"{c['machine']}, load average {c['load_average'][0]}) |")
+    lines += ["", "| set | images | input PSNR / SSIM | output PSNR / SSIM | gain |", "| --- | --- | --- | --- | --- |"]
+    for name in SETS:
+        s = result["sets"].get(name)
+        if s is None:
+            continue
+        if "skipped" in s:
+            lines.append(f"| {SET_TITLES[name]} | skipped: {s['skipped']} | | | |")
+            continue
+        lines.append(f"| {SET_TITLES[name]} | {s['images']} | {s['input_psnr']:.2f} dB / {s['input_ssim']:.4f} "
+                     f"| {s['psnr']:.2f} dB / {s['ssim']:.4f} | **{s['gain_db']:+.2f} dB** |")
+        for label, p in (s.get("published") or {}).items():
+            lines.append(f"| &nbsp;&nbsp;{label} on that frame (published output) | 1 | | {p['psnr']:.2f} dB / {p['ssim']:.4f} "
+                         f"| {p['psnr'] - s['input_psnr']:+.2f} dB |")
+    lines += ["", "PSNR on 8-bit outputs; SSIM per-channel Gaussian (`tf.image.ssim`; MATLAB's RGB `ssim` reads "
+              "0.02-0.09 higher, in the JSON as `ssim_matlab`)."]
+    if result.get("limit"):
+        lines.append(f"**Quick run: at most {result['limit']} images per set (`--limit`); not the card's numbers.**")
+    if result.get("sheet"):
+        lines += ["", f"Before/after, `real_blur_only` ({result['sheet_photos']} photos; downscaled, then a 1:1 centre crop): "
+                  f"`{result['sheet']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def measure(spec, args):
+    """Everything the card needs for one model (`spec`: weights name or .keras path)."""
+    from tfdeblur import weights as W
+    from tfdeblur.inference import Deblurrer, load_model
+
+    model = load_model(spec, arg="model")
+    is_file = os.path.exists(spec)
+    label = os.path.splitext(os.path.basename(spec))[0] if is_file else spec
+    result = {"label": label, "kind": "file" if is_file else "weights", "source": spec, "class": type(model).__name__,
+              "params": int(model.count_params()), "limit": args.limit, "sets": {},
+              "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if not is_file or spec.endswith(W.MANIFEST_SUFFIX):
+        m = W.read_manifest(spec)
+        check = m.data.get("precision_check") or {}
+        result.update(preset=m.preset, summary=m.summary, run=m.data.get("run") or {},
+                      weights={"dtype": m.dtype, "bytes": m.data.get("bytes", 0), "sha256": m.data["sha256"],
+                               "loss_db": check.get("loss_db", float("nan")), "check_images": check.get("images", "?")})
+    else:
+        from tfdeblur.models import available
+
+        result["preset"] = model.name if model.name in available() else None
+    if args.repeats:
+        _log(f"{label}: 1280x720 CPU time ...")
+        result["cpu"] = cpu_seconds_720p(model, args.repeats)
+    deblurrer = Deblurrer(model)
+    for name in args.data:
+        _log(f"{label}: {name} ...")
+        try:
+            summary, rows = evaluate_set(name, model, deblurrer, args.shared, args.limit)
+        except FileNotFoundError as e:
+            result["sets"][name] = {"skipped": str(e)}
+            continue
+        result["sets"][name] = summary
+        result.setdefault("per_image", {})[name] = rows
+        _log(f"  {summary['images']} images: {summary['input_psnr']:.2f} -> {summary['psnr']:.2f} dB ({summary['gain_db']:+.2f})")
+    if args.sheet:
+        path = os.path.join(args.out_dir, f"{label}-real_blur_only.jpg")
+        try:
+            result["sheet_photos"] = real_blur_sheet(deblurrer, args.shared, path, args.limit)
+            result["sheet"] = os.path.relpath(path, REPO) if path.startswith(REPO) else path
+        except FileNotFoundError as e:
+            result["sheet_skipped"] = str(e)
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", metavar="NAME", help="shipped weights names (tfdeblur list)")
+    p.add_argument("--model", action="append", default=[], metavar="FILE.keras", help="also card a .keras file (repeatable)")
+    p.add_argument("--data", nargs="+", default=list(SETS), choices=SETS, help="sets to measure (default: all)")
+    p.add_argument("--limit", type=int, help="at most N images per set and N sheet photos (quick runs)")
+    p.add_argument("--repeats", type=int, default=3, help="timed 1280x720 runs after a warm-up (0: skip timing)")
+    p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"), help="the shared data folder (default ../shared)")
+    p.add_argument("--out-dir", default="model_card", help="where LABEL.md, LABEL.json and the sheet go (default model_card/)")
+    p.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the real_blur_only sheet")
+    args = p.parse_args(argv)
+    specs = args.names + args.model
+    if not specs:
+        p.error("give shipped weights names and/or --model FILE.keras")
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be a positive integer; got {args.limit}")
+    args.out_dir = os.path.abspath(args.out_dir)
+    os.makedirs(args.out_dir, exist_ok=True)
+    from tfdeblur import weights as W
+
+    for spec in specs:
+        try:
+            result = measure(spec, args)
+        except ValueError as e:
+            print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
+        text = card_markdown(result)
+        W.write_atomic(os.path.join(args.out_dir, f"{result['label']}.md"), text, mode="w")
+        W.write_atomic(os.path.join(args.out_dir, f"{result['label']}.json"), json.dumps(result, indent=1) + "\n", mode="w")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
