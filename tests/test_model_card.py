@@ -1,0 +1,60 @@
+"""benchmarks/model_card.py end to end on a tiny untrained network (its
+output head starts at zero, so it returns its input): the card's input
+scores must equal the shared folder's golden values and its gains be 0;
+the CBSD68 blur must match an independent linear-light convolution."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.helpers import REPO, save_tiny_model, shared_path
+
+
+@pytest.fixture(scope="module")
+def card():
+    spec = importlib.util.spec_from_file_location("model_card", REPO / "benchmarks" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cbsd68_blur_is_a_linear_light_convolution(card):
+    shared = shared_path()
+    pairs, names = card.cbsd68_pairs(str(shared), limit=9)
+    assert len(names) == 9 and names[0].endswith("_k1") and names[8].endswith("_k1")
+    kernels = np.load(shared / "data" / "kernels" / "levin09.npz")
+    k = kernels["k4"] / kernels["k4"].sum()
+    for i, (blur, sharp) in enumerate(pairs):
+        if i == 3:
+            break
+    lin = np.stack([ndimage.convolve(sharp[..., c].astype(np.float64) ** 2.2, k, mode="reflect") for c in range(3)], -1)
+    want = np.round(np.clip(lin, 0, 1) ** (1 / 2.2) * 255)
+    got = blur.astype(np.float64) * 255
+    assert np.abs(got - np.round(got)).max() < 1e-3  # 8-bit levels
+    got = np.round(got)
+    m = 20  # away from the border, where cv2 and scipy agree on reflection anyway
+    assert np.abs(got - want)[m:-m, m:-m].max() <= 1
+    assert np.mean(got != want) < 0.02
+
+
+def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
+    shared = shared_path()
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    out = tmp_path / "card"
+    code = card.main(["--model", model, "--limit", "1", "--repeats", "1", "--data", "gopro_pair", "levin",
+                      "--shared", str(shared), "--out-dir", str(out)])
+    assert code == 0
+    result = json.loads((out / "tiny.json").read_text())
+    frame = result["sets"]["gopro_pair"]
+    # Golden values of ../shared/README.md: blurry input 24.050 dB / 0.717; DMPHN 30.823; HINet 33.190.
+    assert frame["input_psnr"] == pytest.approx(24.050, abs=0.005)
+    assert frame["input_ssim"] == pytest.approx(0.717, abs=0.0015)
+    assert frame["published"]["DMPHN (1-2-4-8)"]["psnr"] == pytest.approx(30.823, abs=0.005)
+    assert frame["published"]["HINet"]["psnr"] == pytest.approx(33.190, abs=0.005)
+    assert frame["gain_db"] == 0.0 and result["sets"]["levin"]["gain_db"] == 0.0
+    assert result["sets"]["levin"]["protocol"] == "levin" and result["params"] > 0 and result["cpu"]["seconds"] > 0
+    text = (out / "tiny.md").read_text()
+    assert "| GoPro test frame GOPR0384_11_00-000001 | 1 | 24.05 dB / 0.7170 | 24.05 dB / 0.7170 | **+0.00 dB** |" in text
+    assert (out / "tiny-real_blur_only.jpg").stat().st_size > 10_000
