@@ -199,6 +199,8 @@ DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 class Deblurrer:
     """A model ready to restore images of any size (see the module docstring).
 
+    `model`: a tfdeblur model, a `.keras` path, a shipped weights name (e.g.
+    "mtwdn-photos") or None for the default shipped weights (`load_model`).
     `tile` forces tiling with that tile side; otherwise images above
     `max_pixels` are tiled with `DEFAULT_TILE`. `overlap` is the minimum
     overlap of neighbouring tiles, pixels (default `DEFAULT_OVERLAP`, at
