@@ -27,7 +27,8 @@ card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
 - `gopro_pair`: the official GoPro test frame GOPR0384_11_00-000001, with
   the published models' released outputs scored beside ours (DMPHN 30.82
   dB, HINet 33.19 dB: measured here from their output files).
-- `cbsd68`: the 68 CBSD68 photos (no training stream uses them) x the 8
+- `cbsd68`: the 68 CBSD68 photos (held out from the `photos:` training
+  data, ../shared/data/sharp; GLBDN's `globalblur:` phase may use them) x the 8
   Levin kernels, blurred in linear light (gamma 2.2) and quantized to 8
   bits, no noise: deterministic (`tfdeblur.datasets.blur_image`).
 
