@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import tfdeblur
 import tfdeblur.models as models
-from tests.helpers import REPO, random_images, run_cli_error, save_tiny_model
+from tests.helpers import REPO, build_for_expensive_tests, random_images, representative_presets, run_cli_error, save_tiny_model
 from tfdeblur import weights as W
 from tfdeblur.cli import main
 from tfdeblur.weights.__main__ import main as weights_main
@@ -262,3 +262,15 @@ def test_every_shipped_model_loads_and_matches_its_manifest(name, monkeypatch):
     assert model.count_params() == m.data["params"]
     assert abs(m.data["precision_check"]["loss_db"]) < 0.05, f"{name}: the stored precision costs too much; pack as fp32"
     assert os.path.getsize(m.weights_path) < 20e6
+
+
+@pytest.mark.parametrize("name", representative_presets())
+def test_weight_names_are_unique_and_the_same_in_every_build(name):
+    """Shipped weights are matched by `variable.path`: a layer left to Keras'
+    automatic naming (`conv2d_7`) would get another name when other models
+    were built first in the process, and loading would fail."""
+    keras.backend.clear_session()
+    first = [w.path for w in build_for_expensive_tests(name).weights]
+    models.build("lmfn", levels=2, channels=8, mffd_channels=8, num_rfdb=1)  # shifts Keras' name counters
+    second = [w.path for w in build_for_expensive_tests(name).weights]
+    assert len(set(first)) == len(first) and first == second
