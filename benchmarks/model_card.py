@@ -159,7 +159,7 @@ def cpu_seconds_720p(model, repeats):
     x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
     with tf.device("/CPU:0"):
         fn = inference_fn(model)
-        seconds = bench._median_seconds(fn, x, repeats)
+        seconds = bench.median_seconds(lambda: fn(x).numpy(), repeats)
     return {"seconds": seconds, "repeats": repeats, "precision": "fp32", "machine": bench.machine(),
             "load_average": [round(v, 2) for v in os.getloadavg()]}
 

@@ -1,7 +1,7 @@
 """Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
-    eval --model FILE.keras|WEIGHTS --data SPEC [--protocol whole|realblur|kohler] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
+    eval --model FILE.keras|WEIGHTS --data SPEC [--protocol whole|realblur|kohler|levin] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
     prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite] [--count N [--seed S] [--size N]]
     deblur [--model FILE.keras|WEIGHTS] INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
     export --model FILE.keras|WEIGHTS --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
