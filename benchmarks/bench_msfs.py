@@ -1,7 +1,7 @@
 """MSFS-Net numbers: parameters of every preset, and 1280x720 CPU inference
 (fp32, bf16) with and without the Test-time Local Converter.
 
-    python benchmarks/bench_msfs.py [--repeats 3] [--train-size 256] [--net msfs]
+    python benchmarks/bench_msfs.py [--repeats 3] [--train-size 256] [--net msfs_small]
 
 Prints a markdown table. Inference: one warm-up, then the median of
 `--repeats` timed calls of the traced inference function
@@ -32,7 +32,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train-size", type=int, default=256)
-    p.add_argument("--net", default="msfs")
+    p.add_argument("--net", default="msfs_small")
     p.add_argument("--skip-params", action="store_true")
     args = p.parse_args()
 

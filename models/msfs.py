@@ -14,7 +14,8 @@ deblurring". Each block cites the paper's figure or equation::
 - Blocks: `tfdeblur.layers` (OctaveConv eqs. 1-2, FSM, CSFFM, RCAB, pixel
   shuffle); readings of the paper are in their docstrings.
 - The FSMs expose their high- and low-frequency features; the losses of
-  eqs. (5)-(7) (`tfdeblur.losses.MSFSLoss`) compare them. For those the
+  eqs. (5)-(7) (`tfdeblur.losses.MSFSLoss`; (5) is the low-frequency
+  consistency L_low, (6) the contrastive L_high) compare them. For those the
   encoder (shallow conv, down modules, encoder FSMs: one nested
   `keras.Model`, so both uses share its weights) runs a second time, on the
   network's output (`loss_features="output"`, the paper) or on the sharp
@@ -34,8 +35,10 @@ deblurring". Each block cites the paper's figure or equation::
   (ours, as in every tfdeblur network): the untrained network is the
   identity.
 
-`msfs_official` reproduces the authors' public PyTorch code (models/freNet.py,
-layers.py, octconv.py of LiQiang0307/MSFS-Net), which differs from the paper:
+Presets. `msfs` is the model that produced the paper's 32.73 dB on GoPro:
+the authors' public PyTorch code (models/freNet.py, layers.py, octconv.py of
+LiQiang0307/MSFS-Net), 21.6 M parameters, which differs from the paper's
+text:
 
 1. the loss features of the second encoder pass come from the ground-truth
    sharp image, not from the output (`loss_features="sharp"`);
@@ -57,9 +60,23 @@ layers.py, octconv.py of LiQiang0307/MSFS-Net), which differs from the paper:
    its OctConvs have no biases, ours do. Counted parameters: 21.6 M in the
    authors' code, 21,585,779 here (-0.002 %).
 
-The paper's preset `msfs` keeps the paper's description with CPU-sized
-counts (the paper says "several RCABs" and one RCAB per up module): 8 latent
-RCABs, 1 per up module.
+`msfs_small` (2.13 M, ten times smaller) is the paper's *text* at a CPU
+size: the paper says "several RCABs" and shows one RCAB per up module, so 8
+latent RCABs and 1 per up module at width C; loss features from the output
+image; none of 2-6 above. It is not the network of any table.
+
+Table 3 ablations (GoPro PSNR; the full model 32.73 dB) are presets of the
+full-size `msfs`: "w/o FSM" (`msfs_no_fsm`, plain residual blocks, content
+loss only), "w/o FSM" + CLM (`msfs_no_fsm_clm`, 30.01 dB: the contrastive
+loss on the plain blocks' unseparated features), "w/o FSM" + consistency
+loss (`msfs_no_fsm_consistency`, 30.13 dB: L_low on unseparated features),
+"w/o CSFFM", "w/o CLM", "w/o consistency". The paper gives no parameter
+counts for them; the tests check ours against a closed form.
+
+The contrastive loss can be satisfied by reshaping the trainable encoder's
+features instead of deblurring; the authors' code has no guard against it
+(see `tfdeblur.losses.MSFSLoss`, whose `stop_gradient=True` offers one:
+recipe `msfs_stop_gradient`, preset `msfs_small_stop_gradient`).
 """
 import keras
 
@@ -102,7 +119,12 @@ class MSFSNet(DeblurModel):
         decoder_blocks: RCABs per up-sampling module.
         encoder_blocks: residual blocks before each down module (paper: 0).
         fsm: FSMs (paper) or plain residual conv blocks (Table 3 "w/o FSM";
-            no frequency features, so no frequency losses).
+            no frequency features, so no frequency losses unless
+            `unseparated_losses`).
+        unseparated_losses: with `fsm=False`, expose each plain block's whole
+            (unseparated) feature as both the "high" and the "low" feature,
+            so the losses of eqs. (5)-(6) apply to it (Table 3's "w/o FSM"
+            rows with CLM / with the consistency loss).
         csffm: the learned mix of eqs. (3)-(4), or a plain concatenated skip
             (Table 3 "w/o CSFFM").
         wide_decoder: up modules return 2C channels (authors' code) or C.
@@ -129,6 +151,7 @@ class MSFSNet(DeblurModel):
         tail_kernel=3,
         loss_features="output",
         reduction=16,
+        unseparated_losses=False,
         **kwargs,
     ):
         channels = int(channels)
@@ -144,6 +167,8 @@ class MSFSNet(DeblurModel):
             raise ValueError(f"loss_features must be one of {LOSS_FEATURES}; got {loss_features!r}")
         if int(tail_kernel) < 1 or int(tail_kernel) % 2 == 0:
             raise ValueError(f"tail_kernel must be a positive odd integer; got {tail_kernel}")
+        if unseparated_losses and fsm:
+            raise ValueError("unseparated_losses must be False when fsm is True (the FSMs separate the features); got True")
         if int(reduction) < 1:
             raise ValueError(f"reduction must be >= 1; got {reduction}")
         c = channels
@@ -154,7 +179,8 @@ class MSFSNet(DeblurModel):
             """FSM (high, low, out), or the plain block (None, None, out)."""
             if fsm:
                 return apply_frequency_separation(x, filters, projection=fsm_projection, name=name)
-            return None, None, _apply_plain_block(x, filters, name)
+            out = _apply_plain_block(x, filters, name)
+            return (out, out, out) if unseparated_losses else (None, None, out)
 
         # -- encoder: one nested model, run on the blurry and on the output/sharp image
         enc_in = keras.Input((None, None, 3), name="encoder_image")
@@ -211,7 +237,7 @@ class MSFSNet(DeblurModel):
         output = CropToMatch(name="crop", dtype="float32")([restored, image])
 
         target_input = None
-        if fsm:
+        if fsm or unseparated_losses:
             if loss_features == "sharp":
                 target_input = keras.Input((None, None, 3), name="sharp")
                 target = encoder(PadToMultiple(size_multiple, name="pad_sharp")(target_input))
@@ -248,6 +274,7 @@ class MSFSNet(DeblurModel):
         self.tail_kernel = int(tail_kernel)
         self.loss_features = loss_features
         self.reduction = int(reduction)
+        self.unseparated_losses = bool(unseparated_losses)
 
     def get_config(self):
         config = super().get_config()
@@ -266,57 +293,81 @@ class MSFSNet(DeblurModel):
                 "tail_kernel": self.tail_kernel,
                 "loss_features": self.loss_features,
                 "reduction": self.reduction,
+                "unseparated_losses": self.unseparated_losses,
             }
         )
         return config
 
 
-_PAPER = "Zhang, Li et al., MSFS-Net"
+# The authors' code (see the module docstring): what produced Table 2/3.
+OFFICIAL = dict(
+    latent_blocks=10, decoder_blocks=30, encoder_blocks=8, wide_decoder=True, fsm_projection=True,
+    skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
+)
+# `params` is our count (asserted by tests/test_models.py); tests/test_msfs.py
+# checks it against a closed form and `msfs` against the 21.6 M of the code.
 PRESETS = {
     "msfs": dict(
+        kwargs=dict(OFFICIAL),
+        description="MSFS-Net as the authors' code builds it (the 32.73 dB GoPro model): 10 latent / 30 per-up RCABs, "
+                    "8 residual blocks before each down module, sharp-image loss features (see models/msfs.py).",
+        params=21_585_779,
+        paper_params="21.6 M (the authors' code, counted)",
+        recipe="msfs",
+    ),
+    "msfs_small": dict(
         kwargs=dict(),
-        description="MSFS-Net as in the paper: FSMs (OctConv), CSFFM, RCAB latent/decoder; frequency losses eqs. (5)-(7).",
+        description="MSFS-Net's text at CPU size (not a paper table's model): 8 latent RCABs, 1 per up module, "
+                    "width 64, loss features from the output image.",
         params=2_130_037,
         recipe="msfs",
     ),
+    "msfs_small_stop_gradient": dict(
+        kwargs=dict(),
+        description="msfs_small trained with L_high's positives/negatives as constants (ours: the collapse guard).",
+        params=2_130_037,
+        recipe="msfs_stop_gradient",
+    ),
     "msfs_no_fsm": dict(
-        kwargs=dict(fsm=False),
+        kwargs=dict(OFFICIAL, fsm=False),
         description="MSFS-Net Table 3 'w/o FSM': plain residual conv blocks in place of the FSMs (content loss only).",
-        params=2_300_917,
+        params=21_557_331,
         recipe="msfs_content_only",
     ),
+    "msfs_no_fsm_clm": dict(
+        kwargs=dict(OFFICIAL, fsm=False, unseparated_losses=True),
+        description="MSFS-Net Table 3 'w/o FSM' + CLM (30.01 dB): the contrastive loss on unseparated features.",
+        params=21_557_331,
+        recipe="msfs_no_consistency",
+    ),
+    "msfs_no_fsm_consistency": dict(
+        kwargs=dict(OFFICIAL, fsm=False, unseparated_losses=True),
+        description="MSFS-Net Table 3 'w/o FSM' + consistency loss (30.13 dB): L_low on unseparated features.",
+        params=21_557_331,
+        recipe="msfs_no_clm",
+    ),
     "msfs_no_csffm": dict(
-        kwargs=dict(csffm=False),
+        kwargs=dict(OFFICIAL, csffm=False),
         description="MSFS-Net Table 3 'w/o CSFFM': concatenated skips without the learned mix of eqs. (3)-(4).",
-        params=2_130_035,
+        params=21_585_777,
         recipe="msfs",
     ),
     "msfs_no_clm": dict(
-        kwargs=dict(),
-        description="MSFS-Net Table 3 'w/o CLM': trained without the contrastive high-frequency loss L_high.",
-        params=2_130_037,
+        kwargs=dict(OFFICIAL),
+        description="MSFS-Net Table 3 'w/o CLM': trained without the contrastive high-frequency loss L_high (eq. 6).",
+        params=21_585_779,
         recipe="msfs_no_clm",
     ),
     "msfs_no_consistency": dict(
-        kwargs=dict(),
-        description="MSFS-Net Table 3 'w/o consistency': trained without the low-frequency loss L_low.",
-        params=2_130_037,
-        recipe="msfs_no_consistency",
-    ),
-    "msfs_official": dict(
-        kwargs=dict(
-            latent_blocks=10, decoder_blocks=30, encoder_blocks=8, wide_decoder=True, fsm_projection=True,
-            skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
-        ),
-        description="MSFS-Net as the authors' PyTorch code builds it (sharp-image loss features, 10/30 RCABs; see models/msfs.py).",
+        kwargs=dict(OFFICIAL),
+        description="MSFS-Net Table 3 'w/o consistency': trained without the low-frequency loss L_low (eq. 5).",
         params=21_585_779,
-        paper_params="21.6 M (our count of the authors' code)",
-        recipe="msfs",
+        recipe="msfs_no_consistency",
     ),
 }
 
 
-def _msfs_recipe(high_weight=0.05, low_weight=0.05):
+def _msfs_recipe(high_weight=0.05, low_weight=0.05, stop_gradient=False):
     return {
         # paper (implementation details): AdamW, beta1 0.9, beta2 0.9, eps 1e-8
         "optimizer": {
@@ -340,6 +391,8 @@ def _msfs_recipe(high_weight=0.05, low_weight=0.05):
             "class": "MSFSLoss",  # eqs. (5)-(7)
             "high_weight": high_weight,  # eq. (7): lambda_1 = 0.05
             "low_weight": low_weight,  # eq. (7): lambda_2 = 0.05
+            # the authors' code: no guard on L_high (see MSFSLoss); True is ours
+            "stop_gradient": stop_gradient,
         },
         "crop": 256,  # not stated in the paper; the GoPro convention (MTWDN, SRN)
         "batch_size": 4,  # paper
@@ -352,4 +405,5 @@ RECIPES = {
     "msfs_content_only": _msfs_recipe(0.0, 0.0),  # Table 3 "w/o FSM": no frequency features
     "msfs_no_clm": _msfs_recipe(high_weight=0.0),  # Table 3 "w/o CLM"
     "msfs_no_consistency": _msfs_recipe(low_weight=0.0),  # Table 3 "w/o consistency"
+    "msfs_stop_gradient": _msfs_recipe(stop_gradient=True),  # ours: L_high trains only the decoder's anchors
 }

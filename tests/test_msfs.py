@@ -1,5 +1,6 @@
-"""MSFS-Net: parameter counts in closed form (paper preset, the authors'
-code), the training-output wiring checked through the losses' values at
+"""MSFS-Net: parameter counts in closed form (`msfs` = the authors' code,
+`msfs_small`, the Table 3 ablations), files saved before `msfs` changed
+still load, the training-output wiring checked through the losses' values at
 initialization, eqs. (5)-(7) in numpy, fit with the three terms logged, the
 official variant's sharp-image features, recipe, argument errors."""
 import json
@@ -33,37 +34,94 @@ def fsm(cin, f, projection=False):
     return (cin * cin + cin) + (9 * cin * cin + 2 * cin) + (cin * f + 2 * f) + res
 
 
-def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False, official=False):
+def plain(cin, f):
+    """Table 3 'w/o FSM' block: conv3x3-ReLU-conv3x3 (+ 1x1 on the residual when widths differ)."""
+    return conv(3, cin, f) + conv(3, f, f) + (conv(1, cin, f) if cin != f else 0)
+
+
+def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False, official=False, fsm_blocks=True):
     c_up = 2 * c if wide else c
-    total = conv(3, 3, c) + 3 * fsm(c, c, projection)  # shallow conv, encoder FSMs
+    block = (lambda cin, f: fsm(cin, f, projection)) if fsm_blocks else plain
+    total = conv(3, 3, c) + 3 * block(c, c)  # shallow conv, encoder FSMs
     total += 2 * (enc * 2 * conv(3, c, c) + conv(3, c, c, bias=False))  # residual blocks, down modules
-    total += latent * rcab(c) + fsm(c, c, projection)  # latent RCABs, decoder FSM at 1/4
-    total += 2 * (2 * 0 + dec * rcab(2 * c) + conv(3, 2 * c, 4 * c_up) + fsm(c_up, c, projection) + 1)  # CSFFM theta/gamma
+    total += latent * rcab(c) + block(c, c)  # latent RCABs, decoder FSM at 1/4
+    total += 2 * (dec * rcab(2 * c) + conv(3, 2 * c, 4 * c_up) + block(c_up, c) + 1)  # up modules, CSFFM theta/gamma
     if official:
-        total += 3 * conv(1, c, 3) + conv(1, c, c // 2)  # 1x1 outputs at 1/4, 1/2, 1; HF projection
+        total += 3 * conv(1, c, 3)  # 1x1 outputs at 1/4, 1/2, 1
+        if fsm_blocks and wide:
+            total += conv(1, c, c // 2)  # the shared HF projection of the 2C-wide decoder FSMs
     else:
         total += conv(3, c, 3)
     return total
 
 
-def test_paper_preset_parameter_count_closed_form():
-    assert models.get_preset("msfs").params == msfs_closed_form() == 2_130_037
+OFFICIAL_FORM = dict(latent=10, dec=30, enc=8, wide=True, projection=True, official=True)
 
 
-def test_official_preset_is_the_authors_size():
-    preset = models.get_preset("msfs_official")
-    expected = msfs_closed_form(latent=10, dec=30, enc=8, wide=True, projection=True, official=True)
-    assert preset.params == expected
-    assert abs(preset.params / 21.6e6 - 1) < 0.10  # the authors' code: 21.6 M by our count
+def test_msfs_is_the_authors_code_at_its_published_size():
+    """`msfs` is the model behind the paper's 32.73 dB: the authors' code, 21.6 M parameters."""
+    preset = models.get_preset("msfs")
+    assert preset.params == msfs_closed_form(**OFFICIAL_FORM) == 21_585_779
+    assert abs(preset.params / 21.6e6 - 1) < 0.10
+    assert preset.kwargs["loss_features"] == "sharp" and preset.kwargs["decoder_blocks"] == 30
     # (test_models.py checks that the built model has preset.params)
 
 
-def test_ablation_presets():
-    assert models.get_preset("msfs_no_fsm").kwargs == {"fsm": False}
-    assert models.get_preset("msfs_no_csffm").params == models.get_preset("msfs").params - 2  # theta, gamma
-    for name, key in (("msfs_no_clm", "high_weight"), ("msfs_no_consistency", "low_weight")):
-        assert models.get_recipe(name)["loss"][key] == 0.0
-    assert models.get_recipe("msfs_no_fsm")["loss"]["high_weight"] == models.get_recipe("msfs_no_fsm")["loss"]["low_weight"] == 0.0
+def test_small_variant_closed_form():
+    assert models.get_preset("msfs_small").params == msfs_closed_form() == 2_130_037
+    assert models.get_preset("msfs_small").params < 0.1 * models.get_preset("msfs").params
+
+
+def test_table3_ablation_presets_are_the_full_model_with_one_change():
+    """Table 3 ablates the full model; the paper gives no sizes, so closed forms."""
+    full = models.get_preset("msfs")
+    for name in ("msfs_no_fsm", "msfs_no_fsm_clm", "msfs_no_fsm_consistency"):
+        assert models.get_preset(name).params == msfs_closed_form(**OFFICIAL_FORM, fsm_blocks=False)
+        assert {k: v for k, v in models.get_preset(name).kwargs.items() if k not in ("fsm", "unseparated_losses")} == full.kwargs
+    assert models.get_preset("msfs_no_csffm").params == full.params - 2  # theta, gamma
+    assert models.get_preset("msfs_no_clm").kwargs == models.get_preset("msfs_no_consistency").kwargs == full.kwargs
+    loss = lambda name: models.get_recipe(name)["loss"]  # noqa: E731
+    assert (loss("msfs")["high_weight"], loss("msfs")["low_weight"]) == (0.05, 0.05)
+    assert (loss("msfs_no_clm")["high_weight"], loss("msfs_no_clm")["low_weight"]) == (0.0, 0.05)
+    assert (loss("msfs_no_consistency")["high_weight"], loss("msfs_no_consistency")["low_weight"]) == (0.05, 0.0)
+    assert loss("msfs_no_fsm")["high_weight"] == loss("msfs_no_fsm")["low_weight"] == 0.0
+    # the two rows "w/o FSM" with CLM (30.01 dB) and with the consistency loss (30.13 dB)
+    assert (loss("msfs_no_fsm_clm")["high_weight"], loss("msfs_no_fsm_clm")["low_weight"]) == (0.05, 0.0)
+    assert (loss("msfs_no_fsm_consistency")["high_weight"], loss("msfs_no_fsm_consistency")["low_weight"]) == (0.0, 0.05)
+    assert loss("msfs")["stop_gradient"] is False and loss("msfs_stop_gradient")["stop_gradient"] is True
+
+
+def test_without_fsm_the_losses_see_the_unseparated_features():
+    """Table 3 'w/o FSM' + CLM / + consistency: the plain blocks' whole features
+    are both the 'high' and the 'low' features of eqs. (5)-(6)."""
+    model = MSFSNet(**TINY, fsm=False, unseparated_losses=True)
+    x = random_images(1, 16, 24)
+    outs = model.training_outputs(x)
+    for k, (h, w) in zip((1, 2, 3), ((16, 24), (8, 12), (4, 6))):
+        assert outs[f"blur_high_{k}"].shape == outs[f"blur_low_{k}"].shape == (1, h, w, 8)
+        np.testing.assert_array_equal(outs[f"blur_high_{k}"].numpy(), outs[f"blur_low_{k}"].numpy())
+        assert outs[f"dec_high_{k}"].shape == (1, h, w, 8)
+    terms = MSFSLoss().terms(random_images(1, 16, 24, seed=1), outs)
+    np.testing.assert_allclose(terms["high"].numpy(), 3.0, rtol=1e-4)  # identity at init: p == n
+    assert "blur_high_1" not in MSFSNet(**TINY, fsm=False).training_outputs(x)
+    with pytest.raises(ValueError, match="unseparated_losses must be False when fsm is True"):
+        MSFSNet(**TINY, unseparated_losses=True)
+
+
+# `msfs` as saved before it became the authors' 21.6 M model (its get_config then).
+OLD_MSFS_CONFIG = {
+    "name": "msfs", "trainable": True, "channels": 64, "latent_blocks": 8, "decoder_blocks": 1,
+    "encoder_blocks": 0, "fsm": True, "csffm": True, "wide_decoder": False, "fsm_projection": False,
+    "skip_from": "fsm", "multi_scale_outputs": False, "tail_kernel": 3, "loss_features": "output", "reduction": 16,
+}
+
+
+def test_files_saved_before_msfs_changed_still_build_the_old_network():
+    """A `.keras` file carries its constructor config, so an old `msfs` file
+    loads as the network it was (today's `msfs_small`), not the new preset."""
+    old = MSFSNet.from_config(OLD_MSFS_CONFIG)
+    assert old.count_params() == models.get_preset("msfs_small").params
+    assert old.get_config() == {**OLD_MSFS_CONFIG, "unseparated_losses": False}
 
 
 def test_untrained_network_is_identity_and_losses_have_their_closed_form_at_init():
@@ -106,6 +164,28 @@ def test_loss_equations_5_to_7_in_numpy():
         loss(sharp, {"image": outs["image"]})
     with pytest.raises(ValueError, match="high_weight must be >= 0; got -1"):
         MSFSLoss(high_weight=-1)
+    with pytest.raises(ValueError, match="stop_gradient must be True or False; got 'yes'"):
+        MSFSLoss(stop_gradient="yes")
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_stop_gradient_makes_positives_and_negatives_constants_of_l_high(guard):
+    """The collapse guard: with it, L_high's gradient reaches only the anchors."""
+    rng = np.random.default_rng(0)
+    outs = {key: tf.Variable(rng.random((1, 4, 4, 2), dtype=np.float32))
+            for key in ("dec_high_1", "target_high_1", "blur_high_1", "blur_low_1", "target_low_1")}
+    outs["image"] = tf.Variable(rng.random((1, 8, 8, 3), dtype=np.float32))
+    sharp = rng.random((1, 8, 8, 3), dtype=np.float32)
+    loss = MSFSLoss(high_weight=1.0, low_weight=0.0, scales=(1,), stop_gradient=guard)
+    with tf.GradientTape() as tape:
+        value = loss(sharp, outs)
+    grads = dict(zip(outs, tape.gradient(value, list(outs.values()))))
+    assert np.abs(grads["dec_high_1"].numpy()).max() > 0
+    for key in ("target_high_1", "blur_high_1"):
+        assert (grads[key] is None) == guard
+    # the guard changes gradients only, never the value
+    assert float(value) == pytest.approx(float(MSFSLoss(1.0, 0.0, scales=(1,))(sharp, outs)), rel=1e-6)
+    assert MSFSLoss.from_config(loss.get_config()).stop_gradient is guard
 
 
 def test_fit_logs_the_three_terms_and_lowers_the_loss(tmp_path):
@@ -132,7 +212,7 @@ def test_fit_logs_the_three_terms_and_lowers_the_loss(tmp_path):
     assert plot.shape[0] == 3 * PANEL[0] and plot.shape[1] == PANEL[1] and plot.std() > 0
 
 
-def test_official_variant_takes_loss_features_from_the_sharp_image():
+def test_authors_variant_takes_loss_features_from_the_sharp_image():
     model = MSFSNet(**TINY, loss_features="sharp", wide_decoder=True, multi_scale_outputs=True)
     assert model.needs_target
     x, sharp = random_images(1, 16, 24), random_images(1, 16, 24, seed=1)
@@ -178,8 +258,8 @@ def test_bad_arguments_are_named(kwargs, message):
 
 
 def test_unknown_preset_suggests_the_close_name():
-    with pytest.raises(ValueError, match=r"unknown network 'msfs_ofical' \(did you mean 'msfs_official'\?\)"):
-        models.build("msfs_ofical")
+    with pytest.raises(ValueError, match=r"unknown network 'msfs_smal' \(did you mean 'msfs_small'\?\)"):
+        models.build("msfs_smal")
 
 
 def test_recorder_recovers_each_steps_value_from_keras_running_means(tmp_path):
