@@ -11,19 +11,28 @@ Structure (sec. 3.1, Fig. 2)::
                                           (eq. 1)                     (reconstruction)
 
 - Two branches with the same architecture, a *global* (uniform, camera
-  shake) and a *local* (moving objects) blur branch. Each is the
-  encoder-decoder of Gao et al. ("Dynamic scene deblurring with parameter
-  selective sharing and nested skip connections", CVPR 2019) at one scale:
-  the encoder has 3 scales (a 3x3 convolution, stride 1 then 2, 2, with 32,
-  64, 128 channels, Gao's widths) each of 6 residual modules (two 3x3
-  convolutions, stride 1, ReLU between) with a short skip around every
-  module and a long skip across the scale (the scale's input added to the
-  output of its 6 modules); the decoder has two transposed convolutions
-  (each x2, plus the encoder's features of that scale) and three 3x3
-  convolutional layers that reconstruct an image. The output Psi of the
-  decoder's *first* convolution is the branch feature (full resolution, 32
-  channels); the other two give the branch's own image Psi_G(x) / Psi_L(x),
-  which the phase losses of sec. 3.2 supervise.
+  shake) and a *local* (moving objects) blur branch. Sec. 3.1: each branch
+  "refers to Reference [37]", GFN's deblurring module (Zhang et al., "Gated
+  Fusion Network for Joint Image Deblurring and Super-Resolution", BMVC
+  2018; its public code, jacquelinelala/GFN, `_DeblurringMoudle`, read for
+  the details below). `reference="gfn"`, the paper's:
+    encoder: 7x7 conv (64, LeakyReLU 0.2), then 3x3 stride-2 convs (128,
+      256, ReLU); at each of the 3 scales 6 residual blocks (3x3 conv, ReLU,
+      3x3 conv, + input) with the scale's input added to their output;
+    decoder: two 4x4 stride-2 transposed convs (128, 64, ReLU), then three
+      convolutions: a 7x7 (64, linear) whose output is the branch feature
+      Psi ("the output of the first convolutional layer of the decoder"),
+      then, after the single long skip (Psi + the first encoder conv's
+      output), a 3x3 (64, ReLU) and a 3x3 (3) giving the branch's own image
+      Psi_G(x) / Psi_L(x), which the phase losses of sec. 3.2 supervise.
+  Widths 64/128/256; 10,568,579 parameters per branch (GFN's module, with
+  biases). `reference="gao"` (preset `glbdn_gao`) is this library's earlier
+  reading, Gao et al.'s encoder-decoder ("Dynamic scene deblurring with
+  parameter selective sharing and nested skip connections", CVPR 2019, the
+  paper's [38]) at one scale: 3x3 convs at 32/64/128, 3x3 transposed convs
+  with a skip at every scale, three 3x3 decoder convs (Psi = the first);
+  2.5 M parameters per branch, a quarter of GFN's, which makes it the one to
+  try on a CPU. It is not the paper's network.
 - Branch attention (eq. 1, `tfdeblur.layers.branch_attention`):
   Psi_B = Psi_L (.) M(x, Psi_L, Psi_G) + Psi_G.
 - Reconstruction: two 3x3 convolutions from Psi_B to the restored image.
@@ -40,7 +49,7 @@ Tiled inference (large images): every operation is local -- 3x3
 convolutions, two stride-2 convolutions, two x2 transposed convolutions,
 additions and the elementwise attention -- with no global pooling,
 normalization over the image or attention across positions. The receptive
-field is finite (about 200 px for the default preset), so a tile whose
+field is finite (a few hundred pixels), so a tile whose
 offset is a multiple of 4 (the stride-2 grid) gives the whole-image result
 everywhere farther than that from its border, and blended overlapping tiles
 (`tfdeblur.inference`) differ from it only there; the paper's own advice
@@ -54,12 +63,16 @@ Training outputs (`model.training_outputs(x)`): "image" (the final output),
 alone on uniform blur with L_G = ||Psi_G(x) - G_GT||^2; phase 2 the local
 branch on dynamic scenes with L_L = ||Psi_L(x) - X_GT||^2; phase 3 freezes
 the global branch and trains the rest end to end with
-L_phi = ||phi(x) - X_GT||^2.
+the dual-branch loss + content loss (the paper's words; recipe `glbdn`),
+or L_phi = ||phi(x) - X_GT||^2 alone (recipe and preset `glbdn_content_only`).
 """
+import copy
+
 import keras
 
 from tfdeblur.layers import (
     CropToMatch,
+    LeakyReLU,
     PadToMultiple,
     apply_branch_attention,
     apply_conv,
@@ -80,7 +93,32 @@ def _zero_conv(x, filters, name):
     )(x)
 
 
-def _build_branch(widths, blocks_per_scale, global_residual, name):
+REFERENCES = ("gfn", "gao")
+
+
+def _build_gfn_branch(widths, blocks_per_scale, global_residual, name):
+    """One branch, GFN's deblurring module (see the module docstring), as a nested model: x -> [Psi, image]."""
+    blur = keras.Input((None, None, 3), name=f"{name}_blur")
+    x = keras.layers.Conv2D(widths[0], 7, padding="same", kernel_initializer="glorot_uniform", name=f"{name}_enc1_conv")(blur)
+    x = LeakyReLU(0.2, name=f"{name}_enc1_lrelu")(x)
+    first = x
+    for level, filters in enumerate(widths):
+        if level:
+            x = apply_conv(x, filters, strides=2, name=f"{name}_enc{level + 1}_conv")
+        y = apply_residual_stack(x, filters, blocks_per_scale, name=f"{name}_enc{level + 1}_res")
+        x = keras.layers.Add(name=f"{name}_enc{level + 1}_scale_skip")([x, y])
+    for level in reversed(range(len(widths) - 1)):
+        x = apply_deconv(x, widths[level], kernel_size=4, name=f"{name}_dec{level + 1}_deconv")
+    psi = apply_conv(x, widths[0], kernel_size=7, activation=None, name=f"{name}_dec_conv1")  # the branch feature Psi
+    z = keras.layers.Add(name=f"{name}_long_skip")([psi, first])  # GFN's one encoder-decoder skip
+    z = apply_conv(z, widths[0], name=f"{name}_dec_conv2")
+    image = _zero_conv(z, 3, f"{name}_out")  # the third decoder conv
+    if global_residual:
+        image = keras.layers.Add(name=f"{name}_residual")([image, blur])
+    return keras.Model(blur, [psi, image], name=name)
+
+
+def _build_gao_branch(widths, blocks_per_scale, global_residual, name):
     """One branch (Gao et al.-style encoder-decoder) as a nested model: x -> [Psi, image]."""
     blur = keras.Input((None, None, 3), name=f"{name}_blur")
     x = blur
@@ -108,21 +146,23 @@ class GLBDN(DeblurModel):
     """Global-Local Blur Disentangling Network (see the module docstring).
 
     Args:
-        widths: channels of the three encoder scales (Gao et al.: 32, 64, 128).
+        widths: channels of the three encoder scales (GFN: 64, 128, 256; Gao et al.: 32, 64, 128).
         blocks_per_scale: residual modules per encoder scale (paper: 6).
         dual_branch: both branches (DB-Net, DBAF-Net) or the local one alone (LB-Net).
         attention: fuse by the branch attention of eq. 1 (DBAF-Net) or by
             addition (DB-Net); needs `dual_branch`.
         global_residual: image outputs are residuals over the blurry input.
+        reference: the branches follow "gfn" (the paper's reference [37]) or "gao" (our earlier reading).
     """
 
     def __init__(
         self,
-        widths=(32, 64, 128),
+        widths=(64, 128, 256),
         blocks_per_scale=6,
         dual_branch=True,
         attention=True,
         global_residual=True,
+        reference="gfn",
         **kwargs,
     ):
         widths = tuple(int(w) for w in widths)
@@ -130,6 +170,9 @@ class GLBDN(DeblurModel):
             raise ValueError(f"widths must be positive channel counts; got {widths}")
         if int(blocks_per_scale) < 0:
             raise ValueError(f"blocks_per_scale must be >= 0; got {blocks_per_scale}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
+        _build_branch = _build_gfn_branch if reference == "gfn" else _build_gao_branch
         if attention and not dual_branch:
             raise ValueError("attention must be False when dual_branch is False (LB-Net has one branch); got True")
         size_multiple = 2 ** (len(widths) - 1)
@@ -167,6 +210,15 @@ class GLBDN(DeblurModel):
         self.dual_branch = bool(dual_branch)
         self.attention = bool(attention)
         self.global_residual = bool(global_residual)
+        self.reference = reference
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before `reference` existed hold Gao-style branches
+        # (widths 32/64/128, no "reference" in their config): they load as such.
+        config = dict(config)
+        config.setdefault("reference", "gao")
+        return super().from_config(config)
 
     def branch(self, which):
         """The nested branch model, "global" or "local" (for freezing and features)."""
@@ -186,36 +238,57 @@ class GLBDN(DeblurModel):
                 "dual_branch": self.dual_branch,
                 "attention": self.attention,
                 "global_residual": self.global_residual,
+                "reference": self.reference,
             }
         )
         return config
 
 
-# Presets: the paper's Table 1 ablations. `params` is our count, asserted by
-# the tests against a closed form (tests/test_glbdn.py); the paper gives none.
+# Presets: the paper's network and its Table 1 ablations, GFN branches;
+# `glbdn_gao` the earlier Gao-style reading. `params` is our count, asserted
+# by the tests against a closed form (tests/test_glbdn.py); the paper gives none.
 PRESETS = {
     "glbdn": dict(
         kwargs=dict(),
-        description="GLBDN (DBAF-Net): global + local branches fused by branch attention (eq. 1).",
-        params=5_098_665,
+        description="GLBDN (DBAF-Net): two GFN deblurring-module branches (sec. 3.1, ref. [37]) fused by branch attention (eq. 1).",
+        params=21_288_265,
         recipe="glbdn",
     ),
     "glbdn_db": dict(
         kwargs=dict(attention=False),
-        description="GLBDN ablation DB-Net (Table 1): both branches fused by addition, no attention.",
-        params=5_070_089,
+        description="GLBDN ablation DB-Net (Table 1): both GFN branches fused by addition, no attention.",
+        params=21_175_817,
         recipe="glbdn",
     ),
     "glbdn_lb": dict(
         kwargs=dict(dual_branch=False, attention=False),
-        description="GLBDN ablation LB-Net (Table 1): the local blur branch alone.",
-        params=2_529_987,
+        description="GLBDN ablation LB-Net (Table 1): the local blur branch (GFN's module) alone.",
+        params=10_568_579,
         recipe="glbdn_lb",
+    ),
+    "glbdn_content_only": dict(
+        kwargs=dict(),
+        description="GLBDN trained with phase 3's content loss alone (the paper's phase 3 adds the dual-branch loss).",
+        params=21_288_265,
+        recipe="glbdn_content_only",
+    ),
+    "glbdn_gao": dict(
+        kwargs=dict(widths=(32, 64, 128), reference="gao"),
+        description="GLBDN with Gao et al.-style branches (32/64/128, a skip per scale): our earlier reading, "
+                    "not the paper's network; a quarter of its size, for CPUs.",
+        params=5_098_665,
+        recipe="glbdn",
     ),
 }
 
 
-_MSE_ON = lambda output: {"class": "MultiScaleLoss", "weights": {output: 1.0}, "kind": "mse"}  # noqa: E731
+_MSE_ON = lambda *outputs: {"class": "MultiScaleLoss", "weights": {o: 1.0 for o in outputs}, "kind": "mse"}  # noqa: E731
+
+# Sec. 3.2, phase 3: "the dual-branch loss + content loss": L_G + L_L on the
+# branch images plus L_phi on the final image, each an MSE against the sharp
+# image with weight 1 (the paper gives no weights). The global branch is
+# frozen in phase 3, so its term is logged but moves nothing.
+_PHASE3_LOSS = _MSE_ON("image", "global", "local")
 
 # Training recipe (STYLE practice 6): the paper's values, each with its source.
 RECIPES = {
@@ -224,8 +297,8 @@ RECIPES = {
         # sec. 3.2 gives no learning rate in the text we follow; Adam's default.
         "learning_rate": 1e-3,
         # no schedule stated
-        # Without --phase: end to end with the content loss of phase 3.
-        "loss": _MSE_ON("image"),
+        # Without --phase: end to end with phase 3's loss.
+        "loss": _PHASE3_LOSS,
         "crop": 256,  # training crops (size not stated; the GoPro convention of MTWDN/SRN)
         "batch_size": 16,  # not stated; as MTWDN's recipe
         "augment": ["flip", "rot90"],  # sec. 3.2: flips and rotations
@@ -242,14 +315,19 @@ RECIPES = {
                 "train": ["local_branch"],
                 "data": "dynamic",
             },
-            3: {  # global branch frozen; L_phi = ||phi(x) - X_GT||^2 end to end
-                "loss": _MSE_ON("image"),
+            3: {  # global branch frozen; dual-branch loss + content loss L_phi = ||phi(x) - X_GT||^2
+                "loss": _PHASE3_LOSS,
                 "freeze": ["global_branch"],
                 "data": "dynamic",
             },
         },
     },
 }
+# The option: phase 3 (and the end-to-end run) on the content loss alone.
+RECIPES["glbdn_content_only"] = copy.deepcopy(RECIPES["glbdn"])
+RECIPES["glbdn_content_only"]["loss"] = _MSE_ON("image")
+RECIPES["glbdn_content_only"]["phases"][3]["loss"] = _MSE_ON("image")
 # LB-Net has no global branch, hence no phases: it trains end to end (as in
 # phase 2, its output is the local branch's image).
 RECIPES["glbdn_lb"] = {k: v for k, v in RECIPES["glbdn"].items() if k != "phases"}
+RECIPES["glbdn_lb"]["loss"] = _MSE_ON("image")

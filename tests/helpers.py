@@ -40,6 +40,7 @@ def representative_presets():
 EXPENSIVE_TEST_OVERRIDES = {
     "fddn": {"num_blocks": 2},
     "msfs": {"latent_blocks": 1, "decoder_blocks": 1, "encoder_blocks": 1},
+    "glbdn": {"blocks_per_scale": 1},  # GFN branches: 2 x 18 residual blocks at 64-256 channels
 }
 
 

@@ -1,5 +1,6 @@
-"""What is special about GLBDN: two branches, branch attention (eq. 1), the
-Table 1 ablations, locality (tiling safety)."""
+"""What is special about GLBDN: two branches on GFN's deblurring module
+(sec. 3.1, ref. [37]), branch attention (eq. 1), the Table 1 ablations, the
+Gao-style preset and files saved with it, locality (tiling safety)."""
 import keras
 import numpy as np
 import pytest
@@ -16,13 +17,15 @@ def _conv(cin, cout, k=3):
     return k * k * cin * cout + cout
 
 
-def closed_form_params(widths=(32, 64, 128), blocks=6, dual=True, attention=True):
-    """Parameter count written out from the architecture of sec. 3.1."""
+def closed_form_params(widths=(64, 128, 256), blocks=6, dual=True, attention=True, reference="gfn"):
+    """Parameter count written out from the architecture of sec. 3.1 (GFN's
+    `_DeblurringMoudle` for "gfn"; Gao et al. at one scale for "gao")."""
     c = widths
-    enc = _conv(3, c[0]) + sum(_conv(c[i - 1], c[i]) for i in range(1, len(c)))
+    first, up, psi = (7, 4, 7) if reference == "gfn" else (3, 3, 3)  # kernel sizes
+    enc = _conv(3, c[0], first) + sum(_conv(c[i - 1], c[i]) for i in range(1, len(c)))
     enc += sum(2 * blocks * _conv(w, w) for w in c)  # residual modules, two 3x3 convs each
-    dec = sum(_conv(c[i + 1], c[i]) for i in range(len(c) - 1))  # transposed convs
-    dec += 2 * _conv(c[0], c[0]) + _conv(c[0], 3)  # three convs: Psi, then the image
+    dec = sum(_conv(c[i + 1], c[i], up) for i in range(len(c) - 1))  # transposed convs
+    dec += _conv(c[0], c[0], psi) + _conv(c[0], c[0]) + _conv(c[0], 3)  # three convs: Psi, then the image
     branch = enc + dec
     if not dual:
         return branch
@@ -40,10 +43,56 @@ def test_parameter_counts_match_the_closed_form():
     assert models.get_preset("glbdn").params == closed_form_params()
     assert models.get_preset("glbdn_db").params == closed_form_params(attention=False)
     assert models.get_preset("glbdn_lb").params == closed_form_params(dual=False, attention=False)
+    assert models.get_preset("glbdn_content_only").params == closed_form_params()
+    assert models.get_preset("glbdn_gao").params == closed_form_params((32, 64, 128), reference="gao") == 5_098_665
+    # one branch is GFN's deblurring module: 10.57 M parameters in its code, with biases
+    assert closed_form_params(dual=False) == 10_568_579
+    assert GLBDN(**SMALL, reference="gao").count_params() == closed_form_params((4, 8, 16), 1, reference="gao")
     # The registry-wide test checks the built presets against these records;
     # here a non-default shape checks the closed form itself.
     assert GLBDN(**SMALL).count_params() == closed_form_params((4, 8, 16), 1)
     assert GLBDN(**SMALL, attention=False).count_params() == closed_form_params((4, 8, 16), 1, attention=False)
+
+
+def test_branch_is_gfns_deblurring_module():
+    """7x7 first conv, 4x4 stride-2 transposed convs, 6 residual blocks per
+    scale, one encoder-decoder skip, Psi = the first decoder conv's output."""
+    branch = GLBDN(dual_branch=False, attention=False).branch("local")
+    kernels = {layer.name: tuple(layer.kernel.shape) for layer in branch.layers if hasattr(layer, "kernel")}
+    names = {layer.name for layer in branch.layers}
+    assert kernels["local_branch_enc1_conv"] == (7, 7, 3, 64)
+    assert kernels["local_branch_dec2_deconv"] == (4, 4, 128, 256)  # Keras: (h, w, out, in)
+    assert kernels["local_branch_dec1_deconv"] == (4, 4, 64, 128)
+    assert kernels["local_branch_dec_conv1"] == (7, 7, 64, 64)
+    for level, width in ((1, 64), (2, 128), (3, 256)):
+        assert f"local_branch_enc{level}_res_6_add" in names and f"local_branch_enc{level}_res_7_add" not in names
+        assert kernels[f"local_branch_enc{level}_res_6_conv2"][-1] == width
+    skips = [layer.name for layer in branch.layers if layer.name.endswith("_skip") and "scale" not in layer.name]
+    assert skips == ["local_branch_long_skip"]
+    # Psi is the first decoder conv's output, before the long skip
+    psi, _ = branch(random_images(1, 16, 16))
+    probe = keras.Model(branch.input, branch.get_layer("local_branch_dec_conv1").output)
+    np.testing.assert_array_equal(psi.numpy(), probe(random_images(1, 16, 16)).numpy())
+
+
+# `glbdn` as saved before its branches became GFN's (its get_config then).
+OLD_GLBDN_CONFIG = {"name": "glbdn", "trainable": True, "widths": [32, 64, 128], "blocks_per_scale": 6,
+                    "dual_branch": True, "attention": True, "global_residual": True}
+
+
+def test_files_saved_before_the_gfn_branches_load_as_gao_style():
+    old = GLBDN.from_config(OLD_GLBDN_CONFIG)
+    assert old.reference == "gao" and old.count_params() == models.get_preset("glbdn_gao").params
+    assert GLBDN.from_config(old.get_config()).get_config() == old.get_config()
+    assert GLBDN.from_config(GLBDN(**SMALL).get_config()).reference == "gfn"
+
+
+def test_phase3_loss_is_dual_branch_plus_content_and_content_only_is_an_option():
+    phase3 = models.get_recipe("glbdn")["phases"][3]["loss"]
+    assert phase3["weights"] == {"image": 1.0, "global": 1.0, "local": 1.0}
+    assert models.get_recipe("glbdn_content_only")["phases"][3]["loss"]["weights"] == {"image": 1.0}
+    assert models.get_recipe("glbdn")["phases"][1]["loss"]["weights"] == {"global": 1.0}  # unchanged by the copy
+    assert models.get_recipe("glbdn_lb")["loss"]["weights"] == {"image": 1.0}
 
 
 def test_untrained_network_returns_its_input_on_every_output():
@@ -116,6 +165,7 @@ def test_no_global_operation_so_tiles_are_exact():
     (dict(widths=()), "widths must be positive"),
     (dict(blocks_per_scale=-1), "blocks_per_scale must be >= 0"),
     (dict(dual_branch=False), "attention must be False when dual_branch is False"),
+    (dict(reference="gfm"), "reference must be one of \\('gfn', 'gao'\\); got 'gfm'"),
 ])
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
