@@ -220,7 +220,10 @@ def read_arrays(manifest):
             arrays = {k: npz[k] for k in npz.files}
     except Exception as e:  # zip/format errors come in many types; the checksum passed, so the packer wrote junk
         raise ValueError(f"weights file {path} is damaged ({type(e).__name__}); reinstall tfdeblur") from None
-    listed = {w["name"]: tuple(w["shape"]) for w in manifest.data["weights"]}
+    try:
+        listed = {w["name"]: tuple(w["shape"]) for w in manifest.data["weights"]}
+    except (KeyError, TypeError):
+        raise ValueError(f"weights manifest {manifest.path} is damaged (its weight list); reinstall tfdeblur") from None
     if set(listed) != set(arrays):
         odd = sorted(set(listed) ^ set(arrays))
         raise ValueError(f"weights file {path} does not match its manifest (weights {', '.join(odd[:3])}); reinstall tfdeblur")
