@@ -85,9 +85,11 @@ def load_model(path=None, arg="--model"):
     if path is None:
         return models.from_preset(default_weights(arg))
     path = os.fspath(path)
+    # A shipped name wins over a folder of that name in the working directory
+    # (`deblur --model mtwdn-photos` run where an output folder is so named).
+    if W.looks_like_name(path) and not os.path.isfile(path) and path in W.available():
+        return models.from_preset(path)
     if not os.path.exists(path):
-        if W.looks_like_name(path) and path in W.available():
-            return models.from_preset(path)
         raise W.unknown_name_error(path, arg, what="no such file, nor a shipped weights name")
     if not os.path.isfile(path):
         raise ValueError(f"{arg} {path}: not a file")
