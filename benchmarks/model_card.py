@@ -1,6 +1,6 @@
 """The model card of shipped weights (docs/models.md), measured from the weights.
 
-    python benchmarks/model_card.py mtwdn-photos [lmfn-photos ...] [--out-dir model_card]
+    python benchmarks/model_card.py mtwdn-photos [lmfn-photos ...] [--out-dir model_card] [--sheet-dir docs/models]
     python benchmarks/model_card.py --model runs/mtwdn/model.keras --limit 2     # any .keras, quick
     options: --data synthetic levin gopro_dev gopro_pair cbsd68 (default: all)
              --limit N (images per set and sheet photos), --repeats N (CPU timing),
@@ -263,8 +263,13 @@ def card_markdown(result):
     if result.get("limit"):
         lines.append(f"**Quick run: at most {result['limit']} images per set (`--limit`); not the card's numbers.**")
     if result.get("sheet"):
+        docs = os.path.join(REPO, "docs")
+        where = os.path.join(REPO, result["sheet"])
+        # Under docs/, a link that renders in docs/models.md; elsewhere the path.
+        link = (f"![before/after]({os.path.relpath(where, docs)})" if where.startswith(docs + os.sep)
+                else f"`{result['sheet']}`")
         lines += ["", f"Before/after, `real_blur_only` ({result['sheet_photos']} photos; downscaled, then a 1:1 centre crop): "
-                  f"`{result['sheet']}`"]
+                  f"{link}"]
     return "\n".join(lines) + "\n"
 
 
@@ -304,7 +309,7 @@ def measure(spec, args):
         result.setdefault("per_image", {})[name] = rows
         _log(f"  {summary['images']} images: {summary['input_psnr']:.2f} -> {summary['psnr']:.2f} dB ({summary['gain_db']:+.2f})")
     if args.sheet:
-        path = os.path.join(args.out_dir, f"{label}-real_blur_only.jpg")
+        path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
             result["sheet_photos"] = real_blur_sheet(deblurrer, args.shared, path, args.limit)
             result["sheet"] = os.path.relpath(path, REPO) if path.startswith(REPO) else path
@@ -323,6 +328,8 @@ def main(argv=None):
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"), help="the shared data folder (default ../shared)")
     p.add_argument("--out-dir", default="model_card", help="where LABEL.md, LABEL.json and the sheet go (default model_card/)")
     p.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the real_blur_only sheet")
+    p.add_argument("--sheet-dir", help="where the sheet goes (default --out-dir; docs/models for a shipped card: "
+                   "the card then links it)")
     args = p.parse_args(argv)
     specs = args.names + args.model
     if not specs:
@@ -330,6 +337,7 @@ def main(argv=None):
     if args.limit is not None and args.limit < 1:
         p.error(f"--limit must be a positive integer; got {args.limit}")
     args.out_dir = os.path.abspath(args.out_dir)
+    args.sheet_dir = os.path.abspath(args.sheet_dir) if args.sheet_dir else None
     os.makedirs(args.out_dir, exist_ok=True)
     from tfdeblur import weights as W
 
