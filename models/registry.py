@@ -37,6 +37,8 @@ def available():
 
 def get_preset(name):
     if name not in _PRESETS:
+        if _weights.looks_like_name(name) and name in _weights.available():
+            raise ValueError(f"{name!r} is shipped weights, not a network preset; use from_preset({name!r})")
         close = difflib.get_close_matches(str(name), _PRESETS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(

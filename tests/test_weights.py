@@ -164,6 +164,8 @@ def test_other_config_is_a_shape_error_naming_the_weight(packed, tmp_path, monke
 def test_build_refuses_weights_of_another_network():
     with pytest.raises(ValueError, match=r"weights 'lmfn-tiny' are for network 'lmfn' \(LMFN\); got build\('mtwdn'\)"):
         models.build("mtwdn", weights=NAME)
+    with pytest.raises(ValueError, match=r"'lmfn-tiny' is shipped weights, not a network preset; use from_preset\('lmfn-tiny'\)"):
+        models.build(NAME)
 
 
 def test_available_weights_and_list(capsys):
