@@ -10,29 +10,28 @@ import numpy as np
 import tensorflow as tf
 
 from tfdeblur.datasets.augment import paired_color_jitter, paired_flip_rot, paired_random_crop
-from tfdeblur.io import ImageError, match_pairs, read_image
+from tfdeblur.io import ImageError, check_header, header_size, match_pairs, read_image
 
 
 def _header(path):
-    """(width, height, mode) from the file header, without decoding pixels."""
-    from PIL import Image, UnidentifiedImageError
-
+    """(width, height) from the file header, without decoding pixels."""
     try:
-        with Image.open(path) as im:
-            return im.size[0], im.size[1], im.mode
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"{path}: not a readable image ({e.__class__.__name__})") from e
+        return header_size(path)
+    except ImageError as e:
+        raise ImageError(f"{path}: not a readable image ({e.__cause__.__class__.__name__})") from e
 
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def _truncated(path):
-    """True when a PNG lacks its IEND chunk or a JPEG its EOI marker: the
-    usual signature of an interrupted download or copy, found from the
-    file's last bytes without decoding it."""
+    """True when a PNG lacks its IEND chunk: the usual signature of an
+    interrupted download or copy, found from the file's last bytes without
+    decoding it. JPEGs are checked by `tfdeblur.io.check_header`, which
+    walks to the EOI marker: data after it (a phone's "motion photo"
+    video) is fine, so the last bytes say nothing."""
     ext = os.path.splitext(path)[1].lower()
-    if ext not in (".png", ".jpg", ".jpeg"):
+    if ext != ".png":
         return False
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
@@ -41,14 +40,15 @@ def _truncated(path):
         tail = f.read()
     if ext == ".png":
         return _PNG_END not in tail[-len(_PNG_END) - 8:]  # a few trailing bytes are tolerated
-    return not tail.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
 def check_pairs(pairs, min_size=1):
     """Raises `ImageError` naming the first unusable file or pair.
 
-    Reads headers (and a PNG/JPEG's last bytes) only: unreadable or
-    truncated files, pairs of different sizes, images under `min_size`.
+    Reads headers (a PNG's last bytes, a JPEG's markers) only: unreadable
+    or truncated files, files over the pixel budget
+    (`tfdeblur.io.max_decode_pixels`), pairs of different sizes, images
+    under `min_size`.
     Grayscale, RGBA and 16-bit images are fine: they are converted when
     read (`tfdeblur.io.read_image(allow_conversion=True)`: gray replicated
     to RGB, alpha dropped, 16-bit samples divided by 65535). Returns the
@@ -56,9 +56,10 @@ def check_pairs(pairs, min_size=1):
     """
     sizes = []
     for blur, sharp in pairs:
-        wb, hb, _ = _header(blur)
-        ws, hs, _ = _header(sharp)
+        wb, hb = _header(blur)
+        ws, hs = _header(sharp)
         for path in (blur, sharp):
+            check_header(path)
             if _truncated(path):
                 raise ImageError(f"{path}: truncated image file (its end marker is missing)")
         if (wb, hb) != (ws, hs):
@@ -94,7 +95,7 @@ def decoded_bytes(pairs):
     """Memory of the decoded float32 (blur, sharp) images of `pairs`."""
     total = 0
     for blur, _ in pairs:
-        w, h, _ = _header(blur)
+        w, h = _header(blur)
         total += 2 * w * h * 3 * 4
     return total
 

@@ -130,6 +130,8 @@ def _add_inference_options(p):
     p.add_argument("--overlap", type=int, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP}, at most a quarter of the tile)")
     p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
     p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
+    p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
+                   help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     _add_tlc_arguments(p)
 
 
@@ -561,6 +563,11 @@ def main(argv=None):
     _quiet_tensorflow()
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
+    from tfdeblur import io as tio
+
+    # Process-wide, so the readers inside tf.data pipelines see it too;
+    # restored for callers that run main() in-process (tests).
+    saved_limit = tio.set_max_decode_pixels(getattr(args, "max_decode_pixels", tio.DEFAULT_MAX_DECODE_PIXELS))
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
@@ -573,6 +580,8 @@ def main(argv=None):
             raise
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        tio.set_max_decode_pixels(saved_limit)
 
 
 def _image_error_inside(e):

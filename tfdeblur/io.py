@@ -5,13 +5,40 @@ the file or directory it is about, so a CLI can print it as it stands.
 Arrays are RGB; OpenCV's BGR stays inside this module.
 """
 import os
+import re
+import threading
 import uuid
+import warnings
 
 import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _CONVERT_HINT = "tfdeblur expects 8-bit RGB (pass allow_conversion=True to convert)"
+
+# The pixel budget: a file whose header declares more pixels is refused
+# before anything is decoded (a 2 KB JPEG can declare 20000x20000, 1.2 GB
+# as uint8 RGB and 4.8 GB as float32). 100 MP is above every phone and most
+# medium-format cameras; `--max-decode-pixels` or `max_pixels=` raise it.
+DEFAULT_MAX_DECODE_PIXELS = 100_000_000
+_max_decode_pixels = DEFAULT_MAX_DECODE_PIXELS
+
+
+def set_max_decode_pixels(value):
+    """Sets the pixel budget used when a reader gets no `max_pixels`
+    (`read_image` inside a tf.data pipeline, `check_pairs`); returns the
+    previous one. Process-wide, like Pillow's `Image.MAX_IMAGE_PIXELS`: the
+    CLI sets it once from `--max-decode-pixels`."""
+    global _max_decode_pixels
+    if int(value) != value or value < 1:
+        raise ValueError(f"max_decode_pixels must be a positive integer; got {value}")
+    previous, _max_decode_pixels = _max_decode_pixels, int(value)
+    return previous
+
+
+def max_decode_pixels():
+    """The pixel budget in force (see `set_max_decode_pixels`)."""
+    return _max_decode_pixels
 
 
 class ImageError(ValueError):
@@ -34,27 +61,29 @@ def to_uint8(x):
     return np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def read_image(path, *, allow_conversion=False):
+def read_image(path, *, allow_conversion=False, max_pixels=None):
     """Reads an image file as float32 RGB in [0, 1], shape (H, W, 3).
 
     Only 8-bit RGB is accepted unless `allow_conversion=True`, which
     replicates grayscale to three channels, drops an alpha channel and scales
     16-bit samples by 1/65535. EXIF orientation is not applied (OpenCV's
     IMREAD_UNCHANGED), so pixels line up with the file as datasets store it.
+    A file declaring more than `max_pixels` pixels (default
+    `max_decode_pixels()`, 100 MP) is refused from its header.
     """
-    rgb = read_image_samples(path, allow_conversion=allow_conversion)
+    rgb = read_image_samples(path, allow_conversion=allow_conversion, max_pixels=max_pixels)
     scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
     return rgb.astype(np.float32) / np.float32(scale)
 
 
-def read_image_samples(path, *, allow_conversion=False):
+def read_image_samples(path, *, allow_conversion=False, max_pixels=None):
     """`read_image` before the scaling: uint8 or uint16 RGB samples, (H, W, 3).
 
     `read_image(p) == read_image_samples(p) / (255 or 65535)` in float32,
     so integer samples stored elsewhere (TFRecords) give the same floats.
     """
     path = os.fspath(path)
-    img = _decode(path)
+    img = _decode(path, max_pixels)
     channels = 1 if img.ndim == 2 else img.shape[2]
     kind = {1: "grayscale", 2: "grayscale+alpha", 3: "", 4: "RGBA"}[channels]
     depth = "16-bit" if img.dtype == np.uint16 else ""
@@ -220,9 +249,11 @@ def _put_label(tile, text):
     return tile
 
 
-def _decode(path):
+def _decode(path, max_pixels=None):
     """The file's samples as OpenCV decodes them (BGR order), checked:
-    uint8/uint16, 1-4 channels, a (H, W) array for one channel."""
+    uint8/uint16, 1-4 channels, a (H, W) array for one channel. The header
+    is checked against the pixel budget and, for a JPEG, against the data
+    that follows it, before anything is decoded."""
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file")
     if not os.path.isfile(path):
@@ -234,12 +265,23 @@ def _decode(path):
         raise ImageError(f"{path}: cannot read file ({e.strerror})") from e
     if not data:
         raise ImageError(f"{path}: empty file (0 bytes)")
+    try:
+        check_header(path, data, max_pixels)
+    except _Unidentified:
+        # Pillow reads the headers of every format we list, but not every
+        # sample type (a float TIFF): OpenCV decides, and the budget is
+        # checked on what it decoded (OpenCV's own limit is 2^30 pixels).
+        header_checked = False
+    else:
+        header_checked = True
     # imdecode on bytes we read ourselves is cv2.imread's decoder, minus its
     # trouble with non-ASCII paths on Windows.
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: cannot decode image (corrupt, truncated or not an image file)")
 
+    if not header_checked:
+        _check_budget(path, img.shape[1], img.shape[0], max_pixels)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     channels = 1 if img.ndim == 2 else img.shape[2]
@@ -251,12 +293,134 @@ def _decode(path):
     return img
 
 
-def read_image_raw(path):
+_UNDECODABLE = "cannot decode image (corrupt, truncated or not an image file)"
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+class _Unidentified(ImageError):
+    """No Pillow decoder recognises the file's header."""
+
+
+def header_size(path, data=None):
+    """(width, height) declared by an image file's header, read by Pillow
+    without decoding pixels; `ImageError` when no decoder recognises it."""
+    import io as _io
+
+    from PIL import Image, UnidentifiedImageError
+
+    source = _io.BytesIO(data) if data is not None else path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                with Image.open(source) as im:
+                    return im.size
+            except Image.DecompressionBombError:
+                # Pillow's own limit (179 MP) refused it; we want the size
+                # to judge it against ours, which may be set higher.
+                with _PIL_LIMIT_LOCK:
+                    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                    try:
+                        if data is not None:
+                            source.seek(0)
+                        with Image.open(source) as im:
+                            return im.size
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = saved
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise _Unidentified(f"{path}: {_UNDECODABLE}") from e
+
+
+def _check_budget(path, width, height, max_pixels):
+    limit = _max_decode_pixels if max_pixels is None else int(max_pixels)
+    if width * height > limit:
+        raise ImageError(
+            f"{path}: header declares {width}x{height} = {width * height / 1e6:.1f} MP, over the "
+            f"{limit / 1e6:g} MP decode limit (--max-decode-pixels / max_pixels to raise it)"
+        )
+
+
+def check_header(path, data=None, max_pixels=None):
+    """Refuses, from the header alone, a file declaring more than
+    `max_pixels` pixels (default `max_decode_pixels()`) and a JPEG whose
+    data cannot hold the picture its header declares (truncated, or a
+    forged header). Returns the declared (width, height)."""
+    width, height = header_size(path, data)
+    _check_budget(path, width, height, max_pixels)
+    if data is None:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"\xff\xd8":
+            with open(path, "rb") as f:
+                data = f.read()
+    if data is not None and data[:2] == b"\xff\xd8":
+        problem = _jpeg_problem(data, width, height)
+        if problem:
+            raise ImageError(f"{path}: cannot decode image: {problem}")
+    return width, height
+
+
+# A marker in entropy-coded data: 0xFF followed by neither a stuffed 0x00,
+# a restart marker (RST0-7) nor another fill 0xFF.
+_ENTROPY_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3}  # baseline, extended, progressive, lossless
+
+
+def _jpeg_problem(data, width, height):
+    """Why a JPEG cannot hold the picture its header declares, or None.
+
+    Walks the markers from SOI to the first EOI (bytes after it, like a
+    phone's "motion photo" video, are not looked at). Missing EOI: the file
+    was cut. Too little entropy-coded data: with Huffman coding every 8x8
+    block costs at least one bit (a DC code is never shorter), so a
+    picture of W x H pixels needs at least W*H/512 bytes; we ask for half
+    that. libjpeg would fill the missing blocks with grey and only warn.
+    Arithmetic-coded frames (rare) can be smaller and skip that bound."""
+    pos, n, frame, scan_start = 2, len(data), None, None
+    while pos + 1 < n:
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            if frame in _HUFFMAN_FRAMES and scan_start is not None:
+                need = width * height // 1024
+                have = pos - scan_start
+                if have < need:
+                    return (f"its header declares {width}x{height} but it holds {have} bytes of picture "
+                            f"data, fewer than such a picture needs (truncated or forged header)")
+            return None
+        if marker in (0x01, *range(0xD0, 0xD8)):
+            pos += 2
+            continue
+        if pos + 4 > n:
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = marker
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: entropy-coded data up to the next marker
+            if scan_start is None:
+                scan_start = pos
+            found = _ENTROPY_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+    return f"truncated JPEG (no end-of-image marker; its header declares {width}x{height})"
+
+
+def read_image_raw(path, *, max_pixels=None):
     """Reads an image file keeping its samples: uint8 or uint16, shape (H, W)
     for grayscale, (H, W, 2) grayscale+alpha, (H, W, 3) RGB or (H, W, 4) RGBA
-    (RGB order, alpha last). Same one-line `ImageError`s as `read_image`."""
+    (RGB order, alpha last). Same one-line `ImageError`s and pixel budget
+    as `read_image`."""
     path = os.fspath(path)
-    img = _decode(path)
+    img = _decode(path, max_pixels)
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.ndim == 3 and img.shape[2] == 4:

@@ -1,0 +1,160 @@
+"""Hostile but realistic input (issue #16): each case planted, then the one
+`error: ...` line, exit code 2, no traceback, and the files left checked."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import REPO, run_cli_error, save_tiny_model
+from tfdeblur import io as tio
+from tfdeblur.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+def _rgb(h=24, w=30, seed=0):
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def _jpeg_bytes(img):
+    ok, enc = cv2.imencode(".jpg", img)
+    assert ok
+    return enc.tobytes()
+
+
+def _forged_jpeg(width, height, seed=0):
+    """A small valid JPEG whose frame header (SOF0) is rewritten to claim
+    width x height: the decompression bomb of the issue (1.9 KB, 20000x20000)."""
+    data = bytearray(_jpeg_bytes(_rgb(16, 16, seed)))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _forged_png(width, height):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
+def _files(directory):
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+# --- 1. decompression bombs, header/data mismatch, trailing data ----------
+
+_BOUNDED_READ = r"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from tfdeblur import io as tio
+try:
+    tio.read_image(sys.argv[1])
+    print("decoded")
+except tio.ImageError as e:
+    print(e)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.parametrize("kind", ["jpg", "png"])
+def test_bomb_refused_from_header_under_2gb(tmp_path, kind):
+    bomb = tmp_path / f"bomb.{kind}"
+    bomb.write_bytes(_forged_jpeg(20000, 20000) if kind == "jpg" else _forged_png(20000, 20000))
+    assert bomb.stat().st_size < 4000
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _BOUNDED_READ, str(bomb)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    message, peak_kb = proc.stdout.strip().splitlines()
+    assert message.startswith(f"{bomb}: header declares 20000x20000 = 400.0 MP, over the 100 MP decode limit")
+    assert int(peak_kb) < 2 << 20  # KiB: the address-space limit held and nothing big was touched
+
+
+def test_deblur_bomb_is_one_file_error_and_the_batch_goes_on(tiny_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bomb.jpg").write_bytes(_forged_jpeg(20000, 20000))
+    cv2.imwrite(str(src / "good.png"), _rgb())
+    out = tmp_path / "out"
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(src), "--out", str(out)])
+    assert err.startswith(f"error: {src / 'bomb.jpg'}: header declares 20000x20000")
+    assert _files(out) == ["good.png"]
+
+
+def test_max_decode_pixels_lowers_the_budget(tiny_model, tmp_path, capsys):
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), _rgb(24, 30))
+    out = tmp_path / "out"
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(path), "--out", str(out),
+                                 "--max-decode-pixels", "700"])
+    assert err == f"error: {path}: header declares 30x24 = 0.0 MP, over the 0.0007 MP decode limit " \
+                  "(--max-decode-pixels / max_pixels to raise it)"
+    assert _files(out) == []
+    assert tio.max_decode_pixels() == tio.DEFAULT_MAX_DECODE_PIXELS  # restored after the command
+    assert main(["deblur", "--model", tiny_model, str(path), "--out", str(out), "--max-decode-pixels", "720"]) == 0
+
+
+def test_python_api_applies_the_budget(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_forged_png(20000, 20000))
+    for read in (tio.read_image, tio.read_image_raw):
+        with pytest.raises(tio.ImageError, match="header declares 20000x20000"):
+            read(path)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), _rgb())
+    with pytest.raises(tio.ImageError, match="over the 0.0001 MP"):
+        tio.read_image(small, max_pixels=100)
+    assert tio.read_image(small, max_pixels=720).shape == (24, 30, 3)
+
+
+@pytest.mark.parametrize("case", ["forged_4000", "cut_in_scan", "forged_and_cut"])
+def test_jpeg_header_data_mismatch_is_an_error_not_grey(tiny_model, tmp_path, capsys, case):
+    path = tmp_path / "x.jpg"
+    data = _forged_jpeg(4000, 4000) if case != "cut_in_scan" else _jpeg_bytes(_rgb(64, 64))
+    if case != "forged_4000":
+        data = data[:-40]  # inside the entropy-coded data: no end marker
+    path.write_bytes(data)
+    out = tmp_path / "out"
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(path), "--out", str(out)])
+    assert err.startswith(f"error: {path}: cannot decode image: ")
+    assert ("4000x4000" in err) == (case != "cut_in_scan")
+    assert _files(out) == []
+
+
+def test_jpeg_with_data_after_end_marker_is_accepted(tiny_model, tmp_path, capsys):
+    from tfdeblur.datasets.pairs import check_pairs
+
+    img = _rgb(32, 32, seed=3)
+    motion = _jpeg_bytes(img) + b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000)  # a phone's "motion photo"
+    for side in ("blur", "sharp"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "a.jpg").write_bytes(motion)
+    pair = (str(tmp_path / "blur" / "a.jpg"), str(tmp_path / "sharp" / "a.jpg"))
+    assert check_pairs([pair]) == [(32, 32)]
+    np.testing.assert_array_equal(tio.read_image(pair[0]), tio.read_image_samples(pair[0]) / np.float32(255))
+    assert main(["deblur", "--model", tiny_model, pair[0], "--out", str(tmp_path / "out")]) == 0
+    assert _files(tmp_path / "out") == ["a.png"]
+
+
+def test_eval_refuses_a_bomb_pair_by_name(tiny_model, tmp_path, capsys):
+    for side in ("blur", "sharp"):
+        (tmp_path / side).mkdir()
+        cv2.imwrite(str(tmp_path / side / "a.png"), _rgb())
+    (tmp_path / "sharp" / "b.jpg").write_bytes(_forged_jpeg(20000, 20000))
+    (tmp_path / "blur" / "b.jpg").write_bytes(_forged_jpeg(20000, 20000, seed=1))
+    report = tmp_path / "r.json"
+    err = run_cli_error(capsys, ["eval", "--model", tiny_model, "--data", f"pairs:{tmp_path / 'blur'},{tmp_path / 'sharp'}",
+                                 "--json", str(report)])
+    assert "b.jpg: header declares 20000x20000" in err
+    assert not report.exists()
