@@ -158,3 +158,100 @@ def test_eval_refuses_a_bomb_pair_by_name(tiny_model, tmp_path, capsys):
                                  "--json", str(report)])
     assert "b.jpg: header declares 20000x20000" in err
     assert not report.exists()
+
+
+# --- 2. one run per --out: the lock; a run that died before its first checkpoint
+
+TINY_MTWDN = {"widths": [4, 8, 16], "blocks_per_level": 1}
+
+_HOLD_LOCK = r"""
+import fcntl, json, os, socket, sys, time
+fd = os.open(os.path.join(sys.argv[1], "train.lock"), os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}).encode())
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _tiny_train_cfg(out, **kw):
+    from tfdeblur.training.run import TrainConfig
+
+    base = dict(net="mtwdn", steps=1, steps_per_epoch=1, batch_size=2, crop=32, out=str(out), precision="fp32",
+                val_images=1, model_overrides=dict(TINY_MTWDN), seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_second_train_on_a_locked_out_refuses_at_once(tmp_path, capsys):
+    import time
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = (out / "train.lock").read_bytes()
+        start = time.perf_counter()
+        err = run_cli_error(capsys, ["train", "mtwdn", "--steps", "1", "--out", str(out)])
+        assert time.perf_counter() - start < 20  # refused before any model is built
+        assert err.startswith(f"error: --out {out}: in use by another train (pid {holder.pid} on ")
+        assert os.listdir(out) == ["train.lock"] and (out / "train.lock").read_bytes() == before
+        err = run_cli_error(capsys, ["train", "mtwdn", "--steps", "1", "--out", str(out), "--resume"])
+        assert "no config.json" in err  # nothing to resume: refused before the lock is even tried
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_locks(tmp_path):
+    import socket
+
+    from tfdeblur.training import runlock
+    from tfdeblur.training.errors import RunError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock_file = out / "train.lock"
+    lock_file.write_text(json.dumps({"pid": 999999, "host": "elsewhere", "started": "t"}))
+    with pytest.raises(RunError, match=r"locked by pid 999999 on elsewhere, started t .*pass --take-over-lock$"):
+        runlock.acquire(str(out))
+    assert "elsewhere" in lock_file.read_text()  # left as it was
+    lines = []
+    lock = runlock.acquire(str(out), take_over=True, log=lines.append)
+    assert lines == [f"--out {out}: taking over the stale lock of pid 999999 on elsewhere, started t: that process is gone"]
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    with pytest.raises(RunError, match="in use by another train"):  # a second holder, even in this process
+        runlock.acquire(str(out))
+    lock.release()
+    assert not lock_file.exists()
+    # Same host, no flock held: the holder is provably dead (kill -9): taken over, with a notice.
+    lock_file.write_text(json.dumps({"pid": 999999, "host": socket.gethostname(), "started": "t"}))
+    lines = []
+    runlock.acquire(str(out), log=lines.append).release()
+    assert "taking over the stale lock of pid 999999" in lines[0]
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at_fit(message):
+    if message.startswith("training "):  # logged after config.json, just before the first step
+        raise _Crash()
+
+
+def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
+    from tfdeblur.training.run import RunError, run_training
+
+    out = tmp_path / "run"
+    with pytest.raises(_Crash):
+        run_training(_tiny_train_cfg(out), log=_crash_at_fit)
+    assert os.listdir(out) == ["config.json"]  # the lock went with the run
+    with pytest.raises(RunError, match=r"holds no checkpoint \(the run ended before its first one\); "
+                                       r"run without --resume to start it afresh$"):
+        run_training(_tiny_train_cfg(out, resume=True), log=lambda m: None)
+    lines = []
+    run_training(_tiny_train_cfg(out), log=lines.append)
+    assert f"--out {out}: holds a run that ended before its first checkpoint; starting afresh" in lines
+    assert (out / "model.keras").exists() and not (out / "train.lock").exists()

@@ -62,6 +62,7 @@ def _parser():
     t.add_argument("--crop", type=_positive_int, help="square training crop, pixels (default 128; the recipe's with --paper)")
     t.add_argument("--out", help="run folder (default runs/NET)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (give the same options as the run)")
+    t.add_argument("--take-over-lock", action="store_true", help="take over --out's train.lock when its holder (on another host) is known to be dead")
     t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the last K checkpoints (default 3)")
     t.add_argument("--stop-at", type=_positive_int, metavar="STEP", help="end this session after the checkpoint of STEP (a multiple of --steps-per-epoch); --resume continues")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on AMX/AVX512-BF16 CPUs and GPUs of compute capability >= 8, else fp32 (never fp16); fp16: loss scaling, for GPUs")
@@ -210,7 +211,7 @@ def _cmd_train(args):
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
         keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
-        recipe=args.recipe, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        recipe=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:
         from tfdeblur.training.phases import run_phases

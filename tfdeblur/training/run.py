@@ -29,6 +29,7 @@ from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.R
 from tfdeblur.training.precision import apply_precision, choose_precision, network_width
 from tfdeblur.training.stream import train_stream
 from tfdeblur.training import phases
+from tfdeblur.training import runlock
 from tfdeblur.training import loss_terms
 from tfdeblur.training.recipes import compile_args
 
@@ -60,6 +61,7 @@ class TrainConfig:
     jitter: float = 0.0  # brightness/colour gain range on the training stream (stream.py); 0: none
     recipe: str = None  # a named recipe instead of the preset's (a released model's); its crop, batch and lr are the defaults
     jit: bool = False  # XLA-compile the train step (off by default: slower on CPU; Keras' "auto" would turn it on on GPUs)
+    take_over_lock: bool = False  # take over a lock on --out whose holder cannot be checked (another host)
 
 
 # `python cli.py train NET` with no options is a quick run that must finish
@@ -129,17 +131,40 @@ def _check_config(cfg):
         raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
 
 
-def _prepare_out(cfg, writer=True):
+def _prepare_out(cfg, writer=True, log=print):
+    """Checks --out against --resume and locks it (`runlock`); returns the
+    lock, or None on a non-chief worker."""
     out = cfg.out
     if not writer:  # a non-chief worker writes nothing here; the chief checks the folder
         if cfg.resume:
             run_state.read_previous_config(out)
-        return
+        return None
     if os.path.exists(out) and not os.path.isdir(out):
         raise RunError(f"--out {out}: exists and is not a directory")
-    has_run = os.path.isdir(out) and any(
-        os.path.exists(os.path.join(out, f)) for f in ("config.json", "model.keras", "checkpoints")
-    )
+    if cfg.resume:
+        run_state.read_previous_config(out)  # before creating anything
+    created = not os.path.isdir(out)
+    os.makedirs(out, exist_ok=True)
+    # Locked before the folder is judged, so a run starting beside another
+    # is told who holds the folder, whatever that run has written yet.
+    try:
+        lock = runlock.acquire(out, take_over=cfg.take_over_lock, log=log)
+    except RunError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        _check_out(cfg, out, log)
+    except RunError:
+        lock.release()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return lock
+
+
+def _check_out(cfg, out, log):
+    has_run = any(os.path.exists(os.path.join(out, f)) for f in ("config.json", "model.keras", "checkpoints"))
     if cfg.resume:
         previous = run_state.read_previous_config(out)
         if previous.get("net") != cfg.net:
@@ -147,10 +172,15 @@ def _prepare_out(cfg, writer=True):
                 f"--resume: {out} holds a run of {previous.get('net')!r}, not {cfg.net!r}"
             )
     elif has_run:
+        # A run that ended before its first checkpoint left nothing to keep:
+        # start it afresh rather than refuse both with and without --resume.
+        if not os.path.exists(os.path.join(out, "model.keras")) and \
+                tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) is None:
+            log(f"--out {out}: holds a run that ended before its first checkpoint; starting afresh")
+            return
         raise RunError(
             f"--out {out}: already holds a run; pass --resume to continue it or choose another --out"
         )
-    os.makedirs(out, exist_ok=True)
 
 
 def _write_json(path, obj):
@@ -220,7 +250,17 @@ def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, sta
 
 
 def run_training(cfg, log=print):
-    """Trains `cfg.net` as configured; returns the results dict."""
+    """Trains `cfg.net` as configured; returns the results dict. The run
+    folder is locked for the run (`runlock`) and unlocked however it ends."""
+    session = {}
+    try:
+        return _run_training(cfg, log, session)
+    finally:
+        if session.get("lock") is not None:
+            session["lock"].release()
+
+
+def _run_training(cfg, log, session):
     from tfdeblur.datasets import spec as data_spec
     from tfdeblur.models import build, get_preset, get_recipe
 
@@ -232,7 +272,7 @@ def run_training(cfg, log=print):
     writer = cluster is None or cluster.is_chief
     if cluster is not None and cfg.devices:
         raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
-    _prepare_out(cfg, writer)
+    session["lock"] = _prepare_out(cfg, writer, log)
 
     # Measured only on AVX512-BF16 CPUs without AMX (then cached per machine).
     decision = apply_precision(choose_precision(
@@ -299,7 +339,8 @@ def run_training(cfg, log=print):
         # Every task reads the chief's checkpoint (a shared folder on a cluster).
         latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints"))
         if latest is None:
-            raise RunError(f"--resume: {os.path.join(cfg.out, 'checkpoints')} holds no checkpoint")
+            raise RunError(f"--resume: {os.path.join(cfg.out, 'checkpoints')} holds no checkpoint (the run ended "
+                           "before its first one); run without --resume to start it afresh")
         step = state.restore(cfg.net, path=latest)
         if step % steps_per_epoch:
             raise RunError(f"--resume: checkpoint {latest} is at step {step}, not a multiple of --steps-per-epoch {steps_per_epoch}")
