@@ -1,0 +1,75 @@
+"""Training in legs (tfdeblur/training/legs.py): each leg ships its weights and
+a log record; the next leg starts from them; an interrupted leg is salvaged
+from its last checkpoint."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from tfdeblur.training import legs
+
+TINY = {"widths": [4, 8, 8], "blocks_per_level": 1}
+
+
+def _quiet(*_):
+    pass
+
+
+@pytest.fixture()
+def dirs(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setenv("TFDEBLUR_WEIGHTS_DIR", str(weights))
+    return {"runs": str(tmp_path / "runs"), "log": str(tmp_path / "legs"), "weights": str(weights)}
+
+
+def _start(dirs, steps, **kw):
+    return legs.start("mtwdn-legtest", "mtwdn", "mtwdn_photos", steps, dirs["runs"], data="synthetic",
+                      steps_per_epoch=2, log_dir=dirs["log"], model_overrides=dict(TINY), crop=32, batch_size=2,
+                      log=_quiet, **kw)
+
+
+def test_two_legs_ship_log_and_continue(dirs):
+    import tfdeblur.models as models
+
+    run1 = _start(dirs, 4)
+    rec1 = legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], val_images=1, log=_quiet)
+    assert rec1["leg"] == 1 and rec1["steps_done"] == 4 and not rec1["salvaged_from_checkpoint"]
+    assert rec1["seed"] == 1 and rec1["init_from"] == "scratch" and rec1["data"] == "synthetic"
+    assert "mtwdn-legtest" in models.available_weights()
+    shipped = models.from_preset("mtwdn-legtest")
+    trained = keras.saving.load_model(f"{run1}/model.keras", compile=False)
+    for a, b in zip(shipped.get_weights(), trained.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4)  # fp16 storage
+
+    run2 = _start(dirs, 2)
+    assert run2.endswith("mtwdn-legtest-leg2")
+    config = json.load(open(f"{run2}/config.json"))
+    assert config["seed"] == 2 and config["init_from"]  # fresh samples, from leg 1's weights
+    rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet)
+    assert [r["leg"] for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [1, 2]
+    assert rec2["total_steps_all_legs"] == 6 and rec2["init_from"] != "scratch"
+
+
+def test_an_interrupted_leg_is_salvaged_from_its_checkpoint(dirs):
+    from tfdeblur.training.run import TrainConfig, run_training
+
+    out = f"{dirs['runs']}/cut"
+    run_training(TrainConfig(net="mtwdn", recipe="mtwdn_photos", data="synthetic", steps=6, steps_per_epoch=2,
+                             stop_at=4, crop=32, batch_size=2, out=out, model_overrides=dict(TINY), seed=1,
+                             val_images=1), log=_quiet)
+    rec = legs.finish("mtwdn-legtest", out, log_dir=dirs["log"], val_images=1, log=_quiet)
+    assert rec["salvaged_from_checkpoint"] and rec["steps_done"] == 4 and rec["steps_planned"] == 6
+    assert rec["val"]["images"] == 1 and np.isfinite(rec["val"]["psnr"])
+
+
+def test_a_damaged_log_is_one_clear_error(dirs):
+    path = legs.log_path("mtwdn-legtest", dirs["log"])
+    import os
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write('{"leg": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        legs.read_legs("mtwdn-legtest", dirs["log"])

@@ -1,0 +1,254 @@
+"""Long training in legs: a released model trained over many short sessions.
+
+Our machines are 2-core CPUs used in stretches of a few hours that can end
+at any moment (a GPU now and then). A released model therefore trains in
+*legs*: each leg starts from the weights the previous leg shipped, trains
+`--steps` steps of the release's recipe (a warm-up and a cosine over the leg:
+warm restarts), and ends by packing its weights into the package
+(`tfdeblur/weights/`, fp16) and appending one record to the release's leg
+log (JSON lines), so whatever the next session finds committed is enough to
+go on:
+
+    python -m tfdeblur.training.legs start mtwdn-photos --net mtwdn --recipe mtwdn_photos --steps 600
+    python -m tfdeblur.training.legs finish mtwdn-photos --run /work/runs/mtwdn-photos-leg1
+
+`start` runs the leg into `--runs/NAME-legK` (checkpoints every
+`--steps-per-epoch` steps; on the same machine an interrupted leg continues
+exactly with `python cli.py train NET --resume --out RUN` and its options
+from the run's `config.json`). `finish` takes the leg's `model.keras`, or,
+for a leg cut short, the weights of its last checkpoint ("salvage"), packs
+them, scores the validation set of the leg's data and logs the leg: steps
+done, data, recipe, learning rate, seed, wall time, machine, metrics.
+
+Each leg draws fresh samples (its seed is the leg number), so no leg
+repeats another's batches.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+DEFAULT_LOG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "legs")
+
+
+def log_path(name, log_dir=None):
+    return os.path.abspath(os.path.join(log_dir or DEFAULT_LOG_DIR, f"{name}.jsonl"))
+
+
+def read_legs(name, log_dir=None):
+    """The leg records of release `name` (oldest first); [] before the first."""
+    path = log_path(name, log_dir)
+    if not os.path.exists(path):
+        return []
+    legs = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    legs.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}: line {number} is not JSON ({e})") from e
+    return legs
+
+
+def append_leg(name, record, log_dir=None):
+    """Appends `record` to the leg log, atomically (the whole file rewritten)."""
+    from tfdeblur.weights import write_atomic
+
+    path = log_path(name, log_dir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    old = open(path).read() if os.path.exists(path) else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    write_atomic(path, old + json.dumps(record, sort_keys=True) + "\n", mode="w")
+
+
+def machine():
+    """What the leg ran on (timings differ several-fold between machines)."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+        amx = "amx_bf16" in text
+    except OSError:
+        amx = False
+    try:
+        import tensorflow as tf
+
+        gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                for g in tf.config.list_physical_devices("GPU")]
+    except Exception:  # noqa: BLE001 - best effort description
+        gpus = []
+    return {"cpu": cpu, "cores": os.cpu_count(), "amx": amx, "gpus": gpus, "host": platform.node(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir=None, from_weights=None,
+          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=print):
+    """Runs the next leg of release `name`; returns its run folder.
+
+    `crop`, `batch_size`, `learning_rate` replace the recipe's (a GPU leg
+    affords larger crops and batches; the log records what each leg used)."""
+    import tempfile
+
+    import tfdeblur.models as models
+    from tfdeblur.training.run import TrainConfig, run_training
+
+    legs = read_legs(name, log_dir)
+    leg = len(legs) + 1
+    out = os.path.join(runs, f"{name}-leg{leg}")
+    init = None
+    source = from_weights or (name if name in models.available_weights() else None)
+    tmp = None
+    if source:
+        # The previous leg's shipped weights (fp16) seed this leg, as fp32.
+        model = models.from_preset(source)
+        tmp = tempfile.mkdtemp(prefix="tfdeblur-leg-")
+        init = os.path.join(tmp, "init.weights.h5")
+        model.save_weights(init)
+        del model
+    cfg = TrainConfig(net=net, recipe=recipe, data=data, steps=steps, steps_per_epoch=steps_per_epoch,
+                      seed=leg, out=out, init_from=init, keep_checkpoints=2, model_overrides=model_overrides,
+                      crop=crop, batch_size=batch_size, learning_rate=learning_rate)
+    log(f"leg {leg} of {name}: {steps} steps from {source or 'scratch'} -> {out}")
+    try:
+        run_training(cfg, log=log)
+    finally:
+        if tmp:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _salvage(run):
+    """model.keras of an unfinished leg from its last checkpoint; returns (path, step)."""
+    import tensorflow as tf
+
+    import tfdeblur.models as models
+    from tfdeblur.training import state as run_state
+    from tfdeblur.training.recipes import compile_args
+    from tfdeblur.training.run import save_model_atomic
+
+    config = run_state.read_previous_config(run)
+    latest = tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))
+    if latest is None:
+        raise ValueError(f"--run {run}: no model.keras and no checkpoint to salvage")
+    model = models.build(config["net"], **(config.get("model_overrides") or {}))
+    model.compile(**compile_args(config["recipe"], config["total_steps"], config["learning_rate"]))
+    model.optimizer.build(model.trainable_variables)
+    step = run_state.RunState(model, os.path.join(run, "checkpoints"), keep=100).restore(config["net"], path=latest)
+    path = os.path.join(run, "model.keras")
+    save_model_atomic(model, path)
+    return path, int(step)
+
+
+def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print):
+    """Packs the leg in `run` as weights `name`, scores it, logs it; returns the record."""
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.evaluate import evaluate_pairs
+    from tfdeblur.inference import load_model
+    from tfdeblur.training import state as run_state
+    from tfdeblur.weights.pack import pack
+
+    config = run_state.read_previous_config(run)
+    model_path = os.path.join(run, "model.keras")
+    config_time = os.path.getmtime(os.path.join(run, "config.json"))
+    if os.path.exists(model_path):
+        steps_done, salvaged = int(config["total_steps"]), False
+        end_time = os.path.getmtime(model_path)
+    else:
+        model_path, steps_done = _salvage(run)
+        salvaged = True
+        ckpts = os.path.join(run, "checkpoints")
+        end_time = max(os.path.getmtime(os.path.join(ckpts, f)) for f in os.listdir(ckpts))
+    model = load_model(model_path)
+    val, _, _ = data_spec.evaluation(config["data"], min_size=model.min_size)
+    if val_images:
+        val = val.take(val_images)
+    summary, _, _ = evaluate_pairs(model, val)
+    legs = read_legs(name, log_dir)
+    record = {
+        "leg": len(legs) + 1,
+        "run": os.path.abspath(run),
+        "net": config["net"],
+        "recipe_name": config.get("recipe"),
+        "data": config["data"],
+        "seed": config["seed"],
+        "init_from": "previous leg's shipped weights" if config.get("init_from") else "scratch",
+        "steps_planned": config["total_steps"],
+        "steps_done": steps_done,
+        "salvaged_from_checkpoint": salvaged,
+        "crop": config["crop"],
+        "batch_size": config["batch_size"],
+        "learning_rate": config["learning_rate"],
+        "schedule": config["recipe"].get("schedule"),
+        "loss": config["recipe"].get("loss"),
+        "precision": config.get("precision_resolved"),
+        "started": datetime.datetime.fromtimestamp(config_time, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ended": datetime.datetime.fromtimestamp(end_time, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "wall_seconds": round(end_time - config_time, 1),
+        "machine": machine(),
+        "val": {k: summary[k] for k in ("images", "psnr", "ssim", "input_psnr", "input_ssim")},
+        "total_steps_all_legs": sum(int(leg.get("steps_done", 0)) for leg in legs) + steps_done,
+        "logged": _now(),
+    }
+    pack(model_path, name, dtype="fp16", out=weights_out, overwrite=True,
+         summary={"legs": record["leg"], "steps": record["total_steps_all_legs"], "recipe": record["recipe_name"],
+                  "data": record["data"], "last_leg": record}, log=log)
+    append_leg(name, record, log_dir)
+    log(f"leg {record['leg']} of {name}: {steps_done} steps ({record['wall_seconds'] / 3600:.2f} h), "
+        f"val PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f} dB, "
+        f"gain {summary['psnr'] - summary['input_psnr']:+.2f} dB); total {record['total_steps_all_legs']} steps")
+    return record
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tfdeblur.training.legs", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("start", help="train the next leg")
+    s.add_argument("name", help="release (shipped weights) name, e.g. mtwdn-photos")
+    s.add_argument("--net", required=True)
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--steps", type=int, required=True)
+    s.add_argument("--data", help="default: the recipe's data")
+    s.add_argument("--runs", default="runs", help="folder of the legs' run folders (default runs/)")
+    s.add_argument("--steps-per-epoch", type=int, default=50, help="checkpoint interval (default 50)")
+    s.add_argument("--from-weights", help="shipped weights name or manifest to start from (default: NAME's, if shipped)")
+    s.add_argument("--log-dir", help="leg logs folder (default docs/legs)")
+    s.add_argument("--crop", type=int, help="default: the recipe's")
+    s.add_argument("--batch-size", type=int, help="default: the recipe's")
+    s.add_argument("--learning-rate", type=float, help="default: the recipe's")
+    f = sub.add_parser("finish", help="pack, score and log a leg (salvages an unfinished one)")
+    f.add_argument("name")
+    f.add_argument("--run", required=True, help="the leg's run folder")
+    f.add_argument("--weights-out", help="default: the package's weights folder")
+    f.add_argument("--val-images", type=int)
+    f.add_argument("--log-dir")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        if args.command == "start":
+            start(args.name, args.net, args.recipe, args.steps, args.runs, data=args.data,
+                  steps_per_epoch=args.steps_per_epoch, log_dir=args.log_dir, from_weights=args.from_weights,
+                  crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate)
+        else:
+            finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
+                   val_images=args.val_images)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
