@@ -2,7 +2,8 @@
 
     python benchmarks/bench_train.py [NET ...] [--sizes 128 256] [--batch 4] [--bf16]
         [--repeats 3] [--data live|cached] [--no-metrics] [--steps-per-execution N]
-        [--threads INTRA,INTER] [--onednn 0|1] [--label TEXT]
+        [--compare DATA:METRICS:SPE ... [--rounds R]]
+        [--threads INTRA,INTER] [--onednn 0|1] [--label TEXT] [--json FILE]
 
 For each network (default: mtwdn fddn lmfn msfs glbdn), crop size and
 precision (fp32; bf16 too with `--bf16`, opt-in because without AMX it is
@@ -19,7 +20,11 @@ step) on an iterator of
 
 Step time: `tfdeblur.bench.median_seconds` over `--repeats` calls after
 one warm-up call (tracing); with `--steps-per-execution N` one call runs N
-steps. Printed per row:
+steps. `--compare` measures several settings (data, metrics on/off,
+steps per execution) in one process, each with its own model, in blocks
+that alternate for `--rounds` rounds (the median over blocks), so the
+load of other jobs hits every setting alike; thread counts and oneDNN
+need a process each (`--threads`, `--onednn`). Printed per row:
 
 - img/s = batch / step time;
 - GFLOP per step = 3 x the forward FLOPs of the batch counted by
@@ -56,33 +61,24 @@ def _ceiling(width, precision, size):
     return flops / seconds / 1e9
 
 
-def worker(opts):
-    """One network, size and precision, in this (fresh) process; returns a dict."""
-    import tensorflow as tf
-
-    if opts["threads"]:
-        intra, inter = (int(v) for v in opts["threads"].split(","))
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+def _setting_runner(net, size, batch, setting):
+    """A fresh model compiled as `setting` says, and a callable running one
+    call of its train function (`steps_per_execution` steps) to completion."""
     import keras
     import numpy as np
+    import tensorflow as tf
 
-    from tfdeblur import bench
     from tfdeblur.models import build
     from tfdeblur.training import compile_args
-    from tfdeblur.training.precision import apply_precision, choose_precision
     from tfdeblur.training.stream import train_stream
 
-    net, size, batch, precision = opts["net"], opts["size"], opts["batch"], opts["precision"]
-    apply_precision(choose_precision(precision))
     keras.utils.set_random_seed(0)
     model = build(net)
-    model.compile(**compile_args(net, total_steps=1000, learning_rate=3e-4, metrics=not opts["no_metrics"]),
-                  steps_per_execution=opts["steps_per_execution"], jit_compile=False)
+    model.compile(**compile_args(net, total_steps=1000, learning_rate=3e-4, metrics=setting["metrics"]),
+                  steps_per_execution=setting["spe"], jit_compile=False)
     ds = train_stream("synthetic", size, 0, batch, min_size=model.min_size)
-    if opts["data"] == "cached":
-        first = next(iter(ds))
-        ds = tf.data.Dataset.from_tensors(first).repeat()
+    if setting["data"] == "cached":
+        ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
     iterator = iter(ds)
     model.make_train_function()
 
@@ -90,20 +86,52 @@ def worker(opts):
         logs = model.train_function(iterator)
         keras.tree.map_structure(np.asarray, logs)  # blocks until the step is done
 
-    spe = opts["steps_per_execution"]
-    seconds = bench.median_seconds(step, opts["repeats"]) / spe
+    return model, step
+
+
+def worker(opts):
+    """One network, size and precision, in this (fresh) process: every
+    setting of `opts["settings"]` gets its own model; their blocks of
+    `repeats` timed calls alternate for `rounds` rounds, so a change of load
+    hits them all. Each block first runs untimed calls (tracing; live blocks
+    two, to drain batches prefetched while another setting ran). Returns a
+    list of dicts, one per setting (the median over its blocks)."""
+    import tensorflow as tf
+
+    if opts["threads"]:
+        intra, inter = (int(v) for v in opts["threads"].split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    from tfdeblur import bench
+    from tfdeblur.training.precision import apply_precision, choose_precision
+
+    net, size, batch, precision = opts["net"], opts["size"], opts["batch"], opts["precision"]
+    apply_precision(choose_precision(precision))
+    runners = [_setting_runner(net, size, batch, s) for s in opts["settings"]]
+    model = runners[0][0]
+    blocks = [[] for _ in runners]
+    loads = []
+    for _ in range(opts["rounds"]):
+        for i, ((_, step), setting) in enumerate(zip(runners, opts["settings"])):
+            warmup = 2 if setting["data"] == "live" else 1
+            blocks[i].append(bench.median_seconds(step, opts["repeats"], warmup=warmup) / setting["spe"])
+            loads.append(os.getloadavg()[0])
     width = bench.conv_width(model)
     step_gflop = 3 * bench.count_flops(model, size, size) * batch / 1e9
     ceiling = _ceiling(width, precision, size)
-    achieved = step_gflop / seconds
-    return {
-        "net": net, "size": size, "batch": batch, "precision": precision, "data": opts["data"],
-        "metrics": not opts["no_metrics"], "steps_per_execution": spe, "threads": opts["threads"] or "default",
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"), "label": opts["label"],
-        "seconds_per_step": seconds, "img_per_s": batch / seconds, "step_gflop": step_gflop,
-        "achieved_gflops": achieved, "ceiling_gflops": ceiling, "conv_width": width,
-        "fraction": achieved / ceiling, "load": os.getloadavg()[0],
-    }
+    results = []
+    for setting, times in zip(opts["settings"], blocks):
+        seconds = sorted(times)[len(times) // 2]
+        results.append({
+            "net": net, "size": size, "batch": batch, "precision": precision, "data": setting["data"],
+            "metrics": setting["metrics"], "steps_per_execution": setting["spe"],
+            "threads": opts["threads"] or "default", "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            "label": opts["label"], "seconds_per_step": seconds, "blocks": times, "img_per_s": batch / seconds,
+            "step_gflop": step_gflop, "achieved_gflops": step_gflop / seconds, "ceiling_gflops": ceiling,
+            "conv_width": width, "fraction": step_gflop / seconds / ceiling,
+            "load": sorted(loads)[len(loads) // 2],
+        })
+    return results
 
 
 def run_worker(opts):
@@ -117,7 +145,7 @@ def run_worker(opts):
     if proc.returncode:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
         raise SystemExit(f"error: bench_train {opts['net']} {opts['size']} {opts['precision']}: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # a list, one dict per setting
 
 
 HEADER = ("| network | crop | batch | precision | setting | s/step | img/s | GFLOP/step (3x fwd) "
@@ -144,6 +172,15 @@ def row(r):
             f"| {r['ceiling_gflops']:.0f} ({r['conv_width']}) | {r['fraction']:.2f} | {r['load']:.2f} |")
 
 
+def _parse_setting(text):
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in ("live", "cached") or parts[1] not in ("0", "1") or not parts[2].isdigit() \
+            or int(parts[2]) < 1:
+        raise SystemExit(f"error: --compare settings must be DATA:METRICS:SPE (live|cached, 0|1, a positive integer); "
+                         f"got {text!r}")
+    return {"data": parts[0], "metrics": parts[1] == "1", "spe": int(parts[2])}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("nets", nargs="*", default=list(NETS))
@@ -154,6 +191,10 @@ def main(argv=None):
     p.add_argument("--data", choices=["live", "cached"], default="live")
     p.add_argument("--no-metrics", action="store_true", help="compile without PSNR/SSIM metrics")
     p.add_argument("--steps-per-execution", type=int, default=1)
+    p.add_argument("--compare", nargs="+", metavar="DATA:METRICS:SPE",
+                   help="settings measured in one process, alternating (e.g. live:1:1 cached:1:1 cached:0:1); "
+                        "replaces --data/--no-metrics/--steps-per-execution")
+    p.add_argument("--rounds", type=int, default=1, help="alternating rounds of --repeats timed calls per setting")
     p.add_argument("--threads", default=None, help="INTRA,INTER for tf.config.threading (default: TF's)")
     p.add_argument("--onednn", choices=["0", "1"], default=None, help="TF_ENABLE_ONEDNN_OPTS for the measuring process")
     p.add_argument("--label", default="", help="a note for the setting column")
@@ -170,6 +211,11 @@ def main(argv=None):
     for name in ("batch", "repeats", "steps_per_execution"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer; got {getattr(args, name)}")
+    settings = [{"data": args.data, "metrics": not args.no_metrics, "spe": args.steps_per_execution}]
+    if args.compare:
+        settings = [_parse_setting(text) for text in args.compare]
+    if args.rounds < 1:
+        p.error(f"--rounds must be a positive integer; got {args.rounds}")
     if args.threads is not None:
         parts = args.threads.split(",")
         if len(parts) != 2 or not all(v.isdigit() for v in parts):
@@ -182,14 +228,13 @@ def main(argv=None):
         for size in args.sizes:
             for precision in ["fp32", "bf16"] if args.bf16 else ["fp32"]:
                 opts = {"net": net, "size": size, "batch": args.batch, "precision": precision,
-                        "repeats": args.repeats, "data": args.data, "no_metrics": args.no_metrics,
-                        "steps_per_execution": args.steps_per_execution, "threads": args.threads,
-                        "onednn": args.onednn, "label": args.label}
-                r = run_worker(opts)
-                print(row(r), flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(r) + "\n")
+                        "repeats": args.repeats, "rounds": args.rounds, "settings": settings,
+                        "threads": args.threads, "onednn": args.onednn, "label": args.label}
+                for r in run_worker(opts):
+                    print(row(r), flush=True)
+                    if args.json:
+                        with open(args.json, "a") as f:
+                            f.write(json.dumps(r) + "\n")
     return 0
 
 

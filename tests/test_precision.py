@@ -207,3 +207,14 @@ def test_train_logs_the_decision_first_and_writes_it_into_config_json(tmp_path, 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["precision_resolved"] == "fp32"
     assert config["precision_reason"] == "CPU has no AMX/AVX512-BF16 (AMD EPYC 7B13)"
+
+
+def test_bench_table_says_what_auto_picks_per_network():
+    from tfdeblur import bench
+
+    row = {"net": "mtwdn", "params": 1, "gflops_per_mp": 1.0, "seconds_256x256": 0.1, "seconds_1280x720": 1.0,
+           "peak_rss_mb": 1.0, "achieved_gflops": 1.0, "ceiling_gflops": 1.0, "conv_width": 112, "efficiency": 1.0,
+           "auto": "fp32: CPU has no AMX/AVX512-BF16 (AMD EPYC)"}
+    text = bench.table([dict(row, precision="fp32"), dict(row, precision="bf16")])
+    assert text.splitlines()[-1] == "`--precision auto` for mtwdn here: fp32: CPU has no AMX/AVX512-BF16 (AMD EPYC)"
+    assert text.count("--precision auto") == 1

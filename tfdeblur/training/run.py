@@ -274,12 +274,13 @@ def _run_training(cfg, log, session):
         raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
     session["lock"] = _prepare_out(cfg, writer, log)
 
-    # Measured only on AVX512-BF16 CPUs without AMX (then cached per machine).
+    strategy = choose_strategy(cfg.devices) if cluster is None else create_strategy(cluster, cfg.cluster_timeout)
+    # After the strategy: on an AVX512-BF16 CPU without AMX the choice runs a
+    # micro-benchmark (TF ops; then cached per machine).
     decision = apply_precision(choose_precision(
         cfg.precision, width=lambda: network_width(cfg.net, **(cfg.model_overrides or {}))))
     precision = decision.precision
     log(f"precision {decision}")
-    strategy = choose_strategy(cfg.devices) if cluster is None else create_strategy(cluster, cfg.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     if cfg.batch_size % replicas:
         raise RunError(
