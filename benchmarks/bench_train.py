@@ -33,9 +33,10 @@ need a process each (`--threads`, `--onednn`). Printed per row:
   gradients, each about one forward); it ignores the optimizer and the loss;
 - achieved GFLOP/s and its fraction of the **training conv ceiling**: the
   GFLOP/s of a plain stack of four 3x3 'same' convolutions width->width
-  (`precision.measure_conv_step`, forward + backward, batch 1 at the same
-  crop size), `width` being the network's typical conv width
-  (`bench.conv_width`), measured in the same process and precision.
+  (`precision.conv_step`, forward + backward, the same batch and crop
+  size), `width` being the network's typical conv width
+  (`bench.conv_width`), measured in the same process and precision, as one
+  more block alternating with the settings' blocks.
 
 Timings on a shared machine are noisy: run it more than once, report the
 load average (printed with each row). Nothing here is a test.
@@ -43,6 +44,7 @@ load average (printed with each row). Nothing here is a test.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -50,15 +52,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 NETS = ("mtwdn", "fddn", "lmfn", "msfs", "glbdn")
 CEILING_LAYERS = 4
-
-
-def _ceiling(width, precision, size):
-    from tfdeblur.training.precision import measure_conv_step
-
-    seconds = measure_conv_step(width, precision, size=size, batch=1, layers=CEILING_LAYERS, seconds=2.0)
-    # forward + weight gradients for every layer, input gradients for all but the first
-    flops = 2 * size * size * 9 * width * width * (3 * CEILING_LAYERS - 1)
-    return flops / seconds / 1e9
 
 
 def _setting_runner(net, size, batch, setting):
@@ -103,25 +96,29 @@ def worker(opts):
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     from tfdeblur import bench
-    from tfdeblur.training.precision import apply_precision, choose_precision
+    from tfdeblur.training.precision import apply_precision, choose_precision, conv_step
 
     net, size, batch, precision = opts["net"], opts["size"], opts["batch"], opts["precision"]
     apply_precision(choose_precision(precision))
     runners = [_setting_runner(net, size, batch, s) for s in opts["settings"]]
     model = runners[0][0]
+    width = bench.conv_width(model)
+    ceiling_run, ceiling_flops = conv_step(width, precision, size, batch, CEILING_LAYERS)
     blocks = [[] for _ in runners]
-    loads = []
+    ceiling_blocks, loads = [], []
+
     for _ in range(opts["rounds"]):
         for i, ((_, step), setting) in enumerate(zip(runners, opts["settings"])):
             warmup = 2 if setting["data"] == "live" else 1
             blocks[i].append(bench.median_seconds(step, opts["repeats"], warmup=warmup) / setting["spe"])
             loads.append(os.getloadavg()[0])
-    width = bench.conv_width(model)
+        # The ceiling is one more alternating block: the same load as the steps.
+        ceiling_blocks.append(ceiling_flops / bench.median_seconds(ceiling_run, opts["repeats"]) / 1e9)
     step_gflop = 3 * bench.count_flops(model, size, size) * batch / 1e9
-    ceiling = _ceiling(width, precision, size)
+    ceiling = statistics.median(ceiling_blocks)
     results = []
     for setting, times in zip(opts["settings"], blocks):
-        seconds = sorted(times)[len(times) // 2]
+        seconds = statistics.median(times)
         results.append({
             "net": net, "size": size, "batch": batch, "precision": precision, "data": setting["data"],
             "metrics": setting["metrics"], "steps_per_execution": setting["spe"],
@@ -129,7 +126,7 @@ def worker(opts):
             "label": opts["label"], "seconds_per_step": seconds, "blocks": times, "img_per_s": batch / seconds,
             "step_gflop": step_gflop, "achieved_gflops": step_gflop / seconds, "ceiling_gflops": ceiling,
             "conv_width": width, "fraction": step_gflop / seconds / ceiling,
-            "load": sorted(loads)[len(loads) // 2],
+            "load": statistics.median(loads),
         })
     return results
 

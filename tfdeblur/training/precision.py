@@ -105,16 +105,14 @@ def decide_precision(cpuinfo, gpu_capability=None, benchmark=None):
 
 # -- the micro-benchmark -------------------------------------------------------
 
-def measure_conv_step(width, precision, size=48, batch=1, layers=3, seconds=1.0):
-    """Median seconds of one forward+backward pass of `layers` 3x3 'same'
-    convolutions width->width on (batch, size, size, width) in `precision`
-    ('fp32' or 'bf16', a per-layer dtype policy: the global one is left
-    alone), repeated for about `seconds` after a warm-up. The default shape
-    is ~5 GFLOP at width 112: 15 ms fp32 on the issue's AVX512-BF16 Xeon
-    (318 GFLOP/s), so both precisions take a second or two."""
+def conv_step(width, precision, size, batch, layers):
+    """(run, flops): `run()` does one forward+backward pass of `layers` 3x3
+    'same' convolutions width->width (ReLU) on (batch, size, size, width) in
+    `precision` ('fp32' or 'bf16', a per-layer dtype policy: the global one
+    is left alone) and blocks until done; `flops` is its FLOP count (a
+    multiply-add = 2: forward and weight gradients of every layer, input
+    gradients of all but the first)."""
     import numpy as np
-
-    from tfdeblur.bench import median_seconds
 
     policy = _POLICIES[precision]
     inputs = keras.Input((size, size, width))
@@ -132,9 +130,21 @@ def measure_conv_step(width, precision, size=48, batch=1, layers=3, seconds=1.0)
         return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in tape.gradient(loss, weights)])
 
     data = tf.constant(np.random.default_rng(0).random((batch, size, size, width), dtype=np.float32))
-    once = median_seconds(lambda: step(data).numpy(), repeats=1)  # warm-up inside
+    flops = 2 * batch * size * size * 9 * width * width * (3 * layers - 1)
+    return (lambda: step(data).numpy()), flops
+
+
+def measure_conv_step(width, precision, size=48, batch=1, layers=3, seconds=1.0):
+    """Median seconds of one `conv_step` (forward + backward) in `precision`,
+    repeated for about `seconds` after a warm-up. The default shape is
+    ~5 GFLOP at width 112: 15 ms fp32 on the issue's AVX512-BF16 Xeon
+    (318 GFLOP/s), so both precisions take a second or two."""
+    from tfdeblur.bench import median_seconds
+
+    run, _ = conv_step(width, precision, size, batch, layers)
+    once = median_seconds(run, repeats=1)  # the warm-up (tracing) inside
     repeats = max(3, min(50, int(seconds / max(once, 1e-4))))
-    return median_seconds(lambda: step(data).numpy(), repeats=repeats, warmup=0)
+    return median_seconds(run, repeats=repeats, warmup=0)
 
 
 def cache_file(path=None):
