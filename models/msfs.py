@@ -379,13 +379,15 @@ def _msfs_recipe(high_weight=0.05, low_weight=0.05, stop_gradient=False):
         },
         "learning_rate": 1e-4,  # paper: initial learning rate
         "schedule": {
-            # paper: halved every 500 epochs. One GoPro epoch is 2103 pairs /
-            # batch 4 = 526 steps, so every 263,000 steps (the quick run of
-            # 1000 steps stays at the initial rate).
+            # paper: halved every 500 epochs (the authors' main.py: lr_steps
+            # every 500 of 3000 epochs, gamma 0.5). An epoch is a pass over the
+            # training set: GoPro's 2103 pairs / batch 4 = 526 steps, so every
+            # 263,000 steps there (the quick run of 1000 steps stays at the
+            # initial rate).
             "class": "ExponentialDecay",
             "decay_rate": 0.5,
             "staircase": True,
-            "decay_steps": 500 * 526,
+            "decay_epochs": 500,
         },
         "loss": {
             "class": "MSFSLoss",  # eqs. (5)-(7)
@@ -394,9 +396,12 @@ def _msfs_recipe(high_weight=0.05, low_weight=0.05, stop_gradient=False):
             # the authors' code: no guard on L_high (see MSFSLoss); True is ours
             "stop_gradient": stop_gradient,
         },
-        "crop": 256,  # not stated in the paper; the GoPro convention (MTWDN, SRN)
+        "crop": 256,  # not stated in the paper; the authors' data_load.py: PairRandomCrop(256)
         "batch_size": 4,  # paper
-        "augment": ["flip", "rot90"],  # not stated; as MTWDN's recipe
+        # not stated in the paper; the authors' data_load.py: a random
+        # horizontal flip, nothing else
+        "augment": ["hflip"],
+        "epochs": 3000,  # paper; the authors' main.py: num_epoch 3000
     }
 
 

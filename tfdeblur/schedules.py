@@ -45,3 +45,28 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"learning_rate": self.learning_rate, "decay_steps": self.decay_steps,
                 "warmup_steps": self.warmup_steps, "final_fraction": self.final_fraction, "name": self.name}
+
+
+@public
+class HoldThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`initial_learning_rate` until step `hold_steps`, then linear down to
+    `end_learning_rate` at step `end_steps`, constant after (FDDN's schedule,
+    see `models/fddn.py`)."""
+
+    def __init__(self, initial_learning_rate, hold_steps, end_steps, end_learning_rate=0.0, name="hold_then_linear"):
+        if not 0 <= int(hold_steps) < int(end_steps):
+            raise ValueError(f"hold_steps must be in [0, end_steps={end_steps}); got {hold_steps}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.hold_steps = int(hold_steps)
+        self.end_steps = int(end_steps)
+        self.end_learning_rate = float(end_learning_rate)
+        self.name = name
+
+    def __call__(self, step):
+        t = (ops.cast(step, "float32") - self.hold_steps) / float(self.end_steps - self.hold_steps)
+        t = ops.clip(t, 0.0, 1.0)
+        return self.initial_learning_rate + t * (self.end_learning_rate - self.initial_learning_rate)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "hold_steps": self.hold_steps,
+                "end_steps": self.end_steps, "end_learning_rate": self.end_learning_rate, "name": self.name}

@@ -27,11 +27,11 @@ from tfdeblur.training import state as run_state
 from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import apply_precision, choose_precision, network_width
-from tfdeblur.training.stream import train_stream
+from tfdeblur.training.stream import FILE_KINDS, train_stream
 from tfdeblur.training import phases
 from tfdeblur.training import runlock
 from tfdeblur.training import loss_terms
-from tfdeblur.training.recipes import compile_args
+from tfdeblur.training.recipes import GOPRO_TRAIN_PAIRS, augmentation, compile_args, paper_steps
 
 
 @dataclasses.dataclass
@@ -219,7 +219,7 @@ class _ImageSummaries(keras.callbacks.Callback):
 
 
 def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, start_step, end_step,
-                      steps_per_epoch, log):
+                      steps_per_epoch, log, augment):
     """The custom loop (tfdeblur/training/loop.py) in place of `fit`; the
     chief alone logs scalars and reports checkpoints."""
     from tfdeblur.training.loop import distributed_fit
@@ -228,7 +228,7 @@ def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, sta
         return train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
                             shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
                             replica_batch=ctx.get_per_replica_batch_size(cfg.batch_size),
-                            min_size=model.min_size, jitter=cfg.jitter)
+                            min_size=model.min_size, jitter=cfg.jitter, **augment)
 
     summaries = tf.summary.create_file_writer(os.path.join(cfg.out, "logs", "train")) if writer else None
 
@@ -287,17 +287,26 @@ def _run_training(cfg, log, session):
             f"--batch-size must be a multiple of the {replicas} replicas; got {cfg.batch_size}"
         )
 
+    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe or cfg.net), cfg.vgg_weights, required=cfg.paper)
+    if cfg.phase is not None:
+        recipe = phases.phase_recipe(recipe, cfg.phase)
+    # One pass over the training set, in steps: what the recipe's epochs
+    # (run length, schedules) count. Generated data has no finite set: the
+    # papers' GoPro train split (GOPRO_TRAIN_PAIRS) stands in for it.
+    train_pairs = (len(data_spec.train_val_pairs(spec, cfg.crop)[0]) if spec.kind in FILE_KINDS
+                   else GOPRO_TRAIN_PAIRS)
+    data_epoch_steps = math.ceil(train_pairs / cfg.batch_size)
     if cfg.epochs is not None:
         total_steps = cfg.epochs * cfg.steps_per_epoch
+    elif cfg.steps is None and cfg.paper and paper_steps(recipe, train_pairs, cfg.batch_size):
+        total_steps = paper_steps(recipe, train_pairs, cfg.batch_size)
+        log(f"--paper: {recipe['epochs']} epochs of {train_pairs} training pairs at batch {cfg.batch_size}: "
+            f"{total_steps} steps")
     else:
         total_steps = cfg.steps or DEFAULT_STEPS
     steps_per_epoch = min(cfg.steps_per_epoch, total_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
     total_steps = epochs * steps_per_epoch
-
-    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe or cfg.net), cfg.vgg_weights, required=cfg.paper)
-    if cfg.phase is not None:
-        recipe = phases.phase_recipe(recipe, cfg.phase)
     # Seeds weight initialization; the data draws from its own stateless
     # seeds (tfdeblur/training/stream.py).
     keras.utils.set_random_seed(cfg.seed)
@@ -305,7 +314,7 @@ def _run_training(cfg, log, session):
         model = build(cfg.net, **(cfg.model_overrides or {}))
         if cfg.phase is not None or cfg.init_from:
             phases.prepare_model(model, cfg, log)  # weights to start from, frozen parts
-        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=steps_per_epoch),
+        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=data_epoch_steps),
                       jit_compile=bool(cfg.jit))
         model.optimizer.build(model.trainable_variables)
         # Non-chief workers save too (saving reads distributed variables
@@ -353,8 +362,12 @@ def _run_training(cfg, log, session):
     # The stream starts at the checkpoint's data position: a resumed run sees
     # exactly the batches the uninterrupted run would have seen.
     start_step = initial_epoch * steps_per_epoch
+    d4, extra, skipped = augmentation(recipe)  # the recipe's "augment" entry
+    augment = dict(augment=d4, extra_augment=extra)
+    if skipped:
+        log(f"notice: the recipe's augmentations {', '.join(skipped)} are not implemented (tfdeblur/training/recipes.py)")
     train = train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step, min_size=model.min_size,
-                         jitter=cfg.jitter)
+                         jitter=cfg.jitter, **augment)
     _, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed, min_size=model.min_size)
     if cfg.val_images:
         val = val.take(cfg.val_images)
@@ -381,7 +394,7 @@ def _run_training(cfg, log, session):
     start = time.perf_counter()
     if cluster is not None:
         _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence,
-                          initial_epoch * steps_per_epoch, end_epoch * steps_per_epoch, steps_per_epoch, log)
+                          initial_epoch * steps_per_epoch, end_epoch * steps_per_epoch, steps_per_epoch, log, augment)
     elif initial_epoch < end_epoch:
         model.fit(
             train,

@@ -41,6 +41,11 @@ v_c ~ U(-S/2, S/2)), the same gain on blur and sharp, then clipped to
 [0, 1]. The gain is drawn from the stateless seed fold_in((seed, g),
 `JITTER_TAG`), so it is a function of (seed, g) like the rest of the
 sample and resume stays exact; with `jitter` = 0 the stream is unchanged.
+
+A recipe's augmentations beyond flip/rotation (`extra_augment`, from
+`tfdeblur.training.recipes.augmentation`) act likewise, before the jitter,
+seeded by fold_in((seed, g), `EXTRA_TAG`); `augment=False` turns the D4
+flip/rotation off (LMFN trains without augmentation).
 """
 import tensorflow as tf
 
@@ -54,6 +59,7 @@ from tfdeblur.datasets.synthetic import synthetic_dataset
 # `--data` kinds read as a list of image files: indexed exactly (see above).
 FILE_KINDS = ("pairs", "gopro", "hide", "realblur", "list")
 JITTER_TAG = 0x6A177E  # folded into a sample's seed (seed, g) for its colour gain
+EXTRA_TAG = 0xA06E47  # folded into a sample's seed for the recipe's extra augmentations
 
 
 def sample_indices(start_step, global_batch, shard=0, num_shards=1):
@@ -163,8 +169,17 @@ def _with_jitter(ds, indices, seed, jitter):
     )
 
 
+def _with_extra(ds, indices, seed, extra):
+    keyed = tf.data.Dataset.zip((indices, ds))
+    return keyed.map(
+        lambda g, pair: extra(pair[0], pair[1], tf.random.experimental.stateless_fold_in(_sample_seed(seed, g), EXTRA_TAG)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
 def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards=1,
-                 min_size=1, augment=True, replica_batch=None, jitter=0.0):
+                 min_size=1, augment=True, replica_batch=None, jitter=0.0, extra_augment=None):
     """Batched training dataset of one shard from step `start_step` on.
 
     Batches hold `batch_size // num_shards` samples (this shard's part of
@@ -192,6 +207,8 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
         shard_of = (num_shards, shard) if num_shards > 1 else None
         ds, _ = _spec.train_val(spec, crop, seed=int(seed) + int(start_step), min_size=min_size,
                                 augment=augment, shard=shard_of)
+    if extra_augment is not None:
+        ds = _with_extra(ds, indices, seed, extra_augment)
     if jitter:
         ds = _with_jitter(ds, indices, seed, float(jitter))
     return ds.batch(replica_batch or local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
