@@ -138,13 +138,23 @@ def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
                 log(f"{k + 1}/{total} pairs, {records} records")
         for w in writers:
             w.close()
+        names = [shard_name(i, shards) for i in range(shards)]
+        # Shard sizes let a reader name a truncated shard before reading it.
         meta = {"format": FORMAT, **meta_extra, "pairs": total, "records": records,
-                "crop": crop, "shards": [shard_name(i, shards) for i in range(shards)], "counts": counts}
+                "crop": crop, "shards": names, "counts": counts,
+                "bytes": [os.path.getsize(os.path.join(tmp, n)) for n in names]}
         with open(os.path.join(tmp, META), "w") as f:
             json.dump(meta, f, indent=2)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except (OSError, tf.errors.OpError) as e:
+        from tfdeblur.errors import disk_full, tf_error_reason
+
+        if not disk_full(e):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e).split("; ")[-1]
+        raise ValueError(f"--out {out}: disk full ({reason}); nothing was written") from e
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -237,7 +247,29 @@ def read_meta(directory):
     missing = [s for s in meta["shards"] if not os.path.isfile(os.path.join(directory, s))]
     if missing:
         raise ImageError(f"{directory}: {len(missing)} shard(s) missing ({', '.join(missing[:3])})")
+    for shard, expected in zip(meta["shards"], meta.get("bytes", ())):  # folders from before "bytes": unchecked
+        size = os.path.getsize(os.path.join(directory, shard))
+        if size != expected:
+            raise ImageError(f"{os.path.join(directory, shard)}: damaged TFRecord shard ({size} bytes; "
+                             f"prepare wrote {expected}); prepare it again")
     return meta
+
+
+def damaged_shard(directory):
+    """(shard path, reason) of the first shard of a prepared folder whose
+    records fail their checksums, or None. Reads every record: for naming
+    the shard after a `DataLossError`, whose message names none."""
+    meta = read_meta(directory)
+    for shard in meta["shards"]:
+        path = os.path.join(directory, shard)
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError as e:
+            from tfdeblur.errors import tf_error_reason
+
+            return path, tf_error_reason(e)
+    return None
 
 
 _FEATURES = {

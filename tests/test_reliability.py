@@ -1,6 +1,7 @@
 """Hostile but realistic input (issue #16): each case planted, then the one
 `error: ...` line, exit code 2, no traceback, and the files left checked."""
 import json
+import re
 import os
 import struct
 import subprocess
@@ -241,6 +242,7 @@ def _crash_at_fit(message):
         raise _Crash()
 
 
+@pytest.mark.slow  # trains a tiny network
 def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
     from tfdeblur.training.run import RunError, run_training
 
@@ -255,3 +257,155 @@ def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
     run_training(_tiny_train_cfg(out), log=lines.append)
     assert f"--out {out}: holds a run that ended before its first checkpoint; starting afresh" in lines
     assert (out / "model.keras").exists() and not (out / "train.lock").exists()
+
+
+# --- 3. Ctrl-C, disk full, damaged TFRecord shards ------------------------
+
+_TINY_CLI = r"""
+import sys
+import tfdeblur.training.run as run
+
+_check = run._check_config
+def tiny(cfg):  # the CLI, with a tiny network
+    cfg.model_overrides = {"widths": [4, 8, 16], "blocks_per_level": 1}
+    return _check(cfg)
+run._check_config = tiny
+from tfdeblur.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _tiny_cli(monkeypatch):
+    from tfdeblur.training import run
+
+    check = run._check_config
+
+    def tiny(cfg):
+        cfg.model_overrides = dict(TINY_MTWDN)
+        return check(cfg)
+
+    monkeypatch.setattr(run, "_check_config", tiny)
+
+
+def _leftovers(out):
+    return sorted(os.path.relpath(os.path.join(d, n), out) for d, dirs, files in os.walk(out) for n in dirs + files
+                  if n.endswith("_temp") or "tmp" in n or n == "train.lock")
+
+
+@pytest.mark.slow  # trains a tiny network
+def test_ctrl_c_during_train(tmp_path):
+    import signal
+    import threading
+
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-c", _TINY_CLI, "train", "mtwdn", "--steps", "1000", "--steps-per-epoch", "1",
+                             "--batch-size", "2", "--crop", "32", "--precision", "fp32", "--out", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = threading.Event()
+    lines = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("checkpoint "):
+                saved.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert saved.wait(timeout=240), "".join(lines[-20:])
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert len(errors) == 1 and re.fullmatch(r"error: interrupted at step \d+; resume with --resume \(from ckpt-\d+\)",
+                                             errors[0]), errors
+    assert _leftovers(out) == []
+
+
+@pytest.mark.slow  # trains a tiny network
+def test_disk_full_during_train_checkpoint(tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from tfdeblur.training import state
+
+    _tiny_cli(monkeypatch)
+
+    def full(self, step, data_position):  # as a full disk fails TensorFlow's checkpoint writer
+        os.makedirs(os.path.join(self.directory, f"ckpt-{step}_temp"))
+        raise tf.errors.ResourceExhaustedError(None, None, f"{{{{function_node __wrapped__SaveV2}}}} {self.directory}/"
+                                               f"ckpt-{step}_temp/part-0.data; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(state.RunState, "save", full)
+    out = tmp_path / "run"
+    err = run_cli_error(capsys, ["train", "mtwdn", "--steps", "2", "--steps-per-epoch", "1", "--batch-size", "2",
+                                 "--crop", "32", "--precision", "fp32", "--out", str(out)])
+    assert err == (f"error: --out {out}: disk full (No space left on device); no checkpoint was written; "
+                   "free space and resume with --resume")
+    assert _leftovers(out) == [] and not (out / "model.keras").exists()
+
+
+def _file_size_limit(limit):
+    """RLIMIT_FSIZE in this process: writes past `limit` bytes fail with
+    EFBIG ("File too large"), as on a full disk, without filling one."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limited():
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        old = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+            signal.signal(signal.SIGXFSZ, old_handler)
+
+    return limited()
+
+
+def test_disk_full_during_prepare(tmp_path, capsys):
+    out = tmp_path / "prepared"
+    with _file_size_limit(20_000):
+        err = run_cli_error(capsys, ["prepare", "synthetic", "--count", "4", "--size", "64", "--out", str(out)])
+    assert err == f"error: --out {out}: disk full (File too large); nothing was written"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "saved_model"])
+def test_disk_full_during_export(tiny_model, tmp_path, capsys, fmt):
+    out = tmp_path / ("m.tflite" if fmt == "tflite" else "sm")
+    with _file_size_limit(20_000):
+        err = run_cli_error(capsys, ["export", "--model", tiny_model, "--format", fmt, "--out", str(out)])
+    assert err.startswith(f"error: {out}: cannot write (") and "File too large" in err
+    assert err.endswith("the disk is full: free space and export again; nothing was written")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "prepared"
+    assert main(["prepare", "synthetic", "--count", "4", "--size", "48", "--shards", "2", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_damaged_tfrecord_shard_named(tiny_model, prepared, tmp_path, capsys, damage):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data)
+    shard = data / json.loads((data / "meta.json").read_text())["shards"][1]
+    raw = bytearray(shard.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[len(raw) // 2] ^= 0xFF  # same size: only the checksums tell
+    shard.write_bytes(bytes(raw))
+    err = run_cli_error(capsys, ["eval", "--model", tiny_model, "--data", f"tfrecord:{data}"])
+    assert err.startswith(f"error: {shard}: damaged TFRecord shard (") and err.endswith("; prepare it again")

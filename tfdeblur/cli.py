@@ -575,14 +575,35 @@ def main(argv=None):
         message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # train says where it stopped (a RunError); the others leave nothing partial
+        print(f"error: {args.command} interrupted", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:
-        message = _image_error_inside(e)
+        message = _image_error_inside(e) or _data_loss_line(args, e)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         tio.set_max_decode_pixels(saved_limit)
+
+
+def _data_loss_line(args, e):
+    """A damaged TFRecord shard as `SHARD: damaged TFRecord shard (...)`,
+    or None. TensorFlow's `DataLossError` names no file: the shards of
+    `--data tfrecord:DIR` are read again to find it."""
+    if type(e).__name__ != "DataLossError" or not type(e).__module__.startswith("tensorflow"):
+        return None
+    from tfdeblur.errors import tf_error_reason
+
+    data = getattr(args, "data", None) or ""
+    if data.startswith("tfrecord:"):
+        from tfdeblur.datasets import tfrecord
+
+        found = tfrecord.damaged_shard(data.split(":", 1)[1])
+        if found:
+            return f"{found[0]}: damaged TFRecord shard ({found[1]}); prepare it again"
+    return f"--data {data}: damaged data ({tf_error_reason(e)})"
 
 
 def _image_error_inside(e):

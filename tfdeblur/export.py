@@ -213,9 +213,21 @@ def export_saved_model(model, path, overwrite=False):
     try:
         _archive(_float32_model(model), checked=True).write_out(tmp, verbose=False)
         _publish(tmp, path)
+    except (OSError, tf.errors.OpError) as e:
+        raise _write_error(path, e) from e
     finally:
         _remove(tmp)
     return path
+
+
+def _write_error(path, e):
+    """A failed write as one line naming the target (the temporary beside
+    it is removed by the caller): disk full, permission, ..."""
+    from tfdeblur.errors import disk_full, tf_error_reason
+
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e).split("; ")[-1]
+    hint = "; the disk is full: free space and export again" if disk_full(e) else ""
+    return ValueError(f"{path}: cannot write ({reason}){hint}; nothing was written")
 
 
 # -- TFLite -------------------------------------------------------------------
@@ -329,13 +341,22 @@ def convert_tflite(model, quantize="none", representative=None):
 def export_tflite(model, path, quantize="none", representative=None, overwrite=False):
     """Converts `model` (see `convert_tflite`) and writes it to `path`; returns `path`."""
     path = check_target(path, overwrite, kind="file")
-    flatbuffer = convert_tflite(model, quantize=quantize, representative=representative)
+    try:  # the converter writes a SavedModel under the temporary folder first
+        flatbuffer = convert_tflite(model, quantize=quantize, representative=representative)
+    except (OSError, tf.errors.OpError) as e:
+        from tfdeblur.errors import disk_full
+
+        if not disk_full(e):
+            raise
+        raise _write_error(path, e) from e
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = _tmp_beside(path)
     try:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
         os.replace(tmp, path)
+    except OSError as e:
+        raise _write_error(path, e) from e
     finally:
         _remove(tmp)
     return path

@@ -249,15 +249,84 @@ def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, sta
                         on_epoch_end, divergence, log=log if writer else (lambda *a: None))
 
 
+class _StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C ends training after the current step instead of wherever
+    Python happens to be (a KeyboardInterrupt thrown into Keras' loop, with
+    tf.data threads running Python, could crash the interpreter on exit).
+    Recorded as a divergence so that no checkpoint is written for the cut
+    epoch; a second Ctrl-C interrupts at once."""
+
+    WHAT = "interrupted"
+
+    def __init__(self, divergence):
+        super().__init__()
+        self.divergence, self.pending, self._previous = divergence, False, None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.pending:
+            self.divergence.record(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), self.WHAT)
+            self.model.stop_training = True
+
+
 def run_training(cfg, log=print):
     """Trains `cfg.net` as configured; returns the results dict. The run
     folder is locked for the run (`runlock`) and unlocked however it ends."""
     session = {}
     try:
         return _run_training(cfg, log, session)
+    except KeyboardInterrupt:
+        raise RunError(_interrupted(cfg, session)) from None
+    except (OSError, tf.errors.OpError) as e:
+        from tfdeblur.errors import disk_full, tf_error_reason
+
+        if not disk_full(e):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e)
+        raise RunError(f"--out {cfg.out}: disk full ({reason.split('; ')[-1]}); "
+                       f"{_kept(cfg)}; free space and resume with --resume") from e
     finally:
         if session.get("lock") is not None:
+            # A checkpoint cut short (Ctrl-C, disk full) leaves ckpt-N_temp/;
+            # the lock says no other run writes here.
+            checkpoints = os.path.join(cfg.out, "checkpoints")
+            for name in os.listdir(checkpoints) if os.path.isdir(checkpoints) else ():
+                if name.endswith("_temp") or "_temp/" in name:
+                    shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)
             session["lock"].release()
+
+
+def _kept(cfg):
+    latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints"))
+    return f"last complete checkpoint {latest}" if latest else "no checkpoint was written"
+
+
+def _interrupted(cfg, session):
+    """The Ctrl-C line: where the run stood and how to go on."""
+    model = session.get("model")
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) if model is not None else 0
+    latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints")) if cfg.out else None
+    if latest is None:
+        return f"interrupted at step {step}, before the first checkpoint; run it again (without --resume) to start afresh"
+    return f"interrupted at step {step}; resume with --resume (from {os.path.basename(latest)})"
 
 
 def _run_training(cfg, log, session):
@@ -321,6 +390,7 @@ def _run_training(cfg, log, session):
         # through collectives), into a temporary folder they delete.
         ckpt_dir = os.path.join(cfg.out, "checkpoints") if writer else tempfile.mkdtemp(prefix="tfdeblur-worker-")
         state = run_state.RunState(model, ckpt_dir, keep=cfg.keep_checkpoints if writer else 1)
+    session["model"] = model
     if cfg.crop < model.min_size:
         raise RunError(f"--crop must be at least {model.min_size} for {cfg.net}; got {cfg.crop}")
 
@@ -396,17 +466,20 @@ def _run_training(cfg, log, session):
         _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence,
                           initial_epoch * steps_per_epoch, end_epoch * steps_per_epoch, steps_per_epoch, log, augment)
     elif initial_epoch < end_epoch:
-        model.fit(
-            train,
-            epochs=end_epoch,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the datasets shuffle themselves
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+        with _StopOnInterrupt(divergence) as stop:
+            model.fit(
+                train,
+                epochs=end_epoch,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[stop] + callbacks,
+                shuffle=False,  # the datasets shuffle themselves
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
     train_seconds = time.perf_counter() - start
     del train  # its tf.data threads run Python code: end them before exit
+    if divergence.what == _StopOnInterrupt.WHAT:
+        raise KeyboardInterrupt  # after the stream is gone: run_training words it
     if not writer:
         shutil.rmtree(state.directory, ignore_errors=True)
     if divergence:
