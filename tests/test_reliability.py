@@ -409,3 +409,100 @@ def test_damaged_tfrecord_shard_named(tiny_model, prepared, tmp_path, capsys, da
     shard.write_bytes(bytes(raw))
     err = run_cli_error(capsys, ["eval", "--model", tiny_model, "--data", f"tfrecord:{data}"])
     assert err.startswith(f"error: {shard}: damaged TFRecord shard (") and err.endswith("; prepare it again")
+
+
+# --- 4. deblur's --out, non-finite outputs, odd-but-valid files, arguments --
+
+
+def test_deblur_out_in_input_folder(tiny_model, tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), _rgb())
+    before = (src / "a.png").read_bytes()
+    for out, what in ((src, "is the input folder"), (src / "restored", "is inside the input folder")):
+        err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(src), "--out", str(out), "--overwrite"])
+        assert err == f"error: --out {out}: {what} {src}; choose another --out or pass --out-in-input"
+    # Even when asked, an input is never replaced.
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(src), "--out", str(src), "--overwrite", "--out-in-input"])
+    assert err == f"error: --out {src}: would replace the input {src / 'a.png'}; choose another --out"
+    assert sorted(os.listdir(src)) == ["a.png"] and (src / "a.png").read_bytes() == before
+    assert main(["deblur", "--model", tiny_model, str(src), "--out", str(src / "restored"), "--out-in-input"]) == 0
+    assert os.listdir(src / "restored") == ["a.png"]
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(src / "a.png"), "--out", ""])
+    assert err == "error: --out must be a folder; got '' (use --out . for the current folder)"
+
+
+def test_non_finite_model_output_is_an_error_not_a_black_image(tmp_path, capsys):
+    import keras
+
+    import tfdeblur.models as models
+
+    model = models.build("lmfn", levels=2, channels=16, mffd_channels=16, num_rfdb=1)
+    kernel = model.trainable_weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), _rgb())
+    err = run_cli_error(capsys, ["deblur", "--model", str(path), str(src), "--out", str(tmp_path / "out")])
+    assert err == f"error: {src / 'a.png'}: the model's output holds NaN or infinite values (damaged or diverged weights); nothing written"
+    assert _files(tmp_path / "out") == []
+    del keras
+
+
+def test_gray_alpha_stays_gray_alpha(tiny_model, tmp_path, capsys):
+    from PIL import Image
+
+    for depth in (8, 16):
+        la = np.stack([np.arange(24 * 30).reshape(24, 30) % 251, np.full((24, 30), 77)], axis=2)
+        la = la.astype(np.uint8 if depth == 8 else np.uint16) * (1 if depth == 8 else 257)
+        path = tmp_path / f"la{depth}.png"
+        if depth == 8:
+            Image.fromarray(la, "LA").save(path)
+        else:
+            path.write_bytes(tio._png_gray_alpha(la))
+        raw = tio.read_image_raw(path)
+        assert raw.shape == (24, 30, 2) and raw.dtype == la.dtype
+        np.testing.assert_array_equal(raw, la)
+        out = tmp_path / "out"
+        assert main(["deblur", "--model", tiny_model, str(path), "--out", str(out)]) == 0
+        back = tio.read_image_raw(out / path.name)
+        assert back.shape == (24, 30, 2) and back.dtype == la.dtype
+        np.testing.assert_array_equal(back[..., 1], la[..., 1])  # alpha passes through
+        if depth == 8:
+            assert Image.open(out / path.name).mode == "LA"
+
+
+def test_float_images_outside_unit_range_refused_by_the_api(tiny_model):
+    import keras
+
+    from tfdeblur.inference import Deblurrer
+
+    deblurrer = Deblurrer(keras.saving.load_model(tiny_model, safe_mode=True, compile=False))
+    with pytest.raises(ValueError, match=r"^image: float image values must be in \[0, 1\]; got \[0, 255\]"):
+        deblurrer(np.linspace(0, 255, 24 * 30 * 3, dtype=np.float32).reshape(24, 30, 3))
+    with pytest.raises(ValueError, match=r"got \[-0.5, 0.5\]"):
+        deblurrer(np.full((24, 30, 3), 0.5, np.float32) - np.eye(24, 30, dtype=np.float32)[..., None])
+    assert deblurrer(np.full((24, 30, 3), 0.5, np.float32)).shape == (24, 30, 3)
+
+
+def test_negative_seed_names_the_argument(capsys, tmp_path):
+    err = run_cli_error(capsys, ["train", "mtwdn", "--seed", "-1", "--out", str(tmp_path / "r")])
+    assert err == "error: --seed must be a non-negative integer; got -1"
+    err = run_cli_error(capsys, ["prepare", "synthetic", "--count", "2", "--seed", "-1", "--out", str(tmp_path / "p")])
+    assert err == "error: --seed must be a non-negative integer; got -1"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow  # trains a tiny network twice
+def test_short_run_extended_with_resume_keeps_its_interval(tmp_path):
+    from tfdeblur.training.run import run_training
+
+    out = tmp_path / "run"
+    run_training(_tiny_train_cfg(out, steps=3, steps_per_epoch=100), log=lambda m: None)
+    lines = []
+    run_training(_tiny_train_cfg(out, steps=6, steps_per_epoch=100, resume=True), log=lines.append)
+    assert any(line.startswith(f"resumed from {out}/checkpoints/ckpt-3 (step 3/6)") for line in lines)
+    assert json.loads((out / "config.json").read_text())["steps_per_epoch_resolved"] == 3
+    assert os.path.exists(f"{out}/checkpoints/ckpt-6.index")

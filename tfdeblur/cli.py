@@ -101,6 +101,8 @@ def _parser():
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
     d.add_argument("--out", required=True, help="output folder (PNG files, the input's bit depth)")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    d.add_argument("--out-in-input", action="store_true", help="allow an --out that is, or is inside, an input folder "
+                   "(an input file is never replaced)")
     _add_inference_options(d)
     d.add_argument("--compare", action="store_true", help="also write OUT/compare/NAME.png: input | output (| ground truth)")
     d.add_argument("--gt", metavar="DIR", help="ground-truth folder for --compare, matched by file name")
@@ -366,6 +368,8 @@ def _cmd_prepare(args):
     from tfdeblur.datasets.pairs import check_pairs
 
     spec = data_spec.parse_spec(args.data)
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer; got {args.seed}")
     if spec.kind in tfrecord.GENERATED_KINDS:
         if args.count is None:
             raise ValueError(f"prepare {spec}: generated data needs --count N (the number of pairs to write)")
@@ -392,6 +396,8 @@ def _cmd_deblur(args):
 
     from tfdeblur import io as tio
 
+    if not args.out.strip():
+        raise ValueError(f"--out must be a folder; got {args.out!r} (use --out . for the current folder)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: exists and is not a directory")
     if args.gt is not None and not os.path.isdir(args.gt):
@@ -399,6 +405,7 @@ def _cmd_deblur(args):
     if args.gt is not None and not args.compare:
         raise ValueError("--gt applies to --compare only; pass --compare")
     paths = _expand_inputs(args.inputs)
+    _check_out_apart(args, paths)
     targets, seen = [], {}
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -445,6 +452,28 @@ def _cmd_deblur(args):
         print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
         return EXIT_USAGE
     return 0
+
+
+def _check_out_apart(args, paths):
+    """Refuses an --out that is, or is inside, a folder of inputs (unless
+    --out-in-input), and any output that would replace an input file."""
+    out = os.path.realpath(args.out)
+    inputs = {os.path.realpath(p) for p in paths}
+    if not args.out_in_input:
+        # A folder given as input: --out neither it nor below it. The folder of
+        # an input file: not --out itself (outputs beside the photos), though a
+        # subfolder is fine (`deblur a.jpg --out restored` from the photos' folder).
+        folders = [(item, True) for item in args.inputs if os.path.isdir(item)]
+        folders += [(os.path.dirname(p) or ".", False) for p in paths]
+        for folder, below in dict.fromkeys(folders):
+            real = os.path.realpath(folder)
+            if out == real or (below and out.startswith(real.rstrip(os.sep) + os.sep)):
+                raise ValueError(f"--out {args.out}: is {'' if out == real else 'inside '}the input folder {folder}; "
+                                 "choose another --out or pass --out-in-input")
+    for path in paths:
+        target = os.path.realpath(os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png"))
+        if target in inputs:
+            raise ValueError(f"--out {args.out}: would replace the input {path}; choose another --out")
 
 
 def _compare_sheet(path, image, out, gt):

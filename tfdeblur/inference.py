@@ -285,6 +285,9 @@ class Deblurrer:
             scale = None
             if arr.size and not np.isfinite(arr).all():
                 raise ValueError(f"{name}: image has NaN or infinite values")
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise ValueError(f"{name}: float image values must be in [0, 1]; got [{float(arr.min()):g}, "
+                                 f"{float(arr.max()):g}] (divide 8-bit values by 255, or pass the uint8 array)")
         else:
             raise ValueError(f"{name}: image must be uint8, uint16 or float in [0, 1]; got dtype {arr.dtype}")
         squeeze = arr.ndim == 3 and arr.shape[2] == 1
@@ -307,6 +310,9 @@ class Deblurrer:
             restored = restored.mean(axis=2, keepdims=channels == 2)
         else:
             restored = self.restore_rgb(color, progress)
+        if not np.isfinite(restored).all():  # rint(NaN) would become 0: a black image
+            raise ValueError(f"{name}: the model's output holds NaN or infinite values (damaged or diverged "
+                             "weights); nothing written")
         if scale:
             restored = np.clip(np.rint(restored.astype(np.float64) * scale), 0, scale).astype(arr.dtype)
         else:

@@ -282,6 +282,8 @@ def _decode(path, max_pixels=None):
 
     if not header_checked:
         _check_budget(path, img.shape[1], img.shape[0], max_pixels)
+    if img.ndim == 3 and img.shape[2] == 4 and data[:8] == _PNG_SIGNATURE and data[25:26] == b"\x04":
+        img = np.ascontiguousarray(img[..., [0, 3]])  # libpng expands gray+alpha (colour type 4) to BGRA
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     channels = 1 if img.ndim == 2 else img.shape[2]
@@ -446,16 +448,41 @@ def write_image_raw(path, img):
     _encode_and_write(path, arr)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_gray_alpha(arr):
+    """PNG colour type 4 (gray+alpha, 8 or 16 bits), which OpenCV cannot
+    write: IHDR, one IDAT of filter-0 rows, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    h, w = arr.shape[:2]
+    depth = 16 if arr.dtype == np.uint16 else 8
+    rows = arr.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 4, 0, 0, 0)
+    return _PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
 def _encode_and_write(path, arr, jpeg_quality=95):
     """Encodes a BGR(A) array by the extension and writes it atomically."""
     ext = os.path.splitext(path)[1]
     if not ext:
         raise ImageError(f"{path}: file name needs an image extension (.png, .jpg, ...)")
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext.lower() in (".jpg", ".jpeg") else []
-    try:
-        ok, encoded = cv2.imencode(ext, arr, params)
-    except cv2.error:  # OpenCV raises for an unknown extension
-        ok = False
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        if ext.lower() != ".png":
+            raise ImageError(f"{path}: gray+alpha images need .png; got {ext!r}")
+        ok, encoded = True, np.frombuffer(_png_gray_alpha(arr), np.uint8)
+    else:
+        try:
+            ok, encoded = cv2.imencode(ext, arr, params)
+        except cv2.error:  # OpenCV raises for an unknown extension
+            ok = False
     if not ok:
         raise ImageError(f"{path}: cannot encode image as {ext!r}")
 

@@ -127,6 +127,8 @@ def _check_config(cfg):
         raise RunError(f"--stop-at must be a positive multiple of --steps-per-epoch {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
     if cfg.steps is not None and cfg.epochs is not None:
         raise RunError("--steps and --epochs are exclusive; got both")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise RunError(f"--seed must be a non-negative integer; got {cfg.seed!r}")
     if not isinstance(cfg.jitter, (int, float)) or not 0 <= cfg.jitter <= 1:
         raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
 
@@ -374,6 +376,12 @@ def _run_training(cfg, log, session):
     else:
         total_steps = cfg.steps or DEFAULT_STEPS
     steps_per_epoch = min(cfg.steps_per_epoch, total_steps)
+    if cfg.resume:
+        # A short run's interval was capped at its --steps (3 of 100): an
+        # extension (--steps 6 --resume) keeps the interval it resolved to.
+        previous = run_state.read_previous_config(cfg.out)
+        if previous.get("steps_per_epoch") == cfg.steps_per_epoch and previous.get("steps_per_epoch_resolved"):
+            steps_per_epoch = int(previous["steps_per_epoch_resolved"])
     epochs = math.ceil(total_steps / steps_per_epoch)
     total_steps = epochs * steps_per_epoch
     # Seeds weight initialization; the data draws from its own stateless
