@@ -506,3 +506,26 @@ def test_short_run_extended_with_resume_keeps_its_interval(tmp_path):
     assert any(line.startswith(f"resumed from {out}/checkpoints/ckpt-3 (step 3/6)") for line in lines)
     assert json.loads((out / "config.json").read_text())["steps_per_epoch_resolved"] == 3
     assert os.path.exists(f"{out}/checkpoints/ckpt-6.index")
+
+
+# --- 5. an impossible batch, refused before anything is allocated -----------
+
+def test_impossible_batch_size_refused_before_allocating(tmp_path, capsys):
+    import resource
+
+    from tfdeblur.training import run
+
+    out = tmp_path / "r"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    err = run_cli_error(capsys, ["train", "mtwdn", "--batch-size", "100000", "--out", str(out)])
+    gib = run._machine_memory() / 2**30
+    assert err == ("error: --batch-size 100000: one batch of 128x128 crops needs at least 73.2 GiB (blurry, sharp, output "
+                   f"and its gradient, before any activation), more than this machine's {gib:.1f} GiB; "
+                   "use a smaller --batch-size or --crop")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 << 10  # KiB: nothing big allocated
+    assert not out.exists()
+    # The bound is a lower one: what the quick run and the paper recipes ask fits in 1 GiB with room to spare.
+    cfg = _tiny_train_cfg(out, batch_size=16, crop=256)
+    run._check_batch_memory(cfg, memory=1 << 30)
+    with pytest.raises(run.RunError, match="--batch-size 300: one batch of 256x256 crops needs at least 0.9 GiB"):
+        run._check_batch_memory(_tiny_train_cfg(out, batch_size=300, crop=256), memory=1 << 29)

@@ -127,10 +127,34 @@ def _check_config(cfg):
         raise RunError(f"--stop-at must be a positive multiple of --steps-per-epoch {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
     if cfg.steps is not None and cfg.epochs is not None:
         raise RunError("--steps and --epochs are exclusive; got both")
+    _check_batch_memory(cfg)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise RunError(f"--seed must be a non-negative integer; got {cfg.seed!r}")
     if not isinstance(cfg.jitter, (int, float)) or not 0 <= cfg.jitter <= 1:
         raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
+
+
+def _machine_memory():
+    """Physical memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_batch_memory(cfg, memory=None):
+    """Refuses a batch whose images alone cannot fit in this machine's
+    memory, before anything is allocated (tf.data would otherwise grow
+    until the OOM killer ends the run with no message). A lower bound, so
+    it never refuses a batch that fits: per sample the blurry and sharp
+    crops, the output and its gradient (float32, 3 channels), none of the
+    network's activations (which need several times more)."""
+    memory = memory or _machine_memory()
+    need = 4 * cfg.batch_size * cfg.crop * cfg.crop * 3 * 4
+    if memory and need > memory:
+        raise RunError(f"--batch-size {cfg.batch_size}: one batch of {cfg.crop}x{cfg.crop} crops needs at least "
+                       f"{need / 2**30:.1f} GiB (blurry, sharp, output and its gradient, before any activation), more "
+                       f"than this machine's {memory / 2**30:.1f} GiB; use a smaller --batch-size or --crop")
 
 
 def _prepare_out(cfg, writer=True, log=print):
