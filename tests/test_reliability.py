@@ -250,6 +250,10 @@ def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
     with pytest.raises(_Crash):
         run_training(_tiny_train_cfg(out), log=_crash_at_fit)
     assert os.listdir(out) == ["config.json"]  # the lock went with the run
+    # What a kill -9 in the middle of atomic writes leaves: removed by the next run.
+    for name in (".tmp-123-model.keras", "results.json.tmp", ".samples.png.0123456789ab.tmp.png"):
+        (out / name).write_bytes(b"partial")
+    (out / "checkpoints" / "ckpt-7_temp").mkdir(parents=True)
     with pytest.raises(RunError, match=r"holds no checkpoint \(the run ended before its first one\); "
                                        r"run without --resume to start it afresh$"):
         run_training(_tiny_train_cfg(out, resume=True), log=lambda m: None)
@@ -257,6 +261,7 @@ def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
     run_training(_tiny_train_cfg(out), log=lines.append)
     assert f"--out {out}: holds a run that ended before its first checkpoint; starting afresh" in lines
     assert (out / "model.keras").exists() and not (out / "train.lock").exists()
+    assert _leftovers(out) == []
 
 
 # --- 3. Ctrl-C, disk full, damaged TFRecord shards ------------------------

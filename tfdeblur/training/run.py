@@ -181,6 +181,7 @@ def _prepare_out(cfg, writer=True, log=print):
         raise
     try:
         _check_out(cfg, out, log)
+        _remove_leftovers(out)  # of a run killed here before
     except RunError:
         lock.release()
         if created:
@@ -331,13 +332,23 @@ def run_training(cfg, log=print):
                        f"{_kept(cfg)}; free space and resume with --resume") from e
     finally:
         if session.get("lock") is not None:
-            # A checkpoint cut short (Ctrl-C, disk full) leaves ckpt-N_temp/;
-            # the lock says no other run writes here.
-            checkpoints = os.path.join(cfg.out, "checkpoints")
-            for name in os.listdir(checkpoints) if os.path.isdir(checkpoints) else ():
-                if name.endswith("_temp") or "_temp/" in name:
-                    shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)
+            _remove_leftovers(cfg.out)
             session["lock"].release()
+
+
+def _remove_leftovers(out):
+    """Deletes what a write cut short leaves in a run folder: `ckpt-N_temp/`
+    (a checkpoint interrupted by Ctrl-C or a full disk) and the hidden or
+    `.tmp` files of the atomic writes (after a kill -9). Only called while
+    this process holds the folder's lock: no other run is writing there."""
+    checkpoints = os.path.join(out, "checkpoints")
+    for name in os.listdir(checkpoints) if os.path.isdir(checkpoints) else ():
+        if name.endswith("_temp"):
+            shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)
+    for name in os.listdir(out) if os.path.isdir(out) else ():
+        if name.startswith(".tmp-") or name.endswith(".json.tmp") or (name.startswith(".") and ".tmp" in name):
+            path = os.path.join(out, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def _kept(cfg):
