@@ -37,6 +37,7 @@ def test_two_legs_ship_log_and_continue(dirs):
     rec1 = legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], val_images=1, log=_quiet)
     assert rec1["leg"] == 1 and rec1["steps_done"] == 4 and not rec1["salvaged_from_checkpoint"]
     assert rec1["seed"] == 1 and rec1["init_from"] == "scratch" and rec1["data"] == "synthetic"
+    assert rec1["recipe_name"] == "mtwdn_photos" and rec1["schedule"]["class"] == "WarmupCosine"
     assert "mtwdn-legtest" in models.available_weights()
     shipped = models.from_preset("mtwdn-legtest")
     trained = keras.saving.load_model(f"{run1}/model.keras", compile=False)
@@ -56,7 +57,7 @@ def test_an_interrupted_leg_is_salvaged_from_its_checkpoint(dirs):
     from tfdeblur.training.run import TrainConfig, run_training
 
     out = f"{dirs['runs']}/cut"
-    run_training(TrainConfig(net="mtwdn", recipe="mtwdn_photos", data="synthetic", steps=6, steps_per_epoch=2,
+    run_training(TrainConfig(net="mtwdn", recipe_name="mtwdn_photos", data="synthetic", steps=6, steps_per_epoch=2,
                              stop_at=4, crop=32, batch_size=2, out=out, model_overrides=dict(TINY), seed=1,
                              val_images=1), log=_quiet)
     rec = legs.finish("mtwdn-legtest", out, log_dir=dirs["log"], val_images=1, log=_quiet)

@@ -213,7 +213,7 @@ def _cmd_train(args):
         precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
         keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
-        recipe=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        recipe_name=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:
         from tfdeblur.training.phases import run_phases

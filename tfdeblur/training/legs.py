@@ -115,7 +115,7 @@ def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir
         init = os.path.join(tmp, "init.weights.h5")
         model.save_weights(init)
         del model
-    cfg = TrainConfig(net=net, recipe=recipe, data=data, steps=steps, steps_per_epoch=steps_per_epoch,
+    cfg = TrainConfig(net=net, recipe_name=recipe, data=data, steps=steps, steps_per_epoch=steps_per_epoch,
                       seed=leg, out=out, init_from=init, keep_checkpoints=2, model_overrides=model_overrides,
                       crop=crop, batch_size=batch_size, learning_rate=learning_rate)
     log(f"leg {leg} of {name}: {steps} steps from {source or 'scratch'} -> {out}")
@@ -180,7 +180,7 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print
         "leg": len(legs) + 1,
         "run": os.path.abspath(run),
         "net": config["net"],
-        "recipe_name": config.get("recipe"),
+        "recipe_name": config.get("recipe_name"),
         "data": config["data"],
         "seed": config["seed"],
         "init_from": "previous leg's shipped weights" if config.get("init_from") else "scratch",

@@ -59,7 +59,7 @@ class TrainConfig:
     init_from: str = None  # a .keras file whose weights the run starts from (phases)
     cluster_timeout: float = 300.0  # seconds for a TF_CONFIG cluster to form (and per collective)
     jitter: float = 0.0  # brightness/colour gain range on the training stream (stream.py); 0: none
-    recipe: str = None  # a named recipe instead of the preset's (a released model's); its crop, batch and lr are the defaults
+    recipe_name: str = None  # --recipe: a named recipe instead of the preset's (a released model's); its crop, batch and lr are the defaults
     jit: bool = False  # XLA-compile the train step (off by default: slower on CPU; Keras' "auto" would turn it on on GPUs)
     take_over_lock: bool = False  # take over a lock on --out whose holder cannot be checked (another host)
 
@@ -77,8 +77,8 @@ DEFAULT_STEPS = QUICK_DEFAULTS["steps"]
 
 def resolve_defaults(cfg, recipe):
     """Fills crop, batch size and learning rate: the user's value, else the
-    recipe's (paper=True, or a recipe named by `cfg.recipe`) or the quick run's."""
-    source = recipe if (cfg.paper or cfg.recipe) else QUICK_DEFAULTS
+    recipe's (paper=True, or a recipe named by `cfg.recipe_name`) or the quick run's."""
+    source = recipe if (cfg.paper or cfg.recipe_name) else QUICK_DEFAULTS
     for key in ("crop", "batch_size", "learning_rate"):
         if getattr(cfg, key) is None:
             setattr(cfg, key, source[key])
@@ -106,7 +106,7 @@ def _check_config(cfg):
 
     get_preset(cfg.net)  # raises with the known names
     try:
-        recipe = get_recipe(cfg.recipe or cfg.net)
+        recipe = get_recipe(cfg.recipe_name or cfg.net)
     except ValueError as e:
         raise RunError(f"--recipe: {e}") from e
     resolve_defaults(cfg, recipe)
@@ -393,7 +393,7 @@ def _run_training(cfg, log, session):
             f"--batch-size must be a multiple of the {replicas} replicas; got {cfg.batch_size}"
         )
 
-    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe or cfg.net), cfg.vgg_weights, required=cfg.paper)
+    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe_name or cfg.net), cfg.vgg_weights, required=cfg.paper)
     if cfg.phase is not None:
         recipe = phases.phase_recipe(recipe, cfg.phase)
     # One pass over the training set, in steps: what the recipe's epochs

@@ -60,10 +60,10 @@ TRAJECTORY_KEYS = {
     "precision_resolved": "--precision",
     "phase": "--phase",
     "jitter": "--jitter",
-    "recipe": "--recipe",
+    "recipe_name": "--recipe",
 }
 # Value of a key that configs written before it existed lack.
-_ABSENT = {"jitter": 0.0, "recipe": None}
+_ABSENT = {"jitter": 0.0, "recipe_name": None}
 
 
 def _same(a, b):
