@@ -65,7 +65,7 @@ def _parser():
     t.add_argument("--take-over-lock", action="store_true", help="take over --out's train.lock when its holder (on another host) is known to be dead")
     t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the last K checkpoints (default 3)")
     t.add_argument("--stop-at", type=_positive_int, metavar="STEP", help="end this session after the checkpoint of STEP (a multiple of --steps-per-epoch); --resume continues")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on AMX/AVX512-BF16 CPUs and GPUs of compute capability >= 8, else fp32 (never fp16); fp16: loss scaling, for GPUs")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on AMX CPUs and GPUs of compute capability >= 8, measured (cached) on AVX512-BF16 CPUs without AMX, else fp32 (never fp16); fp16: loss scaling, for GPUs")
     t.add_argument("--jit", action="store_true", help="XLA-compile the training step (off by default)")
     t.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 (default: all GPUs when more than one)")
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
