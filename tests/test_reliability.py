@@ -64,7 +64,10 @@ try:
     print("decoded")
 except tio.ImageError as e:
     print(e)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM is this process's own peak RSS; ru_maxrss would carry the parent's
+# peak across fork/exec (Linux keeps it in the signal struct), and the
+# parent is a pytest process grown to gigabytes by earlier tests.
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
