@@ -1,6 +1,11 @@
 """tfdeblur: single-image motion deblurring networks for TensorFlow 2 / Keras 3."""
 __version__ = "0.1.0"
 
+from tfdeblur import lazy_registry as _lazy_registry
+
+# Every public class becomes loadable by keras.saving.load_model, lazily.
+_lazy_registry.install()
+
 
 def deblur(image, model=None, **options):
     """Restores an image array or file with a tfdeblur model, a `.keras`
