@@ -122,6 +122,11 @@ def _parser():
     b.add_argument("--out", help="also write the markdown table to this file")
 
     sub.add_parser("list", help="list the registered networks and the shipped weights")
+    # Accepted before or after the command (`tfdeblur -v list`, `tfdeblur list -v`).
+    verbose_help = "show TensorFlow's start-up logs and tfdeblur's debug lines"
+    p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    for command in sub.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return p
 
 
@@ -190,10 +195,6 @@ def _deblurrer(args, model):
     transform = tlc_transform(args)  # a model -> callable hook: the test-time local converter
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
                      ensemble=args.ensemble, transform=transform)
-
-
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def load_deblur_model(path):
@@ -590,7 +591,10 @@ def _weights_line(manifest):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    _quiet_tensorflow()
+    from tfdeblur import console
+
+    console.configure_logging(args.verbose)
+    console.import_tensorflow_quietly(args.verbose)  # before any other import of TensorFlow
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
