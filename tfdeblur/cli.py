@@ -44,7 +44,10 @@ MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g.
 
 
 def _parser():
+    from tfdeblur import __version__
+
     p = argparse.ArgumentParser(prog="tfdeblur", description="Single-image motion deblurring (TF2/Keras 3).")
+    p.add_argument("--version", action="version", version=f"tfdeblur {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a network")

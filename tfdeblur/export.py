@@ -363,8 +363,12 @@ def export_tflite(model, path, quantize="none", representative=None, overwrite=F
 
 
 def load_tflite(path_or_bytes, num_threads=None):
-    """An `ai_edge_litert` Interpreter for a .tflite file or flatbuffer bytes."""
-    from ai_edge_litert.interpreter import Interpreter
+    """An `ai_edge_litert` Interpreter for a .tflite file or flatbuffer bytes
+    (`pip install tfdeblur[litert]`)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError("running .tflite files needs ai-edge-litert; pip install 'tfdeblur[litert]'") from None
 
     if isinstance(path_or_bytes, (bytes, bytearray)):
         return Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
