@@ -48,9 +48,25 @@ def test_two_legs_ship_log_and_continue(dirs):
     assert run2.endswith("mtwdn-legtest-leg2")
     config = json.load(open(f"{run2}/config.json"))
     assert config["seed"] == 2 and config["init_from"]  # fresh samples, from leg 1's weights
-    rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet)
+    rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet, ship_anyway=True)
     assert [r["leg"] for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [1, 2]
     assert rec2["total_steps_all_legs"] == 6 and rec2["init_from"] != "scratch"
+
+
+def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs):
+    import tfdeblur.models as models
+
+    # The weights shipped now scored 99 dB: no real leg beats that.
+    legs.append_leg("mtwdn-legtest", {"leg": 1, "steps_done": 7, "val": {"psnr": 99.0}}, dirs["log"])
+    run = _start(dirs, 2)
+    rec = legs.finish("mtwdn-legtest", run, log_dir=dirs["log"], val_images=1, log=_quiet)
+    assert rec["shipped"] is False and rec["leg"] == 2
+    assert rec["total_steps_all_legs"] == 7  # the shipped weights' training, not this leg's
+    assert "mtwdn-legtest" not in models.available_weights()
+    rec = legs.finish("mtwdn-legtest", run, log_dir=dirs["log"], val_images=1, log=_quiet, ship_anyway=True)
+    assert rec["shipped"] is True and rec["total_steps_all_legs"] == 7 + 2
+    assert "mtwdn-legtest" in models.available_weights()
+    assert [r.get("shipped", True) for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [True, False, True]
 
 
 def test_an_interrupted_leg_is_salvaged_from_its_checkpoint(dirs):

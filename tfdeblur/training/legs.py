@@ -151,8 +151,17 @@ def _salvage(run):
     return path, int(step)
 
 
-def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print):
-    """Packs the leg in `run` as weights `name`, scores it, logs it; returns the record."""
+def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print, ship_anyway=False):
+    """Scores the leg in `run`, packs it as weights `name` unless it scores
+    below the weights shipped now, logs it; returns the record.
+
+    A leg cut short in the middle of its cosine (a session that ended early)
+    can score below its start: shipping it would replace better weights, so
+    it is logged with ``"shipped": false`` and the next leg starts again from
+    the shipped ones (`ship_anyway` overrides). Legs that were not shipped do
+    not count in ``total_steps_all_legs``, the training behind the shipped
+    weights.
+    """
     from tfdeblur.datasets import spec as data_spec
     from tfdeblur.evaluate import evaluate_pairs
     from tfdeblur.inference import load_model
@@ -176,6 +185,9 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print
         val = val.take(val_images)
     summary, _, _ = evaluate_pairs(model, val)
     legs = read_legs(name, log_dir)
+    lineage = [leg for leg in legs if leg.get("shipped", True)]
+    best_before = lineage[-1]["val"]["psnr"] if lineage and "val" in lineage[-1] else None
+    shipped = ship_anyway or best_before is None or summary["psnr"] >= best_before
     record = {
         "leg": len(legs) + 1,
         "run": os.path.abspath(run),
@@ -198,12 +210,17 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print
         "wall_seconds": round(end_time - config_time, 1),
         "machine": machine(),
         "val": {k: summary[k] for k in ("images", "psnr", "ssim", "input_psnr", "input_ssim")},
-        "total_steps_all_legs": sum(int(leg.get("steps_done", 0)) for leg in legs) + steps_done,
+        "total_steps_all_legs": sum(int(leg.get("steps_done", 0)) for leg in lineage) + (steps_done if shipped else 0),
+        "shipped": bool(shipped),
         "logged": _now(),
     }
-    pack(model_path, name, dtype="fp16", out=weights_out, overwrite=True,
-         summary={"legs": record["leg"], "steps": record["total_steps_all_legs"], "recipe": record["recipe_name"],
-                  "data": record["data"], "last_leg": record}, log=log)
+    if shipped:
+        pack(model_path, name, dtype="fp16", out=weights_out, overwrite=True,
+             summary={"legs": record["leg"], "steps": record["total_steps_all_legs"], "recipe": record["recipe_name"],
+                      "data": record["data"], "last_leg": record}, log=log)
+    else:
+        log(f"not shipped: val PSNR {summary['psnr']:.2f} dB is below the shipped weights' {best_before:.2f} dB "
+            f"(--ship-anyway to ship it); the next leg starts from the shipped weights")
     append_leg(name, record, log_dir)
     log(f"leg {record['leg']} of {name}: {steps_done} steps ({record['wall_seconds'] / 3600:.2f} h), "
         f"val PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f} dB, "
@@ -233,6 +250,7 @@ def main(argv=None):
     f.add_argument("--weights-out", help="default: the package's weights folder")
     f.add_argument("--val-images", type=int)
     f.add_argument("--log-dir")
+    f.add_argument("--ship-anyway", action="store_true", help="ship the leg even if it scores below the shipped weights")
     args = p.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -242,7 +260,7 @@ def main(argv=None):
                   crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate)
         else:
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
-                   val_images=args.val_images)
+                   val_images=args.val_images, ship_anyway=args.ship_anyway)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
