@@ -57,6 +57,33 @@ def test_train_writes_the_run_folder(trained_run):
     assert any(f.startswith("events") for f in os.listdir(out / "logs" / "train"))
 
 
+def _event_tags(folder):
+    import tensorflow as tf
+
+    tags = {}
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+def test_train_validates_every_epoch_and_keeps_the_best(trained_run):
+    out, proc = trained_run
+    epoch_lines = [line for line in proc.stdout.splitlines() if "val_psnr" in line]
+    assert len(epoch_lines) == 2 and all("val_ssim" in line for line in epoch_lines), proc.stdout[-2000:]
+    best = json.loads((out / "best.json").read_text())
+    assert best["monitor"] == "val_psnr" and best["epoch"] in (1, 2) and (out / "best.keras").is_file()
+    import keras
+
+    assert keras.saving.load_model(out / "best.keras", safe_mode=True, compile=False).count_params() > 0
+    scalars = _event_tags(out / "logs" / "validation")
+    assert {"epoch_psnr", "epoch_ssim", "epoch_loss"} <= set(scalars), sorted(scalars)
+    images = _event_tags(out / "logs" / "images")
+    assert sorted(images) == [f"blur|output|sharp/{i}" for i in range(2)]  # --val-images 2
+    assert images["blur|output|sharp/0"] == [1, 2]
+
+
 def test_train_refuses_to_overwrite_and_resumes(trained_run):
     out, _ = trained_run
     proc = cli("train", "mtwdn", *TINY, "--out", out)
@@ -67,10 +94,12 @@ def test_train_refuses_to_overwrite_and_resumes(trained_run):
     proc = cli("train", "mtwdn_oneway", *TINY, "--out", out, "--resume")
     assert proc.returncode == 2 and "holds a run of 'mtwdn'" in proc.stderr
     before = (out / "model.keras").stat().st_mtime_ns
+    best_before = json.loads((out / "best.json").read_text())["value"]
     proc = cli("train", "mtwdn", "--steps", "4", *TINY[2:], "--out", out, "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from" in proc.stdout
     assert (out / "model.keras").stat().st_mtime_ns != before
+    assert json.loads((out / "best.json").read_text())["value"] >= best_before  # the resumed run had to beat it
 
 
 def test_eval_json_and_deblur(trained_run, tmp_path):

@@ -5,8 +5,15 @@ A run folder holds: `config.json` (the resolved configuration),
 resume, written atomically, the last `keep_checkpoints` kept: see
 `tfdeblur/training/state.py`), `logs/` (TensorBoard scalars and before/after
 images), `model.keras` (the trained model, written atomically),
-`samples.png` (blurry | output | sharp sheet) and `results.json` (validation
-PSNR/SSIM of the output and of the blurry input).
+`best.keras` (the model of the epoch with the best `val_psnr`, written
+atomically; `best.json` says which), `samples.png` (blurry | output | sharp
+sheet) and `results.json` (validation PSNR/SSIM of the output and of the
+blurry input).
+
+Every epoch (`--steps-per-epoch` steps) validates on a small fixed set
+(`callbacks.validation_batches`): `val_loss`, `val_psnr`, `val_ssim` in the
+epoch line and in TensorBoard (`logs/validation`), blurry | output | sharp
+images in `logs/images`. The multi-worker loop does not validate yet.
 """
 import dataclasses
 import json
@@ -23,6 +30,7 @@ import tensorflow as tf
 from tfdeblur import io as tio
 from tfdeblur.evaluate import evaluate_pairs
 from tfdeblur.perceptual import recipe_with_vgg_weights
+from tfdeblur.training import callbacks as callbacks_lib
 from tfdeblur.training import state as run_state
 from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
@@ -226,23 +234,6 @@ def save_model_atomic(model, path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class _ImageSummaries(keras.callbacks.Callback):
-    """Before/after/ground-truth images of a few validation pairs in TensorBoard."""
-
-    def __init__(self, log_dir, blur, sharp):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
-        self.blur = blur
-        self.sharp = sharp
-
-    def on_epoch_end(self, epoch, logs=None):
-        out = tf.clip_by_value(self.model(self.blur, training=False), 0.0, 1.0)
-        sheet = tf.concat([self.blur, out, self.sharp], axis=2)  # side by side
-        with self.writer.as_default():
-            tf.summary.image("blur|output|sharp", sheet, step=epoch + 1, max_outputs=len(sheet))
-        self.writer.flush()
 
 
 def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, start_step, end_step,
@@ -484,7 +475,9 @@ def _run_training(cfg, log, session):
     _, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed, min_size=model.min_size)
     if cfg.val_images:
         val = val.take(cfg.val_images)
-    val_pairs = list(val.take(3).batch(3))[0] if spec.kind == "synthetic" else None
+    # Validated every epoch (val_loss/val_psnr/val_ssim, best.keras, images):
+    # a small fixed set; the whole validation set is evaluated at the end.
+    val_batches = callbacks_lib.validation_batches(val)
 
     if getattr(model.loss, "perceptual_active", True) is False:
         log("no --vgg-weights: training on the loss's MSE term alone (the perceptual term is off)")
@@ -498,8 +491,23 @@ def _run_training(cfg, log, session):
         run_state.CheckpointAndGuard(state, steps_per_epoch, cfg.batch_size, divergence, log=log),
         keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"), update_freq=max(1, steps_per_epoch // 4)),
     ]
-    if val_pairs is not None and cluster is None:
-        callbacks.append(_ImageSummaries(os.path.join(cfg.out, "logs"), *val_pairs))
+    if cluster is None:  # TODO(#19): the multi-worker loop validates nothing yet
+        best_json = os.path.join(cfg.out, "best.json")  # what best.keras scored: a resumed run must beat it
+
+        def save_best(model, path):
+            save_model_atomic(model, path)
+            _write_json(best_json, {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch,
+                                    "step": best.best_epoch * steps_per_epoch})
+
+        previous = None
+        if cfg.resume and os.path.exists(best_json):
+            with open(best_json) as f:
+                previous = json.load(f).get("value")
+        best = callbacks_lib.BestModel(os.path.join(cfg.out, "best.keras"), save=save_best, best=previous, log=log)
+        callbacks += [
+            best,
+            callbacks_lib.ValidationImages(os.path.join(cfg.out, "logs"), val_batches),
+        ]
     terms = loss_terms.recorder_for(model, cfg.out, steps_per_epoch)  # multi-term losses (MSFS-Net)
     if terms is not None:
         callbacks.append(terms)
@@ -516,6 +524,7 @@ def _run_training(cfg, log, session):
                 initial_epoch=initial_epoch,
                 steps_per_epoch=steps_per_epoch,
                 callbacks=[stop] + callbacks,
+                validation_data=val_batches,
                 shuffle=False,  # the datasets shuffle themselves
                 verbose=1 if sys.stdout.isatty() else 2,
             )
