@@ -396,7 +396,7 @@ def test_a_failed_export_leaves_the_target_as_it_was(small, tmp_path, monkeypatc
     assert os.listdir(target.parent) == ["1"]  # no temporary left beside it
     monkeypatch.undo()
     export.export_saved_model(model, target, overwrite=True)
-    assert sorted(os.listdir(target)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(target)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
     assert os.listdir(target.parent) == ["1"]
 
 
@@ -429,3 +429,43 @@ def test_cli_exports_and_refuses_bad_input(small, tmp_path, capsys):
                           "--out", str(tmp_path / "m")])
     assert "--quantize applies to --format tflite only" in err
     assert not (tmp_path / "m").exists() and not (tmp_path / "q.tflite").exists()
+
+
+def test_cli_static_size_and_calibration_data_bad_input(small, tmp_path, capsys):
+    model, _ = small
+    model.save(tmp_path / "small.keras")
+    base = ["export", "--model", str(tmp_path / "small.keras"), "--format", "tflite"]
+    out = str(tmp_path / "q.tflite")
+    err = run_cli_error(capsys, base + ["--input-size", "100x64", "--out", out])
+    assert err == "error: --input-size must be HxW with H and W multiples of 16 (the network's size multiple, no padding in a static graph); got 100x64"
+    err = run_cli_error(capsys, base + ["--input-size", "64by64", "--out", out])
+    assert err == "error: --input-size must be HxW, two positive integers (e.g. 720x1280); got '64by64'"
+    (tmp_path / "empty").mkdir()
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--calibration-data", str(tmp_path / "empty"), "--out", out])
+    assert err == f"error: --calibration-data {tmp_path / 'empty'}: no image files (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)"
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--calibration-data", str(tmp_path / "missing"), "--out", out])
+    assert err == f"error: --calibration-data {tmp_path / 'missing'}: no such directory"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        (photos / f"{i}.png").write_bytes(b"not a png")
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--calibration-data", str(photos), "--out", out])
+    assert err.startswith(f"error: --calibration-data {photos / '0.png'}")
+    err = run_cli_error(capsys, base + ["--calibration-data", str(photos), "--out", out])
+    assert err == "error: --calibration-data applies to --quantize int8 only; got --quantize none"
+    assert sorted(os.listdir(tmp_path)) == ["empty", "photos", "small.keras"]  # no partial or temporary file
+
+
+def test_calibration_images_are_centre_crops_of_the_photos(tmp_path):
+    from tfdeblur.io import write_image
+
+    rng = np.random.default_rng(0)
+    photos = [to_uint8(rng.random((40 + i, 50, 3))) for i in range(8)]
+    for i, p in enumerate(photos):
+        write_image(tmp_path / f"{i}.png", p)
+    images = export.calibration_images(tmp_path, count=8, size=32)
+    assert len(images) == 8 and all(x.shape == (32, 32, 3) and x.dtype == np.float32 for x in images)
+    y, x = (40 - 32) // 2, (50 - 32) // 2
+    np.testing.assert_array_equal(to_uint8(images[0]), photos[0][y : y + 32, x : x + 32])
+    padded = export.fit_to_size(np.arange(6, dtype=np.float32).reshape(2, 3, 1), (5, 4))
+    assert padded[:, :, 0].tolist() == [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [0, 1, 2, 2], [0, 1, 2, 2]]

@@ -9,7 +9,7 @@ _lazy_registry.install()
 
 def deblur(image, model=None, **options):
     """Restores an image array or file with a tfdeblur model, a `.keras`
-    path or a shipped weights name (None: the default shipped weights,
+    path, a SavedModel folder or `.tflite` file from `export`, or a shipped weights name (None: the default shipped weights,
     `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
     input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform; see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.

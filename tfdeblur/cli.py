@@ -1,10 +1,10 @@
 """Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
 
     train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
-    eval --model FILE.keras|WEIGHTS --data SPEC [--protocol whole|realblur|kohler|levin] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
+    eval --model FILE.keras|WEIGHTS|SAVED_MODEL_DIR|FILE.tflite --data SPEC [--protocol whole|realblur|kohler|levin] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
     prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite] [--count N [--seed S] [--size N]]
-    deblur [--model FILE.keras|WEIGHTS] INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
-    export --model FILE.keras|WEIGHTS --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8]
+    deblur [--model FILE.keras|WEIGHTS|SAVED_MODEL_DIR|FILE.tflite] INPUT... --out DIR [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
+    export --model FILE.keras|WEIGHTS --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8] [--input-size HxW]
     bench NET... [--precision fp32 bf16] [--repeats N] [--out FILE.md]
     list
 
@@ -41,6 +41,7 @@ DATA_HELP = (
 
 
 MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g. mtwdn-photos (see `tfdeblur list`)"
+ANY_MODEL_HELP = MODEL_HELP + ", or an export: a SavedModel folder or .tflite file"
 
 
 def _parser():
@@ -81,7 +82,7 @@ def _parser():
     t.add_argument("--vgg-weights", metavar="FILE", help="weights of keras.applications.VGG16(include_top=False) for a perceptual loss (fddn; see tfdeblur/perceptual.py)")
 
     e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
-    e.add_argument("--model", required=True, help=MODEL_HELP)
+    e.add_argument("--model", required=True, help=ANY_MODEL_HELP)
     e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
     e.add_argument("--json", help="write the summary as JSON to this file")
     e.add_argument("--csv", help="write the per-image scores as CSV to this file")
@@ -100,7 +101,7 @@ def _parser():
     r.add_argument("--size", type=_positive_int, help="synthetic, dynamic: image side, pixels (default 256); globalblur keeps its images' size")
 
     d = sub.add_parser("deblur", help="restore image files, folders or globs")
-    d.add_argument("--model", help=MODEL_HELP + "; default: the best shipped weights")
+    d.add_argument("--model", help=ANY_MODEL_HELP + "; default: the best shipped weights")
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
     d.add_argument("--out", required=True, help="output folder (PNG files, the input's bit depth)")
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -115,7 +116,10 @@ def _parser():
     x.add_argument("--format", required=True, choices=["saved_model", "tflite"])
     x.add_argument("--out", required=True, help="SavedModel folder (for TF Serving a version folder, e.g. models/mtwdn/1) or .tflite file")
     x.add_argument("--quantize", default="none", choices=["none", "fp16", "dynamic", "int8"], help="tflite only")
-    x.add_argument("--calibration-images", type=_positive_int, help="int8: synthetic images calibrating it (default 16, at least 8)")
+    x.add_argument("--calibration-images", type=_positive_int, help="int8: images calibrating it (default 16, at least 8)")
+    x.add_argument("--calibration-data", metavar="DIR", help="int8: calibrate on your own photos in DIR (centre crops; default: synthetic blurry images)")
+    x.add_argument("--input-size", metavar="HxW", help="a static graph for HxW images (multiples of the network's size multiple; "
+                   "no padding ops; what GPU/NPU delegates and the LiteRT benchmark need); default: any size")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     b = sub.add_parser("bench", help="parameters, FLOPs, latency, memory and conv-ceiling efficiency per network")
@@ -208,6 +212,13 @@ def load_deblur_model(path):
     return load_model(path, arg="--model")
 
 
+def load_any_model(path):
+    """`--model` of deblur and eval: also a SavedModel folder or `.tflite` file."""
+    from tfdeblur.inference import load_artifact
+
+    return load_artifact(path, arg="--model")
+
+
 def _cmd_train(args):
     from tfdeblur.training.run import TrainConfig, run_training
 
@@ -244,7 +255,7 @@ def _cmd_eval(args):
     for flag, path in (("--json", args.json), ("--csv", args.csv)):
         if path and os.path.isdir(path):
             raise ValueError(f"{flag} {path}: is a directory")
-    model = load_deblur_model(args.model)
+    model = load_any_model(args.model)
     deblurrer = _deblurrer(args, model)
     if spec.kind == "kohler" and protocol == "kohler":
         dataset, names = _kohler_items(spec.paths[0], model.min_size)
@@ -428,7 +439,7 @@ def _cmd_deblur(args):
 
         args.model = default_weights("--model")
         print(f"model: {args.model} (the default shipped weights; --model to choose)", flush=True)
-    model = load_deblur_model(args.model)
+    model = load_any_model(args.model)
     import tensorflow as tf
     deblurrer = _deblurrer(args, model)
     failures = []
@@ -523,17 +534,26 @@ def _cmd_export(args):
         raise ValueError(f"--quantize applies to --format tflite only; got --quantize {args.quantize}")
     if args.calibration_images is not None and args.quantize != "int8":
         raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {args.quantize}")
+    if args.calibration_data is not None and args.quantize != "int8":
+        raise ValueError(f"--calibration-data applies to --quantize int8 only; got --quantize {args.quantize}")
     count = args.calibration_images or 16
     if args.quantize == "int8" and count < export.MIN_CALIBRATION_IMAGES:
         raise ValueError(f"--calibration-images must be at least {export.MIN_CALIBRATION_IMAGES} for int8; got {count}")
+    if args.calibration_data is not None:  # read before the model: a bad folder fails first
+        representative = export.calibration_images(args.calibration_data, count)
+    export.parse_input_size(args.input_size)
     export.check_target(args.out, args.overwrite, kind="dir" if args.format == "saved_model" else "file")
     model = load_deblur_model(args.model)
-    representative = export.representative_images(count) if args.quantize == "int8" else None
+    input_size = export.parse_input_size(args.input_size, model)
+    if args.calibration_data is None:
+        representative = export.representative_images(count) if args.quantize == "int8" else None
     path = export.export(
         model, args.out, format=args.format, quantize=args.quantize,
-        overwrite=args.overwrite, representative=representative,
+        overwrite=args.overwrite, representative=representative, input_size=input_size,
     )
-    print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}; signatures: {', '.join(export.SIGNATURES)})")
+    shape = "any size" if input_size is None else f"static {input_size[0]}x{input_size[1]}"
+    print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}, {shape}; "
+          f"signatures: {', '.join(export.SIGNATURES)})")
     return 0
 
 

@@ -26,6 +26,7 @@ Every export is written to a temporary path beside the target and renamed
 into place, so a crash never leaves a half-written model at the target.
 """
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -42,6 +43,13 @@ from tfdeblur.model import DeblurModel
 SIGNATURE_UINT8 = "serving_default"
 SIGNATURE_FLOAT = "deblur_float"
 SIGNATURES = (SIGNATURE_UINT8, SIGNATURE_FLOAT)
+# SavedModel only (TFLite has no builtin image codecs): encoded images in and
+# out, so a REST client sends {"b64": ...} instead of nested lists. TF
+# Serving's REST API returns a string output as {"b64": ...} when its name
+# ends in "_bytes".
+SIGNATURE_ENCODED = "deblur_encoded"
+ENCODED_INPUT_KEY = "image_bytes"
+ENCODED_OUTPUT_KEY = "deblurred_bytes"
 INPUT_KEY = "images"
 OUTPUT_KEY = "deblurred"
 FORMATS = ("saved_model", "tflite")
@@ -51,7 +59,47 @@ QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
 MIN_CALIBRATION_IMAGES = 8
 
 
+# Written with every export: what `tfdeblur.inference` needs to tile and
+# check an exported model as it does the Keras network (SavedModel:
+# assets.extra/tfdeblur.json; TFLite: the flatbuffer's metadata entry).
+INFO_NAME = "tfdeblur.json"
+INFO_METADATA = "tfdeblur"
+
+
 # -- helpers ------------------------------------------------------------------
+def parse_input_size(text, model=None, arg="--input-size"):
+    """(H, W) from "HxW" (or a pair); with `model`, H and W must be multiples
+    of its size multiple (a static graph then needs no padding) and at least
+    its minimum size. None stays None (dynamic shape)."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = text.lower().split("x")
+        try:
+            h, w = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            h = w = None
+    else:
+        h, w = (tuple(text) + (None, None))[:2] if len(tuple(text)) == 2 else (None, None)
+    if not isinstance(h, int) or not isinstance(w, int) or h < 1 or w < 1:
+        raise ValueError(f"{arg} must be HxW, two positive integers (e.g. 720x1280); got {text!r}")
+    if model is not None:
+        m = model.size_multiple
+        if h % m or w % m or min(h, w) < model.min_size:
+            raise ValueError(f"{arg} must be HxW with H and W multiples of {m} (the network's size multiple, "
+                             f"no padding in a static graph); got {h}x{w}")
+    return h, w
+
+
+def model_info(model, input_size=None):
+    """The tfdeblur facts stored with an export (JSON-able dict)."""
+    return {
+        "format": "tfdeblur-export", "version": 1, "network": model.name,
+        "size_multiple": int(model.size_multiple), "min_size": int(model.min_size),
+        "input_size": None if input_size is None else [int(v) for v in input_size],
+    }
+
+
 def _check_model(model):
     if not isinstance(model, DeblurModel):
         raise ValueError(f"model must be a tfdeblur network (DeblurModel); got {type(model).__name__}")
@@ -110,31 +158,43 @@ def _checked(images, min_size):
 _TRACES = weakref.WeakKeyDictionary()
 
 
-def _restore_fn(model):
-    """The network's float32 forward pass as one concrete function per model.
+def _restore_fn(model, input_size=None):
+    """The network's float32 forward pass as one concrete function per model
+    and input size (None: any size).
 
     Both signatures of both formats call it, so a model is traced once (a
     tf.function called from two outer graphs would trace twice; a trace of
-    the full MTWDN takes seconds).
+    the full MTWDN takes seconds). A static size is traced for that size, so
+    the padding to the network's multiple vanishes from the graph.
     """
-    if model not in _TRACES:
+    traces = _TRACES.setdefault(model, {})
+    key = None if input_size is None else tuple(input_size)
+    if key not in traces:
         ref = weakref.ref(model)  # a strong one would keep the cache's key alive
-        _TRACES[model] = tf.function(
-            lambda x: ref()(x, training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        shape = [None, None, None, 3] if key is None else [None, *key, 3]
+        traces[key] = tf.function(
+            lambda x: ref()(x, training=False), input_signature=[tf.TensorSpec(shape, tf.float32)]
         ).get_concrete_function()
-    return _TRACES[model]
+    return traces[key]
 
 
-def _archive(model, checked):
+def _archive(model, checked, input_size=None):
     """An ExportArchive with the two signatures; `checked`: unknown-rank inputs
-    checked inside the graph (SavedModel) or plain rank-4 inputs (TFLite)."""
+    checked inside the graph (SavedModel) or plain rank-4 inputs (TFLite).
+    `input_size` (H, W): a static graph for that size; the SavedModel then
+    takes a batch [N, H, W, 3], the TFLite model one image [1, H, W, 3] (what
+    delegates and the LiteRT benchmark need)."""
     # No `archive.track(model)`: the endpoints' variables are saved without
     # it, and tracking walks the whole layer tree (twice the write time and
     # every weight stored twice).
     archive = keras.export.ExportArchive()
-    spec_shape = None if checked else [None, None, None, 3]
-    restore = _restore_fn(model)
+    serving = checked  # the SavedModel also gets the encoded-image signature
+    if input_size is not None:
+        spec_shape = [None if checked else 1, *input_size, 3]
+        checked = False  # the signature's static shape is the check: TF refuses any other
+    else:
+        spec_shape = None if checked else [None, None, None, 3]
+    restore = _restore_fn(model, input_size)
 
     def prepare(images):
         return _checked(images, model.min_size) if checked else images
@@ -152,7 +212,36 @@ def _archive(model, checked):
     archive.add_endpoint(
         SIGNATURE_FLOAT, float_fn, input_signature=[tf.TensorSpec(spec_shape, tf.float32, name=INPUT_KEY)]
     )
+    if serving:
+        archive.add_endpoint(
+            SIGNATURE_ENCODED, _encoded_fn(restore, model.min_size, input_size),
+            input_signature=[tf.TensorSpec([None], tf.string, name=ENCODED_INPUT_KEY)],
+        )
     return archive
+
+
+def _encoded_fn(restore, min_size, input_size):
+    """PNG/JPEG/BMP/GIF bytes [N] -> PNG bytes [N] (8-bit RGB; images of a
+    batch may differ in size: each is decoded and restored on its own)."""
+    def one(data):
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)[None]
+        if input_size is None:
+            image = _checked(image, min_size)
+        else:
+            h, w = input_size
+            ok = tf.debugging.assert_equal(
+                tf.shape(image)[1:3], tf.constant([h, w]),
+                message=f"input {ENCODED_INPUT_KEY}: this static export takes {w}x{h} images (H={h}, W={w}); got another size",
+            )
+            with tf.control_dependencies([ok]):
+                image = tf.ensure_shape(tf.identity(image), [1, h, w, 3])
+        y = _to_uint8(restore(tf.cast(image, tf.float32) / 255.0))
+        return tf.io.encode_png(y[0])
+
+    def encoded_fn(image_bytes):
+        return {ENCODED_OUTPUT_KEY: tf.map_fn(one, image_bytes, fn_output_signature=tf.string)}
+
+    return encoded_fn
 
 
 def _tmp_beside(path):
@@ -200,24 +289,105 @@ def _publish(tmp, path):
 
 
 # -- SavedModel ---------------------------------------------------------------
-def export_saved_model(model, path, overwrite=False):
+def export_saved_model(model, path, overwrite=False, input_size=None):
     """Writes `model` as a SavedModel for TF Serving at `path` (a directory).
 
     For TF Serving, `path` is a numbered version folder, e.g.
-    `models/mtwdn/1`. Returns `path`.
+    `models/mtwdn/1`. `input_size` (H, W or "HxW"): a static graph for
+    that size (multiples of the network's size multiple). Returns `path`.
     """
     _check_model(model)
+    input_size = parse_input_size(input_size, model, arg="input_size")
     path = check_target(path, overwrite, kind="dir")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = _tmp_beside(path)
     try:
-        _archive(_float32_model(model), checked=True).write_out(tmp, verbose=False)
+        _archive(_float32_model(model), checked=True, input_size=input_size).write_out(tmp, verbose=False)
+        extra = os.path.join(tmp, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, INFO_NAME), "w") as f:
+            json.dump(model_info(model, input_size), f)
+        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+            for record in warmup_requests(model, input_size):
+                writer.write(record)
         _publish(tmp, path)
     except (OSError, tf.errors.OpError) as e:
         raise _write_error(path, e) from e
     finally:
         _remove(tmp)
     return path
+
+
+# -- TF Serving warm-up ---------------------------------------------------------
+# TF Serving replays the records of assets.extra/tf_serving_warmup_requests
+# (TFRecord, one serialized tensorflow.serving.PredictionLog each) when it
+# loads a version, so the first client request does not pay the graph's
+# initialization.
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _message_field(number, payload):
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def prediction_log(signature, inputs):
+    """One serialized `tensorflow.serving.PredictionLog` holding a
+    PredictRequest for `signature` with `inputs` (name -> numpy array).
+
+    With tensorflow-serving-api installed its protos build it; otherwise the
+    same bytes are written here from the .proto field numbers
+    (PredictionLog.predict_log = 6, PredictLog.request = 1,
+    PredictRequest.model_spec = 1 and inputs = 2 (a map: key 1, value 2),
+    ModelSpec.signature_name = 3), as protobuf serializes them: fields in
+    number order, empty ones left out. tests/test_serving.py checks both agree.
+    """
+    tensors = {k: tf.make_tensor_proto(v) for k, v in inputs.items()}
+    try:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    except ImportError:
+        spec = _message_field(3, signature.encode())
+        entries = b"".join(
+            _message_field(2, _message_field(1, k.encode()) + _message_field(2, t.SerializeToString()))
+            for k, t in sorted(tensors.items())
+        )
+        return _message_field(6, _message_field(1, _message_field(1, spec) + entries))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = signature
+    for k, t in tensors.items():
+        request.inputs[k].CopyFrom(t)
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    return log.SerializeToString(deterministic=True)
+
+
+def warmup_requests(model, input_size=None):
+    """The warm-up records written with a SavedModel: one request per
+    signature on a mid-grey image (the static size, else 64x64 rounded up
+    to the network's multiple)."""
+    import io as _io
+
+    from PIL import Image
+
+    if input_size is None:
+        side = -(-64 // model.size_multiple) * model.size_multiple
+        input_size = (side, side)
+    image = np.full((1, *input_size, 3), 128, np.uint8)
+    png = _io.BytesIO()
+    Image.fromarray(image[0]).save(png, format="PNG")
+    return [
+        prediction_log(SIGNATURE_UINT8, {INPUT_KEY: image}),
+        prediction_log(SIGNATURE_FLOAT, {INPUT_KEY: image.astype(np.float32) / 255.0}),
+        prediction_log(SIGNATURE_ENCODED, {ENCODED_INPUT_KEY: np.array([png.getvalue()], dtype=object)}),
+    ]
 
 
 def _write_error(path, e):
@@ -239,7 +409,49 @@ def representative_images(count=16, size=128, seed=0):
     return [blur.numpy() for blur, _ in ds]
 
 
-def _calibration(quantize, representative, min_size):
+def calibration_images(folder, count=None, size=256, arg="--calibration-data"):
+    """Up to `count` float32 [size, size, 3] crops (the centre of each image,
+    mirror-padded when smaller) of the photos in `folder`, for int8
+    calibration: the user's own pictures set the activation ranges.
+    A missing, empty or unreadable folder, or an unreadable image in it, is
+    a one-line `ValueError` naming it."""
+    from tfdeblur import io as tio
+
+    try:
+        paths = tio.list_images(folder)
+    except (tio.ImageError, OSError) as e:
+        raise ValueError(f"{arg} {e}") from e
+    if not paths:
+        raise ValueError(f"{arg} {folder}: no image files ({', '.join(tio.IMAGE_EXTENSIONS)})")
+    if len(paths) < MIN_CALIBRATION_IMAGES:
+        raise ValueError(f"{arg} {folder}: must hold at least {MIN_CALIBRATION_IMAGES} images for int8; "
+                         f"got {len(paths)}")
+    images = []
+    for path in paths[:count]:
+        try:
+            image = tio.read_image(path, allow_conversion=True)
+        except (ValueError, OSError) as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{arg} {message if path in message else f'{path}: {message}'}") from e
+        images.append(fit_to_size(image, (size, size)))
+    return images
+
+
+def fit_to_size(image, size):
+    """An [H, W, C] image cropped (centre) and mirror-padded (bottom/right,
+    as the networks pad) to `size` (H, W)."""
+    h, w = size
+    y, x = max(0, (image.shape[0] - h) // 2), max(0, (image.shape[1] - w) // 2)
+    image = image[y : y + h, x : x + w]
+    pad = [(0, h - image.shape[0]), (0, w - image.shape[1])] + [(0, 0)] * (image.ndim - 2)
+    while any(p[1] for p in pad):  # symmetric padding reaches one image length per round
+        step = [(0, min(p[1], n)) for p, n in zip(pad, image.shape)]
+        image = np.pad(image, step, mode="symmetric")
+        pad = [(0, p[1] - s[1]) for p, s in zip(pad, step)]
+    return image
+
+
+def _calibration(quantize, representative, min_size, input_size=None):
     """Checks `quantize`/`representative`; the int8 calibration generator or None."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}; got {quantize!r}")
@@ -259,6 +471,9 @@ def _calibration(quantize, representative, min_size):
             raise ValueError(
                 f"representative image {i} must be float [H, W, 3] with H, W >= {min_size}; got shape {x.shape}"
             )
+
+    if input_size is not None:
+        images = [fit_to_size(x, input_size) for x in images]
 
     def generate():
         # Samples name their signature: the converter calibrates each
@@ -280,20 +495,23 @@ class TFLiteExport:
             fp32, int8 = source.convert("none"), source.convert("int8")
     """
 
-    def __init__(self, model):
+    def __init__(self, model, input_size=None):
         _check_model(model)
+        self.input_size = parse_input_size(input_size, model, arg="input_size")
         self.min_size = model.min_size
+        self.info = model_info(model, self.input_size)
         self._workdir = tempfile.TemporaryDirectory(prefix="tfdeblur-tflite-")
         self.saved_model = os.path.join(self._workdir.name, "saved_model")
         try:
-            _archive(_float32_model(model), checked=False).write_out(self.saved_model, verbose=False)
+            _archive(_float32_model(model), checked=False, input_size=self.input_size).write_out(
+                self.saved_model, verbose=False)
         except BaseException:
             self.close()
             raise
 
     def convert(self, quantize="none", representative=None):
         """The TFLite flatbuffer (bytes), builtin ops only (see `convert_tflite`)."""
-        calibration = _calibration(quantize, representative, self.min_size)
+        calibration = _calibration(quantize, representative, self.min_size, self.input_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(self.saved_model, signature_keys=list(SIGNATURES))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
@@ -307,7 +525,8 @@ class TFLiteExport:
             # TF's int8 calibrator runs the deprecated tf.lite.Interpreter
             # internally; that warning is not about anything of ours.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-            return converter.convert()
+            flatbuffer = converter.convert()
+        return add_tflite_metadata(flatbuffer, INFO_METADATA, json.dumps(self.info).encode())
 
     def close(self):
         self._workdir.cleanup()
@@ -319,7 +538,38 @@ class TFLiteExport:
         self.close()
 
 
-def convert_tflite(model, quantize="none", representative=None):
+def add_tflite_metadata(flatbuffer, name, data):
+    """`flatbuffer` with a metadata entry `name` holding `data` (bytes), as
+    the TFLite schema stores them (a named buffer; runtimes ignore names
+    they do not know)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != name.encode()] + [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_tflite_metadata(flatbuffer, name):
+    """The bytes of metadata entry `name` of a TFLite flatbuffer, or None."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == name.encode():
+            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    return None
+
+
+def convert_tflite(model, quantize="none", representative=None, input_size=None):
     """The TFLite flatbuffer (bytes) of `model`, builtin ops only.
 
     quantize: "none" (float32), "fp16" (float16 weights), "dynamic" (int8
@@ -327,22 +577,25 @@ def convert_tflite(model, quantize="none", representative=None):
     integer kernels only, calibrated on `representative`: at least
     `MIN_CALIBRATION_IMAGES` float images [H, W, 3] in [0, 1]; default
     `representative_images()`). Inputs and outputs stay uint8 / float32.
+    `input_size` (H, W or "HxW"): a static graph taking one [1, H, W, 3]
+    image (see `export_saved_model`).
     """
     _check_model(model)
+    input_size = parse_input_size(input_size, model, arg="input_size")
     if quantize == "int8" and representative is None:
         representative = representative_images()
     if representative is not None:
         representative = list(representative)
     _calibration(quantize, representative, model.min_size)  # bad arguments fail before the trace
-    with TFLiteExport(model) as source:
+    with TFLiteExport(model, input_size) as source:
         return source.convert(quantize, representative)
 
 
-def export_tflite(model, path, quantize="none", representative=None, overwrite=False):
+def export_tflite(model, path, quantize="none", representative=None, overwrite=False, input_size=None):
     """Converts `model` (see `convert_tflite`) and writes it to `path`; returns `path`."""
     path = check_target(path, overwrite, kind="file")
     try:  # the converter writes a SavedModel under the temporary folder first
-        flatbuffer = convert_tflite(model, quantize=quantize, representative=representative)
+        flatbuffer = convert_tflite(model, quantize=quantize, representative=representative, input_size=input_size)
     except (OSError, tf.errors.OpError) as e:
         from tfdeblur.errors import disk_full
 
@@ -398,12 +651,13 @@ def run_tflite(interpreter, images, signature=None):
 
 
 # -- one entry point for the CLI ----------------------------------------------
-def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None):
+def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None, input_size=None):
     """`export_saved_model` or `export_tflite`, by `format` (what `cli.py export` runs)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if format == "saved_model":
         if quantize != "none":
             raise ValueError(f"quantize applies to format 'tflite' only; got {quantize!r} for 'saved_model'")
-        return export_saved_model(model, path, overwrite=overwrite)
-    return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite)
+        return export_saved_model(model, path, overwrite=overwrite, input_size=input_size)
+    return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite,
+                         input_size=input_size)

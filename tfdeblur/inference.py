@@ -5,6 +5,7 @@
     sharp = tfdeblur.deblur("photo.jpg", "mtwdn-photos")             # shipped weights by name
     sharp = tfdeblur.deblur("photo.jpg", "runs/mtwdn/model.keras")   # uint8 RGB array
     sharp = tfdeblur.deblur(array, model, ensemble=True, tile=512)   # same dtype/shape as array
+    sharp = tfdeblur.deblur("photo.jpg", "export/mtwdn.tflite")      # an export: SavedModel folder or .tflite
 
 `deblur` and `Deblurrer` return an array of the input's dtype and shape:
 
@@ -91,6 +92,10 @@ def load_model(path=None, arg="--model"):
         return models.from_preset(path)
     if not os.path.exists(path):
         raise W.unknown_name_error(path, arg, what="no such file, nor a shipped weights name")
+    kind = artifact_kind(path)
+    if kind in ("saved_model", "tflite"):
+        raise ValueError(f"{arg} {path}: a {'SavedModel' if kind == 'saved_model' else 'TFLite'} export; this needs "
+                         "the Keras network (a .keras file or shipped weights name)")
     if not os.path.isfile(path):
         raise ValueError(f"{arg} {path}: not a file")
     if path.endswith(W.MANIFEST_SUFFIX):
@@ -103,6 +108,140 @@ def load_model(path=None, arg="--model"):
     if not isinstance(model, DeblurModel):
         raise ValueError(f"{arg} {path}: a Keras model, but not a tfdeblur network ({type(model).__name__})")
     return model
+
+
+# ------------------------------------------------------- exported models
+
+ARTIFACT_KINDS = ("keras", "saved_model", "tflite")
+
+
+def artifact_kind(path):
+    """"saved_model", "tflite" or "keras" for an existing path (by content:
+    a folder with saved_model.pb, a TFLite flatbuffer), else None."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "saved_model" if os.path.isfile(os.path.join(path, "saved_model.pb")) else None
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    return "keras" if path.endswith(".keras") or head[:2] == b"PK" else None
+
+
+class ExportedModel:
+    """A SavedModel folder or `.tflite` file written by `tfdeblur.export`,
+    run like the Keras network: calling it maps a float32 [N, H, W, 3] batch
+    in [0, 1] to the network's float32 output (signature "deblur_float").
+
+    `min_size`, `size_multiple` and `input_size` come from the facts written
+    with the export (`tfdeblur.export.model_info`). A static export
+    (`input_size` (H, W)) takes any batch of at most H x W: it is
+    mirror-padded at the bottom/right to H x W, as the network pads to its
+    multiple, and cropped back; `Deblurrer` tiles larger images.
+    """
+
+    def __init__(self, path, kind, info, run):
+        self.path, self.kind, self.info, self._run = path, kind, info, run
+        self.name = info.get("network") or os.path.basename(os.path.normpath(path))
+        self.size_multiple = int(info.get("size_multiple") or 1)
+        self.min_size = int(info.get("min_size") or 1)
+        size = info.get("input_size")
+        self.input_size = None if size is None else (int(size[0]), int(size[1]))
+
+    def __call__(self, batch, training=False):
+        from tfdeblur.export import fit_to_size
+
+        batch = np.asarray(batch, np.float32)
+        if self.input_size is None:
+            return self._run(batch)
+        h, w = batch.shape[1:3]
+        if h > self.input_size[0] or w > self.input_size[1]:
+            raise ValueError(f"{self.path}: a static {self.input_size[0]}x{self.input_size[1]} export; got a "
+                             f"{h}x{w} image (tile it: Deblurrer does)")
+        outs = [self._run(fit_to_size(x, self.input_size)[None])[0, :h, :w] for x in batch]
+        return np.stack(outs)
+
+
+def _info_or_default(info, path):
+    import json
+
+    if info is None:  # an export of an older tfdeblur: dynamic shape, no multiple known
+        return {}
+    try:
+        return json.loads(info)
+    except ValueError as e:
+        raise ValueError(f"{path}: damaged tfdeblur export facts ({e})") from e
+
+
+def load_saved_model(path, arg="model"):
+    """An `ExportedModel` of a SavedModel folder written by `tfdeblur.export`."""
+    import tensorflow as tf
+
+    from tfdeblur import export
+
+    try:
+        loaded = tf.saved_model.load(os.fspath(path))
+    except Exception as e:  # noqa: BLE001  (a damaged .pb, missing variables...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{arg} {path}: not a loadable SavedModel ({first[:200]})") from e
+    if export.SIGNATURE_FLOAT not in loaded.signatures:
+        raise ValueError(f"{arg} {path}: a SavedModel, but not a tfdeblur export (no {export.SIGNATURE_FLOAT!r} "
+                         f"signature; has {', '.join(sorted(loaded.signatures)) or 'none'})")
+    info_path = os.path.join(path, "assets.extra", export.INFO_NAME)
+    info = open(info_path).read() if os.path.isfile(info_path) else None
+    fn = loaded.signatures[export.SIGNATURE_FLOAT]
+
+    def run(batch):
+        return fn(**{export.INPUT_KEY: tf.constant(batch)})[export.OUTPUT_KEY].numpy()
+
+    model = ExportedModel(os.fspath(path), "saved_model", _info_or_default(info, path), run)
+    model.loaded = loaded  # the signatures hold weak references to it
+    return model
+
+
+def load_tflite_model(path, arg="model", num_threads=None):
+    """An `ExportedModel` of a `.tflite` file written by `tfdeblur.export`
+    (any quantization; int8 models keep float32 signatures)."""
+    from tfdeblur import export
+
+    with open(path, "rb") as f:
+        flatbuffer = f.read()
+    try:
+        interpreter = export.load_tflite(flatbuffer, num_threads=num_threads)
+        signatures = interpreter.get_signature_list()
+    except Exception as e:  # noqa: BLE001  (the runtime's own error for a damaged file)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ValueError(f"{arg} {path}: not a loadable .tflite model ({first[:200]})") from e
+    if export.SIGNATURE_FLOAT not in signatures:
+        raise ValueError(f"{arg} {path}: a TFLite model, but not a tfdeblur export (no {export.SIGNATURE_FLOAT!r} "
+                         f"signature; has {', '.join(sorted(signatures)) or 'none'})")
+    info = export.read_tflite_metadata(flatbuffer, export.INFO_METADATA)
+
+    def run(batch):
+        return np.asarray(export.run_tflite(interpreter, batch, signature=export.SIGNATURE_FLOAT), np.float32)
+
+    return ExportedModel(os.fspath(path), "tflite", _info_or_default(info, path), run)
+
+
+def load_artifact(path=None, arg="--model"):
+    """What `deblur` and `eval` run: a Keras network (a `.keras` file, a
+    shipped weights name, a manifest; None: the default weights) or an
+    `ExportedModel` (a SavedModel folder or `.tflite` file from `export`)."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        return path
+    kind = None if path is None else artifact_kind(path)
+    if kind == "saved_model":
+        return load_saved_model(path, arg)
+    if kind == "tflite":
+        return load_tflite_model(path, arg)
+    if path is not None and os.path.isdir(path):
+        from tfdeblur import weights as W
+
+        if not (W.looks_like_name(os.fspath(path)) and os.fspath(path) in W.available()):
+            raise ValueError(f"{arg} {path}: a folder, but not a SavedModel (no saved_model.pb in it)")
+    return load_model(path, arg)
 
 
 def default_weights(arg="--model"):
@@ -202,7 +341,9 @@ class Deblurrer:
     """A model ready to restore images of any size (see the module docstring).
 
     `model`: a tfdeblur model, a `.keras` path, a shipped weights name (e.g.
-    "mtwdn-photos") or None for the default shipped weights (`load_model`).
+    "mtwdn-photos"), None for the default shipped weights, or an export:
+    a SavedModel folder or `.tflite` file (`load_artifact`; tiled, ensembled
+    and scored the same way; a static-size export tiles every larger image).
     `tile` forces tiling with that tile side; otherwise images above
     `max_pixels` are tiled with `DEFAULT_TILE`. `overlap` is the minimum
     overlap of neighbouring tiles, pixels (default `DEFAULT_OVERLAP`, at
@@ -215,14 +356,21 @@ class Deblurrer:
         from tfdeblur.evaluate import inference_fn
 
         if model is None or isinstance(model, (str, os.PathLike)):
-            model = load_model(model, arg="model")
+            model = load_artifact(model, arg="model")
         self.model = model
         self.min_size = int(getattr(model, "min_size", 1))
         multiple = int(getattr(model, "size_multiple", 1))
+        static = getattr(model, "input_size", None)
+        # A static export runs tiles of at most its size: the last tile of a
+        # row may be up to multiple - 1 longer than `tile` (tile_starts).
+        largest = None if static is None else min(static) - (multiple - 1)
         if tile is not None:
             if int(tile) != tile or tile < max(16, self.min_size):
                 raise ValueError(f"tile must be an integer of at least {max(16, self.min_size)} pixels; got {tile}")
-        side = DEFAULT_TILE if tile is None else int(tile)
+            if largest is not None and tile > largest:
+                raise ValueError(f"tile must be at most {largest} pixels for this static {static[0]}x{static[1]} "
+                                 f"export; got {tile}")
+        side = (DEFAULT_TILE if largest is None else min(DEFAULT_TILE, largest)) if tile is None else int(tile)
         if overlap is None:
             overlap = min(DEFAULT_OVERLAP, side // 4)
         if int(overlap) != overlap or not 0 <= overlap <= side // 2:
@@ -230,27 +378,41 @@ class Deblurrer:
         if int(max_pixels) != max_pixels or max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive integer; got {max_pixels}")
         self.tile = None if tile is None else int(tile)
+        self.static = static
+        self._static_tile = side if static is not None else None
         self.overlap = int(overlap)
         self.max_pixels = int(max_pixels)
         self.ensemble = bool(ensemble)
         self.size_multiple = multiple
-        net = transform(model) if transform is not None else model
-        self._fn = inference_fn(net)
+        if isinstance(model, ExportedModel):
+            if transform is not None:
+                raise ValueError(f"a model transform (--tlc) needs the Keras network; got a {model.kind} export "
+                                 f"({model.path})")
+            self._fn = None
+        else:
+            net = transform(model) if transform is not None else model
+            self._fn = inference_fn(net)
 
     @property
     def tracing_count(self):
-        """How often the inference function was traced (1 after any number of images)."""
-        return self._fn.experimental_get_tracing_count()
+        """How often the inference function was traced (1 after any number of
+        images; 0 for an exported model, which is not traced here)."""
+        return 0 if self._fn is None else self._fn.experimental_get_tracing_count()
 
     def _predict(self, batch):
-        return self._fn(np.ascontiguousarray(batch, np.float32)).numpy()
+        batch = np.ascontiguousarray(batch, np.float32)
+        if self._fn is None:
+            return self.model(batch)
+        return self._fn(batch).numpy()
 
     def tile_for(self, height, width):
         """The tile side used for an image of this size, or None for a whole-image pass."""
+        if self.static is not None and (height > self.static[0] or width > self.static[1]):
+            return self._static_tile
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None
         if height * width > self.max_pixels:
-            return DEFAULT_TILE
+            return DEFAULT_TILE if self.static is None else self._static_tile
         return None
 
     def restore_rgb(self, rgb, progress=None):
@@ -325,8 +487,9 @@ class Deblurrer:
 
 def deblur(image, model=None, **options):
     """Restores one image (array or file path) with `model` (a tfdeblur
-    model, a `.keras` path or a shipped weights name such as
-    "mtwdn-photos"; None: the default shipped weights); returns a numpy array of the input's dtype
+    model, a `.keras` path, a shipped weights name such as "mtwdn-photos",
+    a SavedModel folder or `.tflite` file from `export`; None: the default
+    shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
     ensemble, transform. For many images build one `Deblurrer` and call it:
     it traces once."""

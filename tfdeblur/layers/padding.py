@@ -37,6 +37,10 @@ class PadToMultiple(keras.layers.Layer):
         m = self.multiple
         pad_h = (m - shape[1] % m) % m
         pad_w = (m - shape[2] % m) % m
+        if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == pad_w == 0:
+            # A static size that is a multiple already (`export --input-size`):
+            # no pad op at all, so the graph has no dynamic-shape padding.
+            return x
         y = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode=self.mode)
         if x.shape[-1] is None:
             return y
