@@ -538,13 +538,21 @@ class TFLiteExport:
         self.close()
 
 
+def _tflite_schema():
+    """The TFLite flatbuffer schema's Python classes: TensorFlow's copy (the
+    converter's own), so conversion needs no ai-edge-litert (an extra)."""
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated
+
+
 def add_tflite_metadata(flatbuffer, name, data):
     """`flatbuffer` with a metadata entry `name` holding `data` (bytes), as
     the TFLite schema stores them (a named buffer; runtimes ignore names
     they do not know)."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
+    schema = _tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, np.uint8)
@@ -559,9 +567,7 @@ def add_tflite_metadata(flatbuffer, name, data):
 
 def read_tflite_metadata(flatbuffer, name):
     """The bytes of metadata entry `name` of a TFLite flatbuffer, or None."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(flatbuffer, 0)
+    model = _tflite_schema().Model.GetRootAs(flatbuffer, 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() == name.encode():

@@ -209,6 +209,11 @@ def load_tflite_model(path, arg="model", num_threads=None):
     with open(path, "rb") as f:
         flatbuffer = f.read()
     try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"{arg} {path}: running a .tflite model needs ai-edge-litert "
+                         "(pip install 'tfdeblur[litert]')") from e
+    try:
         interpreter = export.load_tflite(flatbuffer, num_threads=num_threads)
         signatures = interpreter.get_signature_list()
     except Exception as e:  # noqa: BLE001  (the runtime's own error for a damaged file)
