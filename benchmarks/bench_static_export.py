@@ -55,7 +55,10 @@ def compiled_model_output(path, image, threads):
 
 def litert_benchmark(path, runs, threads, workdir):
     result = pathlib.Path(workdir) / (pathlib.Path(path).stem + ".json")
-    command = [shutil.which("litert-benchmark") or "litert-benchmark", "--model", str(path),
+    # The console script, or the module it runs when the venv's bin is not on PATH.
+    tool = [shutil.which("litert-benchmark")] if shutil.which("litert-benchmark") else [
+        sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model"]
+    command = tool + ["--model", str(path),
                "--signature", export.SIGNATURE_FLOAT, "--num_runs", str(runs), "--warmup_runs", "2",
                "--num_threads", str(threads), "--result_json", str(result)]
     done = subprocess.run(command, capture_output=True, text=True)
