@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO, run_cli_error, shared_path
+from tfdeblur.weights import sha256_of
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--steps", "2", "--steps-per-epoch", "1", "--crop", "32", "--batch-size", "1",
@@ -35,6 +36,10 @@ def _pairs_dir(root, n=3, size=(40, 48), seed=0):
     return root / "blur", root / "sharp"
 
 
+def _sidecar_digest(path):
+    return (path.parent / (path.name + ".sha256")).read_text().split()[0]
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "mtwdn"
@@ -55,6 +60,7 @@ def test_train_writes_the_run_folder(trained_run):
     sheet = cv2.imread(str(out / "samples.png"))
     assert sheet is not None and sheet.shape[1] > 3 * 256  # blurry | output | sharp
     assert any(f.startswith("events") for f in os.listdir(out / "logs" / "train"))
+    assert _sidecar_digest(out / "model.keras") == sha256_of(out / "model.keras")  # checked on load
 
 
 def _event_tags(folder):
@@ -74,6 +80,7 @@ def test_train_validates_every_epoch_and_keeps_the_best(trained_run):
     assert len(epoch_lines) == 2 and all("val_ssim" in line for line in epoch_lines), proc.stdout[-2000:]
     best = json.loads((out / "best.json").read_text())
     assert best["monitor"] == "val_psnr" and best["epoch"] in (1, 2) and (out / "best.keras").is_file()
+    assert _sidecar_digest(out / "best.keras") == sha256_of(out / "best.keras")  # checked on load
     import keras
 
     assert keras.saving.load_model(out / "best.keras", safe_mode=True, compile=False).count_params() > 0
@@ -100,6 +107,7 @@ def test_train_refuses_to_overwrite_and_resumes(trained_run):
     assert "resumed from" in proc.stdout
     assert (out / "model.keras").stat().st_mtime_ns != before
     assert json.loads((out / "best.json").read_text())["value"] >= best_before  # the resumed run had to beat it
+    assert _sidecar_digest(out / "model.keras") == sha256_of(out / "model.keras")
 
 
 def test_eval_json_and_deblur(trained_run, tmp_path):

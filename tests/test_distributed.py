@@ -91,7 +91,8 @@ def test_two_workers_train_one_model(tmp_path):
     for k in w0.files:
         assert np.array_equal(w0[k], w1[k]), k
     # Only the chief wrote the run folder; its checkpoint restores the weights it trained.
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "logs", "model.keras", "results.json", "samples.png"]
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "logs", "model.keras", "model.keras.sha256",
+                                      "results.json", "samples.png"]
     model = build("mtwdn", **TINY)
     model.compile(**compile_args("mtwdn", total_steps=3, learning_rate=1e-3))
     model.optimizer.build(model.trainable_variables)

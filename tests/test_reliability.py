@@ -537,3 +537,61 @@ def test_impossible_batch_size_refused_before_allocating(tmp_path, capsys):
     run._check_batch_memory(cfg, memory=1 << 30)
     with pytest.raises(run.RunError, match="--batch-size 300: one batch of 256x256 crops needs at least 0.9 GiB"):
         run._check_batch_memory(_tiny_train_cfg(out, batch_size=300, crop=256), memory=1 << 29)
+
+
+# --- 5. integrity of .keras files, temporaries of a killed deblur ---------
+
+
+def test_keras_files_written_by_train_carry_a_checked_checksum(tmp_path, capsys):
+    import tfdeblur.models as models
+    from tfdeblur.inference import load_model
+    from tfdeblur.training.run import save_model_atomic
+    from tfdeblur.weights import sha256_of
+
+    small = dict(levels=2, channels=16, mffd_channels=16, num_rfdb=1)
+    path = tmp_path / "model.keras"
+    save_model_atomic(models.build("lmfn", **small), path)  # how train writes model.keras and best.keras
+    assert _files(tmp_path) == ["model.keras", "model.keras.sha256"]
+    assert (tmp_path / "model.keras.sha256").read_text() == f"{sha256_of(path)}  model.keras\n"  # sha256sum -c format
+    load_model(path)
+    # Another valid model in its place: it would load, but the digest is not its own.
+    models.build("lmfn", **small).save(path)
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), _rgb())
+    for argv in (["deblur", "--model", str(path), str(src), "--out", str(tmp_path / "out")],
+                 ["export", "--model", str(path), "--format", "tflite", "--out", str(tmp_path / "m.tflite")]):
+        err = run_cli_error(capsys, argv)
+        assert err.startswith(f"error: --model {path}: checksum mismatch (sha256 "), err
+        assert err.endswith("the file is damaged or was changed")
+    assert _files(tmp_path) == ["in", "model.keras", "model.keras.sha256"]
+    (tmp_path / "model.keras.sha256").unlink()
+    load_model(path)  # a .keras file from elsewhere has no sidecar: loads unchecked
+
+
+_KILLED_MID_WRITE = r"""
+import os, signal, sys
+from tfdeblur import io as tio
+from tfdeblur.cli import main
+
+def killed(src, dst):  # kill -9 after the temporary is written, before it is renamed
+    os.kill(os.getpid(), signal.SIGKILL)
+tio.os.replace = killed
+main(sys.argv[1:])
+"""
+
+
+def test_deblur_killed_mid_write_leaves_no_temporary_after_the_next_run(tiny_model, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), _rgb())
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, "deblur", "--model", tiny_model, str(src),
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    stale = os.listdir(out)
+    assert len(stale) == 1 and stale[0].startswith(".a.png.") and stale[0].endswith(".tmp.png"), stale
+    live = f".b.png.{os.getpid()}-0123abcd.tmp.png"  # a writer still running (this process) keeps its file
+    (out / live).write_bytes(b"in flight")
+    assert main(["deblur", "--model", tiny_model, str(src), "--out", str(out)]) == 0
+    assert _files(out) == sorted([live, "a.png"])

@@ -434,6 +434,9 @@ def _cmd_deblur(args):
                 raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
         targets.append((path, target, sheet))
     gt = _gt_index(args.gt) if args.gt else {}
+    # A deblur killed mid-write (kill -9) left hidden temporary files here.
+    for folder in (args.out, os.path.join(args.out, "compare")):
+        tio.remove_stale_temps(folder)
     if args.model is None:
         from tfdeblur.inference import default_weights
 

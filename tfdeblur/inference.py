@@ -80,6 +80,7 @@ def load_model(path=None, arg="--model"):
     import keras
 
     import tfdeblur.models as models
+    from tfdeblur import checksum
     from tfdeblur import weights as W
     from tfdeblur.model import DeblurModel
 
@@ -100,6 +101,7 @@ def load_model(path=None, arg="--model"):
         raise ValueError(f"{arg} {path}: not a file")
     if path.endswith(W.MANIFEST_SUFFIX):
         return models.from_preset(path)
+    checksum.verify(path, arg)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # zip/h5/config errors all mean "not a model file"

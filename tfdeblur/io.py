@@ -492,8 +492,9 @@ def _encode_and_write(path, arr, jpeg_quality=95):
     except OSError as e:
         raise ImageError(f"{path}: cannot create directory {directory} ({e.strerror})") from e
     # Same directory, so os.replace is a rename on one filesystem; a dot
-    # prefix keeps list_images from picking up a file in flight.
-    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp{ext}")
+    # prefix keeps list_images from picking up a file in flight; the pid lets
+    # `remove_stale_temps` tell a killed writer's leftover from a live one's.
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ext}")
     try:
         with open(tmp, "xb") as f:
             f.write(encoded.tobytes())
@@ -504,3 +505,40 @@ def _encode_and_write(path, arr, jpeg_quality=95):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise ImageError(f"{path}: cannot write file ({e.strerror})") from e
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(directory):
+    """Deletes the temporary files that writers killed mid-write (kill -9,
+    power loss) left in `directory`: hidden, named by `_encode_and_write`,
+    and owned by a process that no longer exists. A live writer's files stay.
+    Returns the paths removed; a missing folder is nothing to clean."""
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            os.remove(path)
+            removed.append(path)
+        except OSError:  # gone already, or not ours to remove: nothing a user sees changes
+            pass
+    return removed

@@ -52,6 +52,12 @@ def prepare_model(model, cfg, log=print):
     """Loads `cfg.init_from` (if any) and sets the trainable parts of `cfg.phase`.
     Call before compiling."""
     if cfg.init_from:
+        from tfdeblur import checksum
+
+        try:
+            checksum.verify(cfg.init_from, "--from")
+        except ValueError as e:
+            raise RunError(str(e)) from e
         try:
             model.load_weights(cfg.init_from)
         except Exception as e:  # Keras raises several types for a mismatch
@@ -178,10 +184,9 @@ def run_phases(cfg, phase, from_path=None, log=print):
         key = phases[p]["loss"]["weights"]
         key = next(iter(key)) if len(key) == 1 else "image"
         if os.path.isfile(model_path) and "stopped_at" not in result:
-            from tfdeblur.cli import load_deblur_model  # noqa: F401 (registers classes)
-            import keras
+            from tfdeblur.inference import load_model
 
-            model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+            model = load_model(model_path)  # checks the sidecar run_training just wrote
             _, val = data_spec.train_val(spec, sub.crop, seed=sub.seed, min_size=model.min_size)
             if sub.val_images:
                 val = val.take(sub.val_images)

@@ -27,6 +27,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tfdeblur import checksum
 from tfdeblur import io as tio
 from tfdeblur.evaluate import evaluate_pairs
 from tfdeblur.perceptual import recipe_with_vgg_weights
@@ -226,11 +227,12 @@ def _write_json(path, obj):
 
 
 def save_model_atomic(model, path):
-    """`model.save(path)` through a temporary file in the same folder."""
+    """`model.save(path)` through a temporary file in the same folder, with a
+    SHA-256 sidecar (`tfdeblur/checksum.py`)."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.getpid()}-{os.path.basename(path)}")
     try:
         model.save(tmp)
-        os.replace(tmp, path)
+        checksum.write_with_sidecar(path, tmp)  # path + ".sha256", checked by the loaders
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
