@@ -34,10 +34,14 @@ def representative_presets():
 # step, SavedModel/TFLite export): the same code, a shallower stack. Full
 # FDDN (16 FDBs, 1065 layers, 866 weights) creates ~260k graph ops when a
 # training step is traced: 150 s for one fit, alone a quarter of the suite.
-# The full presets still get the parameter-count, shape and graph-vs-eager
-# checks. `msfs` (the authors' 21.6 M model: 10 + 2 x 30 RCABs, 16 residual
-# blocks) likewise gets one block of each kind.
+# The full presets still get the parameter-count check, which builds their
+# whole functional graph (every layer's shapes) without initializing weights
+# (`preset_param_count`); shapes, finiteness and graph-vs-eager run on these
+# smaller stacks of the same blocks. `msfs` (the authors' 21.6 M model:
+# 10 + 2 x 30 RCABs, 16 residual blocks) likewise gets one block of each kind.
 EXPENSIVE_TEST_OVERRIDES = {
+    "mtwdn": {"blocks_per_level": 1},  # 3 residual blocks per level and scale in the paper
+    "lmfn": {"num_rfdb": 1},  # 4 RFDBs per level
     "fddn": {"num_blocks": 2},
     "msfs": {"latent_blocks": 1, "decoder_blocks": 1, "encoder_blocks": 1},
     "glbdn": {"blocks_per_scale": 1},  # GFN branches: 2 x 18 residual blocks at 64-256 channels
@@ -45,10 +49,49 @@ EXPENSIVE_TEST_OVERRIDES = {
 
 
 def build_for_expensive_tests(name):
-    """`models.build(name)` with `EXPENSIVE_TEST_OVERRIDES[name]` applied."""
+    """`models.build(name)` with the overrides of its class's representative
+    preset (`EXPENSIVE_TEST_OVERRIDES`) applied: `msfs_no_fsm` gets `msfs`'s."""
     import tfdeblur.models as models
 
-    return models.build(name, **EXPENSIVE_TEST_OVERRIDES.get(name, {}))
+    return models.build(name, **_overrides_for(name))
+
+
+def _overrides_for(name):
+    """A preset's own arguments win: `lmfn_rfdb6` keeps its six RFDBs."""
+    import tfdeblur.models as models
+
+    preset = models.get_preset(name)
+    for base, overrides in EXPENSIVE_TEST_OVERRIDES.items():
+        if models.get_preset(base).cls is preset.cls:
+            return {k: v for k, v in overrides.items() if k not in preset.kwargs}
+    return {}
+
+
+_PARAM_COUNTS = {}
+
+
+def preset_param_count(name):
+    """`count_params()` of the full-size preset `name`, its variables created
+    without values (Keras defers initialization inside a StatelessScope): the
+    functional graph is still built end to end, so every shape is checked, and
+    the 21 M-parameter presets cost no random initialization. Presets with
+    the same class and arguments (ablations that change only the loss) share
+    one build."""
+    import tfdeblur.models as models
+
+    preset = models.get_preset(name)
+    key = (preset.cls, repr(sorted(preset.kwargs.items())))
+    if key not in _PARAM_COUNTS:
+        with keras.StatelessScope(initialize_variables=False):
+            model = models.build(name)
+        _PARAM_COUNTS[key] = model.count_params()
+        # Keras queues such variables and gives them values when the next
+        # StatelessScope closes (every symbolic layer call opens one): forget
+        # them, or a later test pays this model's initialization after all.
+        from keras.src.backend.common import global_state
+
+        global_state.set_global_attribute("uninitialized_variables", [])
+    return _PARAM_COUNTS[key]
 
 
 def shared_path(*parts):
