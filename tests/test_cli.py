@@ -76,7 +76,7 @@ def _event_tags(folder):
 
 def test_train_validates_every_epoch_and_keeps_the_best(trained_run):
     out, proc = trained_run
-    epoch_lines = [line for line in proc.stdout.splitlines() if "val_psnr" in line]
+    epoch_lines = [line for line in proc.stdout.splitlines() if "val_psnr:" in line]  # the epoch lines, not "best val_psnr ..."
     assert len(epoch_lines) == 2 and all("val_ssim" in line for line in epoch_lines), proc.stdout[-2000:]
     best = json.loads((out / "best.json").read_text())
     assert best["monitor"] == "val_psnr" and best["epoch"] in (1, 2) and (out / "best.keras").is_file()

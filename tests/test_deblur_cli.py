@@ -178,7 +178,7 @@ def _model_dir(tmp_path):
 
 BAD_MODELS = {
     "missing": (lambda p, plain: str(p / "nope.keras"), "no such file"),
-    "directory": (lambda p, plain: _model_dir(p), "not a file"),
+    "directory": (lambda p, plain: _model_dir(p), "not a SavedModel"),
     "junk": (lambda p, plain: str(_put(p / "junk.keras", b"junk")), "not a loadable .keras model"),
     "not_tfdeblur": (lambda p, plain: plain, "not a tfdeblur network"),
 }
