@@ -180,6 +180,7 @@ def test_saved_models_load_and_match_keras_in_a_fresh_process(exported, tmp_path
         assert listing[name] == {
             "serving_default": [["images"], ["deblurred"]],
             "deblur_float": [["images"], ["deblurred"]],
+            "deblur_encoded": [["image_bytes"], ["deblurred_bytes"]],  # PNG/JPEG bytes in, PNG out (tests/test_serving.py)
         }
         for key, expected in exported(name)["expected"].items():
             if expected.dtype == np.uint8 and name in SAVED_MODEL_ATOL:
