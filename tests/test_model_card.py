@@ -58,3 +58,31 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     text = (out / "tiny.md").read_text()
     assert "| GoPro test frame GOPR0384_11_00-000001 | 1 | 24.05 dB / 0.7170 | 24.05 dB / 0.7170 | **+0.00 dB** |" in text
     assert (out / "tiny-real_blur_only.jpg").stat().st_size > 10_000
+
+
+def test_linear_data_encodes_for_the_network_and_decodes_after(card):
+    seen = {}
+
+    class Recorder:
+        def restore_rgb(self, rgb, progress=None):
+            seen["input"] = rgb.copy()
+            return np.clip(rgb * 0.5, 0, 1)  # a network that halves the encoded values
+
+    x = np.linspace(0, 1, 2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    out = card.LinearData(Recorder()).restore_rgb(x)
+    np.testing.assert_allclose(seen["input"], x.astype(np.float64) ** (1 / 2.2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, (0.5 * x.astype(np.float64) ** (1 / 2.2)) ** 2.2, rtol=1e-5, atol=1e-6)
+
+
+def test_levin_pairs_are_blurred_in_their_stored_values(capsys):
+    """The reason the card gamma-encodes Levin's pairs: re-blurring the sharp
+    image by the recorded kernel fits the blurry one best in the stored values."""
+    shared = shared_path()
+    spec = importlib.util.spec_from_file_location("levin_space", REPO / "benchmarks" / "levin_space.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--shared", str(shared)])
+    lines = capsys.readouterr().out.splitlines()
+    mean = [float(v) for v in next(l for l in lines if l.startswith("mean")).split()[1:]]
+    assert mean[0] > mean[1] + 5 and mean[0] > mean[2] + 3
+    assert lines[-1] == "best fit: stored values (linear data)"
