@@ -56,9 +56,10 @@ text:
    images too (`multi_scale_outputs`, training outputs "scale_3"/"scale_2";
    the code publishes no training script, so their use in its loss is
    unknown: our recipe leaves them out);
-7. BatchNorm after each OctConv: left out (see `frequency_separation.py`);
-   its OctConvs have no biases, ours do. Counted parameters: 21.6 M in the
-   authors' code, 21,585,779 here (-0.002 %).
+7. each OctConv without bias, followed by BatchNorm (`fsm_batchnorm`).
+   Counted parameters: 21.6 M in the authors' code; here 21,586,291
+   trainable (PyTorch's count) plus 2,816 BatchNorm running statistics,
+   which Keras's `count_params()` (the preset's `params`) includes.
 
 `msfs_small` (2.13 M, ten times smaller) is the paper's *text* at a CPU
 size: the paper says "several RCABs" and shows one RCAB per up module, so 8
@@ -129,6 +130,8 @@ class MSFSNet(DeblurModel):
             (Table 3 "w/o CSFFM").
         wide_decoder: up modules return 2C channels (authors' code) or C.
         fsm_projection: a 1x1 convolution on every FSM's residual path.
+        fsm_batchnorm: the FSMs' OctConvs are conv (no bias) - BatchNorm - ReLU,
+            as in the authors' code, instead of biased conv - ReLU.
         skip_from: CSFFM encoder feature: "fsm" (after the FSM) or "down".
         multi_scale_outputs: image outputs at 1/4 and 1/2 ("scale_3", "scale_2").
         tail_kernel: kernel size of the output convolution(s).
@@ -146,6 +149,7 @@ class MSFSNet(DeblurModel):
         csffm=True,
         wide_decoder=False,
         fsm_projection=False,
+        fsm_batchnorm=False,
         skip_from="fsm",
         multi_scale_outputs=False,
         tail_kernel=3,
@@ -178,7 +182,7 @@ class MSFSNet(DeblurModel):
         def block(x, filters, name):
             """FSM (high, low, out), or the plain block (None, None, out)."""
             if fsm:
-                return apply_frequency_separation(x, filters, projection=fsm_projection, name=name)
+                return apply_frequency_separation(x, filters, projection=fsm_projection, batchnorm=fsm_batchnorm, name=name)
             out = _apply_plain_block(x, filters, name)
             return (out, out, out) if unseparated_losses else (None, None, out)
 
@@ -269,6 +273,7 @@ class MSFSNet(DeblurModel):
         self.csffm = bool(csffm)
         self.wide_decoder = bool(wide_decoder)
         self.fsm_projection = bool(fsm_projection)
+        self.fsm_batchnorm = bool(fsm_batchnorm)
         self.skip_from = skip_from
         self.multi_scale_outputs = bool(multi_scale_outputs)
         self.tail_kernel = int(tail_kernel)
@@ -288,6 +293,7 @@ class MSFSNet(DeblurModel):
                 "csffm": self.csffm,
                 "wide_decoder": self.wide_decoder,
                 "fsm_projection": self.fsm_projection,
+                "fsm_batchnorm": self.fsm_batchnorm,
                 "skip_from": self.skip_from,
                 "multi_scale_outputs": self.multi_scale_outputs,
                 "tail_kernel": self.tail_kernel,
@@ -302,7 +308,7 @@ class MSFSNet(DeblurModel):
 # The authors' code (see the module docstring): what produced Table 2/3.
 OFFICIAL = dict(
     latent_blocks=10, decoder_blocks=30, encoder_blocks=8, wide_decoder=True, fsm_projection=True,
-    skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
+    fsm_batchnorm=True, skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
 )
 # `params` is our count (asserted by tests/test_models.py); tests/test_msfs.py
 # checks it against a closed form and `msfs` against the 21.6 M of the code.
@@ -311,7 +317,7 @@ PRESETS = {
         kwargs=dict(OFFICIAL),
         description="MSFS-Net as the authors' code builds it (the 32.73 dB GoPro model): 10 latent / 30 per-up RCABs, "
                     "8 residual blocks before each down module, sharp-image loss features (see models/msfs.py).",
-        params=21_585_779,
+        params=21_589_107,
         paper_params="21.6 M (the authors' code, counted)",
         recipe="msfs",
     ),
@@ -349,19 +355,19 @@ PRESETS = {
     "msfs_no_csffm": dict(
         kwargs=dict(OFFICIAL, csffm=False),
         description="MSFS-Net Table 3 'w/o CSFFM': concatenated skips without the learned mix of eqs. (3)-(4).",
-        params=21_585_777,
+        params=21_589_105,
         recipe="msfs",
     ),
     "msfs_no_clm": dict(
         kwargs=dict(OFFICIAL),
         description="MSFS-Net Table 3 'w/o CLM': trained without the contrastive high-frequency loss L_high (eq. 6).",
-        params=21_585_779,
+        params=21_589_107,
         recipe="msfs_no_clm",
     ),
     "msfs_no_consistency": dict(
         kwargs=dict(OFFICIAL),
         description="MSFS-Net Table 3 'w/o consistency': trained without the low-frequency loss L_low (eq. 5).",
-        params=21_585_779,
+        params=21_589_107,
         recipe="msfs_no_consistency",
     ),
 }

@@ -29,8 +29,14 @@ def rcab(ch, r=16):
     return 2 * conv(3, ch, ch) + conv(1, ch, ch // r) + conv(1, ch // r, ch)
 
 
-def fsm(cin, f, projection=False):
+def fsm(cin, f, projection=False, bn=False, running=True):
+    """Biased OctConvs (4 convs at 3x3: 2*cin biases; 2 paths into each output
+    half at the ends), or bias-free ones each followed by BatchNorm: gamma and
+    beta per channel (+ 2 running statistics in Keras's count_params)."""
     res = conv(1, cin, f) if projection or cin != f else 0
+    if bn:
+        per_channel = 4 if running else 2
+        return cin * cin + 9 * cin * cin + cin * f + per_channel * (2 * cin + f) + res
     return (cin * cin + cin) + (9 * cin * cin + 2 * cin) + (cin * f + 2 * f) + res
 
 
@@ -39,9 +45,10 @@ def plain(cin, f):
     return conv(3, cin, f) + conv(3, f, f) + (conv(1, cin, f) if cin != f else 0)
 
 
-def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False, official=False, fsm_blocks=True):
+def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False, official=False, fsm_blocks=True,
+                     bn=False, running=True):
     c_up = 2 * c if wide else c
-    block = (lambda cin, f: fsm(cin, f, projection)) if fsm_blocks else plain
+    block = (lambda cin, f: fsm(cin, f, projection, bn, running)) if fsm_blocks else plain
     total = conv(3, 3, c) + 3 * block(c, c)  # shallow conv, encoder FSMs
     total += 2 * (enc * 2 * conv(3, c, c) + conv(3, c, c, bias=False))  # residual blocks, down modules
     total += latent * rcab(c) + block(c, c)  # latent RCABs, decoder FSM at 1/4
@@ -55,14 +62,17 @@ def msfs_closed_form(c=64, latent=8, dec=1, enc=0, wide=False, projection=False,
     return total
 
 
-OFFICIAL_FORM = dict(latent=10, dec=30, enc=8, wide=True, projection=True, official=True)
+OFFICIAL_FORM = dict(latent=10, dec=30, enc=8, wide=True, projection=True, official=True, bn=True)
 
 
 def test_msfs_is_the_authors_code_at_its_published_size():
-    """`msfs` is the model behind the paper's 32.73 dB: the authors' code, 21.6 M parameters."""
+    """`msfs` is the model behind the paper's 32.73 dB: the authors' code, 21.6 M parameters
+    (PyTorch counts BatchNorm's gamma and beta, not its running statistics)."""
     preset = models.get_preset("msfs")
-    assert preset.params == msfs_closed_form(**OFFICIAL_FORM) == 21_585_779
-    assert abs(preset.params / 21.6e6 - 1) < 0.10
+    assert preset.params == msfs_closed_form(**OFFICIAL_FORM) == 21_589_107
+    pytorch_count = msfs_closed_form(**OFFICIAL_FORM, running=False)
+    assert pytorch_count == 21_586_291 and round(pytorch_count / 1e5) == 216
+    assert preset.kwargs["fsm_batchnorm"] is True
     assert preset.kwargs["loss_features"] == "sharp" and preset.kwargs["decoder_blocks"] == 30
     # (test_models.py checks that the built model has preset.params)
 
@@ -76,7 +86,7 @@ def test_table3_ablation_presets_are_the_full_model_with_one_change():
     """Table 3 ablates the full model; the paper gives no sizes, so closed forms."""
     full = models.get_preset("msfs")
     for name in ("msfs_no_fsm", "msfs_no_fsm_clm", "msfs_no_fsm_consistency"):
-        assert models.get_preset(name).params == msfs_closed_form(**OFFICIAL_FORM, fsm_blocks=False)
+        assert models.get_preset(name).params == msfs_closed_form(**dict(OFFICIAL_FORM, bn=False), fsm_blocks=False)
         assert {k: v for k, v in models.get_preset(name).kwargs.items() if k not in ("fsm", "unseparated_losses")} == full.kwargs
     assert models.get_preset("msfs_no_csffm").params == full.params - 2  # theta, gamma
     assert models.get_preset("msfs_no_clm").kwargs == models.get_preset("msfs_no_consistency").kwargs == full.kwargs
@@ -121,7 +131,7 @@ def test_files_saved_before_msfs_changed_still_build_the_old_network():
     loads as the network it was (today's `msfs_small`), not the new preset."""
     old = MSFSNet.from_config(OLD_MSFS_CONFIG)
     assert old.count_params() == models.get_preset("msfs_small").params
-    assert old.get_config() == {**OLD_MSFS_CONFIG, "unseparated_losses": False}
+    assert old.get_config() == {**OLD_MSFS_CONFIG, "unseparated_losses": False, "fsm_batchnorm": False}
 
 
 def test_untrained_network_is_identity_and_losses_have_their_closed_form_at_init():

@@ -145,3 +145,26 @@ def test_csffm_concatenates_mix_and_encoder_feature():
     plain = keras.Model([en, de], apply_csffm(en, de, mix=False, name="p"))
     np.testing.assert_allclose(plain([a, b]).numpy(), np.concatenate([b, a], -1))
     assert plain.count_params() == 0 and model.count_params() == 1
+
+
+def test_fsm_with_batchnorm_is_the_authors_conv_bn_relu():
+    """The authors' OctConv blocks: bias-free convs, each output half batch-
+    normalized (gamma, beta; Keras also stores the running mean and variance)
+    before its ReLU. In training mode the normalized high features are a
+    ReLU of zero-mean, unit-variance values: their batch mean is that of
+    max(0, N(0, 1)), 1/sqrt(2 pi) = 0.399, whatever the input's scale."""
+    cin, filters = 8, 8
+    x = keras.Input((None, None, cin))
+    high, low, out = apply_frequency_separation(x, filters, batchnorm=True, name="fsm")
+    model = keras.Model(x, [high, low, out])
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    convs = cin * cin + 9 * cin * cin + cin * filters
+    assert trainable == convs + 2 * (2 * cin + filters)
+    assert model.count_params() == convs + 4 * (2 * cin + filters)
+    assert all(not layer.use_bias for layer in model.layers if isinstance(layer, OctaveConv))
+    rng = np.random.default_rng(3)
+    inputs = (100.0 * rng.standard_normal((4, 16, 16, cin)) + 50.0).astype("float32")
+    h, l, _ = (t.numpy() for t in model(inputs, training=True))
+    assert abs(h.mean() - 1 / np.sqrt(2 * np.pi)) < 0.05 and abs(l.mean() - 1 / np.sqrt(2 * np.pi)) < 0.08
+    h_plain, _, _ = (t.numpy() for t in _fsm_model(cin, filters)(inputs))
+    assert h_plain.mean() > 2.0  # without normalization the scale carries through
