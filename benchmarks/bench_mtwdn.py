@@ -1,4 +1,4 @@
-"""MTWDN numbers for the README: parameters, training throughput, inference time.
+"""MTWDN numbers for docs/networks/mtwdn.md: parameters, training throughput, inference time.
 
     python benchmarks/bench_mtwdn.py [--nets mtwdn mtwdn_oneway] [--repeats 5]
 

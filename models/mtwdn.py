@@ -249,7 +249,7 @@ RECIPES = {
 RECIPES["mtwdn_photos"] = {
     "optimizer": {"class": "Adam", "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
     # 3e-4: at 1000 steps MTWDN gained +0.95 dB at 3e-4 vs +0.51 dB at the
-    # paper's 1e-4 (README, "Measured"); with batch 4 a higher rate was not tried.
+    # paper's 1e-4 (docs/networks/mtwdn.md, "Measured"); with batch 4 a higher rate was not tried.
     "learning_rate": 3e-4,
     # Warm-up then cosine annealing over each leg (warm restarts: a leg
     # continues from the previous leg's weights with fresh Adam moments).

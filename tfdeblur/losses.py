@@ -118,7 +118,7 @@ class MSFSLoss(DeblurLoss):
     decoder's anchors. Without it the encoder that produces p_k and n_k is
     trained by L_high too and can satisfy it by reshaping its features
     rather than by deblurring (measured on `msfs_small`: L_high 3.0 -> 0.09
-    in 200 steps while PSNR fell below the identity's; README, MSFS-Net).
+    in 200 steps while PSNR fell below the identity's; docs/networks/msfs.md).
     The authors' public code has no guard: its second encoder pass on the
     sharp image is an ordinary forward pass (no `detach`, no frozen copy;
     models/freNet.py), and its training script is unpublished.

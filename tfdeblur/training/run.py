@@ -78,7 +78,7 @@ class TrainConfig:
 # (0.39 s/step in bf16 on a quiet CPU, 0.6-0.9 under load: 7 to 15 minutes). The papers'
 # learning rates are meant for runs of 10^5-10^6 steps; for this budget,
 # MTWDN measured +0.51 dB over the input at the paper's 1e-4 and +0.95 dB at
-# 3e-4 (README, "Measured"). `--paper` takes the recipe's crop, batch size
+# 3e-4 (docs/networks/mtwdn.md, "Measured"). `--paper` takes the recipe's crop, batch size
 # and learning rate instead, for full-length runs.
 QUICK_DEFAULTS = {"steps": 1000, "crop": 128, "batch_size": 4, "learning_rate": 3e-4}
 DEFAULT_STEPS = QUICK_DEFAULTS["steps"]
