@@ -1,8 +1,18 @@
-"""The CLI contract: train -> eval -> deblur on a tiny budget, and bad input."""
+"""The CLI contract: train -> eval -> deblur on a tiny budget, and bad input.
+
+The commands run in this process (`tfdeblur.cli.main`, stdout and stderr
+captured): a fresh Python + TensorFlow start costs ~10 s a command. The
+script itself (`python cli.py`, the `tfdeblur` console script) is started
+as a process by the last two tests; a training process exiting cleanly
+after its tf.data threads is checked by tests/test_resume.py (kill -9)."""
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import subprocess
 import sys
+import types
 
 import cv2
 import numpy as np
@@ -14,11 +24,40 @@ from tfdeblur.weights import sha256_of
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--steps", "2", "--steps-per-epoch", "1", "--crop", "32", "--batch-size", "1",
         "--val-images", "2", "--precision", "bf16"]
+# `mtwdn` as this module trains it: the paper's three scales and two-way
+# decoder at a few channels. What the CLI does is the same at every width;
+# the full network's first training step alone traces for ~40 s (it is
+# built and trained in tests/test_models.py).
+TINY_NET = {"widths": (4, 8, 16), "blocks_per_level": 1}
 
 
-def cli(*args, cwd=None):
+@pytest.fixture(scope="module", autouse=True)
+def tiny_mtwdn():
+    from tfdeblur.models import registry
+
+    preset = registry.get_preset("mtwdn")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._PRESETS, "mtwdn", dataclasses.replace(preset, kwargs={**preset.kwargs, **TINY_NET}))
+        yield
+
+
+def cli(*args):
+    """`tfdeblur ARGS...` in this process: returncode, stdout and stderr as
+    a finished process would give them."""
+    from tfdeblur.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse
+            code = e.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def cli_process(*args):
     return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env=ENV, cwd=cwd)
+                          capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def _png(path, img):
@@ -216,9 +255,9 @@ def test_model_file_that_is_not_a_model(capsys, tmp_path):
 
 
 def test_cli_usage_errors_exit_2():
-    proc = cli("train", "mtwdn", "--steps", "0")
+    proc = cli_process("train", "mtwdn", "--steps", "0")
     assert proc.returncode == 2 and "positive integer" in proc.stderr
-    proc = cli("frobnicate")
+    proc = cli_process("frobnicate")
     assert proc.returncode == 2
 
 
