@@ -16,12 +16,17 @@ def _quiet(*_):
     pass
 
 
+def _dirs(root):
+    weights = root / "weights"
+    weights.mkdir()
+    return {"runs": str(root / "runs"), "log": str(root / "legs"), "weights": str(weights)}
+
+
 @pytest.fixture()
 def dirs(tmp_path, monkeypatch):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    monkeypatch.setenv("TFDEBLUR_WEIGHTS_DIR", str(weights))
-    return {"runs": str(tmp_path / "runs"), "log": str(tmp_path / "legs"), "weights": str(weights)}
+    dirs = _dirs(tmp_path)
+    monkeypatch.setenv("TFDEBLUR_WEIGHTS_DIR", dirs["weights"])
+    return dirs
 
 
 def _start(dirs, steps, **kw):
@@ -30,12 +35,25 @@ def _start(dirs, steps, **kw):
                       log=_quiet, **kw)
 
 
-def test_two_legs_ship_log_and_continue(dirs):
+@pytest.fixture(scope="module")
+def leg1(tmp_path_factory):
+    """Leg 1 of a release, trained from scratch and not finished yet: its
+    dirs and run folder. `finish` only reads the run folder, so the tests
+    that finish it (each into its own log and weights) share one training."""
+    dirs = _dirs(tmp_path_factory.mktemp("leg1"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TFDEBLUR_WEIGHTS_DIR", dirs["weights"])
+        run = _start(dirs, 2)
+    return dirs, run
+
+
+def test_two_legs_ship_log_and_continue(leg1, monkeypatch):
     import tfdeblur.models as models
 
-    run1 = _start(dirs, 4)
+    dirs, run1 = leg1
+    monkeypatch.setenv("TFDEBLUR_WEIGHTS_DIR", dirs["weights"])
     rec1 = legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], val_images=1, log=_quiet)
-    assert rec1["leg"] == 1 and rec1["steps_done"] == 4 and not rec1["salvaged_from_checkpoint"]
+    assert rec1["leg"] == 1 and rec1["steps_done"] == 2 and not rec1["salvaged_from_checkpoint"]
     assert rec1["seed"] == 1 and rec1["init_from"] == "scratch" and rec1["data"] == "synthetic"
     assert rec1["recipe_name"] == "mtwdn_photos" and rec1["schedule"]["class"] == "WarmupCosine"
     assert "mtwdn-legtest" in models.available_weights()
@@ -50,15 +68,15 @@ def test_two_legs_ship_log_and_continue(dirs):
     assert config["seed"] == 2 and config["init_from"]  # fresh samples, from leg 1's weights
     rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet, ship_anyway=True)
     assert [r["leg"] for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [1, 2]
-    assert rec2["total_steps_all_legs"] == 6 and rec2["init_from"] != "scratch"
+    assert rec2["total_steps_all_legs"] == 4 and rec2["init_from"] != "scratch"
 
 
-def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs):
+def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs, leg1):
     import tfdeblur.models as models
 
     # The weights shipped now scored 99 dB: no real leg beats that.
     legs.append_leg("mtwdn-legtest", {"leg": 1, "steps_done": 7, "val": {"psnr": 99.0}}, dirs["log"])
-    run = _start(dirs, 2)
+    _, run = leg1  # a trained leg (2 steps), finished here as this release's leg 2
     rec = legs.finish("mtwdn-legtest", run, log_dir=dirs["log"], val_images=1, log=_quiet)
     assert rec["shipped"] is False and rec["leg"] == 2
     assert rec["total_steps_all_legs"] == 7  # the shipped weights' training, not this leg's
@@ -73,11 +91,11 @@ def test_an_interrupted_leg_is_salvaged_from_its_checkpoint(dirs):
     from tfdeblur.training.run import TrainConfig, run_training
 
     out = f"{dirs['runs']}/cut"
-    run_training(TrainConfig(net="mtwdn", recipe_name="mtwdn_photos", data="synthetic", steps=6, steps_per_epoch=2,
-                             stop_at=4, crop=32, batch_size=2, out=out, model_overrides=dict(TINY), seed=1,
+    run_training(TrainConfig(net="mtwdn", recipe_name="mtwdn_photos", data="synthetic", steps=4, steps_per_epoch=2,
+                             stop_at=2, crop=32, batch_size=2, out=out, model_overrides=dict(TINY), seed=1,
                              val_images=1), log=_quiet)
     rec = legs.finish("mtwdn-legtest", out, log_dir=dirs["log"], val_images=1, log=_quiet)
-    assert rec["salvaged_from_checkpoint"] and rec["steps_done"] == 4 and rec["steps_planned"] == 6
+    assert rec["salvaged_from_checkpoint"] and rec["steps_done"] == 2 and rec["steps_planned"] == 4
     assert rec["val"]["images"] == 1 and np.isfinite(rec["val"]["psnr"])
 
 
