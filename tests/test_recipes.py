@@ -94,3 +94,16 @@ def test_stream_honours_augment_and_applies_the_extra_per_sample():
     np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
     np.testing.assert_array_equal(first[0].numpy(), plain[0].numpy())
     assert not np.array_equal(first[1][0, 0, 0, :2].numpy(), first[1][1, 0, 0, :2].numpy())  # a seed per sample
+
+
+def test_released_model_recipes_compile_and_train_on_photos():
+    """The released models' recipes (mtwdn_photos, lmfn_photos): the warm-up
+    then cosine schedule over a leg, Charbonnier, D4 augmentation, the
+    photos stream; lmfn_photos's batch 8 (LMFN's cost per pixel)."""
+    for name, batch in (("mtwdn_photos", 4), ("lmfn_photos", 8)):
+        recipe = models.get_recipe(name)
+        assert recipe["data"].startswith("photos:") and recipe["batch_size"] == batch and recipe["crop"] == 128
+        assert recipe["loss"]["kind"] == "charbonnier" and augmentation(name)[0]
+        schedule = compile_args(name, total_steps=1000, metrics=False)["optimizer"]._learning_rate
+        assert float(schedule(0)) < float(schedule(99)) == pytest.approx(3e-4, rel=0.02)
+        assert float(schedule(1000)) == pytest.approx(0.05 * 3e-4, rel=0.02)
