@@ -156,9 +156,11 @@ def test_fit_with_the_perceptual_loss_lowers_it(vgg_file):
     assert model.loss.perceptual_active
     sharp = random_images(2, 32, 32, seed=3)
     blur = (0.8 * sharp + 0.1).astype("float32")
-    loss0 = model.evaluate(blur, sharp, verbose=0)
-    model.fit(blur, sharp, batch_size=2, epochs=3, verbose=0)
-    assert model.evaluate(blur, sharp, verbose=0) < loss0
+    # Each call returns the batch's loss before its update (the first: the
+    # untrained loss); one traced graph, the training step (model.fit's),
+    # where evaluate would trace a second one, VGG16 included.
+    losses = [float(model.train_on_batch(blur, sharp)) for _ in range(4)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
 
 
 def test_missing_or_wrong_vgg_weights_give_one_line_errors(tmp_path):
