@@ -30,6 +30,23 @@ def representative_presets():
     return sorted(chosen.values())
 
 
+def distinct_network_presets():
+    """One preset per distinct network (class and constructor arguments):
+    presets that differ only in their training loss (`msfs_no_clm`,
+    `glbdn_content_only`, ...) build the same network, so shape and output
+    checks on them would repeat the first one's. The shortest name stands
+    for the group."""
+    import tfdeblur.models as models
+
+    chosen = {}
+    for name in models.available():
+        preset = models.get_preset(name)
+        key = (preset.cls, repr(sorted(preset.kwargs.items())))
+        if key not in chosen or len(name) < len(chosen[key]):
+            chosen[key] = name
+    return sorted(chosen.values())
+
+
 # Fewer repeated blocks for the expensive registry-wide checks (a training
 # step, SavedModel/TFLite export): the same code, a shallower stack. Full
 # FDDN (16 FDBs, 1065 layers, 866 weights) creates ~260k graph ops when a
@@ -53,17 +70,24 @@ def build_for_expensive_tests(name):
     preset (`EXPENSIVE_TEST_OVERRIDES`) applied: `msfs_no_fsm` gets `msfs`'s."""
     import tfdeblur.models as models
 
-    return models.build(name, **_overrides_for(name))
+    return models.build(name, **overrides_for_expensive_tests(name))
 
 
-def _overrides_for(name):
-    """A preset's own arguments win: `lmfn_rfdb6` keeps its six RFDBs."""
+def overrides_for_expensive_tests(name):
+    """An argument that a preset sets to another value than its class's
+    representative preset is what that ablation is about and wins:
+    `lmfn_rfdb6` keeps its six RFDBs. One it shares with it does not:
+    `msfs` and its ablations all spell out the authors' block counts
+    (`OFFICIAL`), and they are what the overrides replace."""
     import tfdeblur.models as models
 
     preset = models.get_preset(name)
+    missing = object()
     for base, overrides in EXPENSIVE_TEST_OVERRIDES.items():
-        if models.get_preset(base).cls is preset.cls:
-            return {k: v for k, v in overrides.items() if k not in preset.kwargs}
+        representative = models.get_preset(base)
+        if representative.cls is preset.cls:
+            return {k: v for k, v in overrides.items()
+                    if k not in preset.kwargs or preset.kwargs[k] == representative.kwargs.get(k, missing)}
     return {}
 
 

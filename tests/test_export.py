@@ -139,7 +139,7 @@ def test_traced_layers_keep_a_static_channel_count():
 
 _FRESH_PROCESS = textwrap.dedent(
     """
-    import json, sys
+    import contextlib, io, json, sys
     import numpy as np, tensorflow as tf
     config = json.loads(sys.argv[1])
     inputs = np.load(config["inputs"])
@@ -154,28 +154,52 @@ _FRESH_PROCESS = textwrap.dedent(
             signature = "serving_default" if inputs[key].dtype == np.uint8 else "deblur_float"
             outputs[f"{name}/{key}"] = loaded.signatures[signature](images=tf.constant(inputs[key]))["deblurred"].numpy()
     np.savez(config["outputs"], **outputs)
+    # `saved_model_cli show --dir PATH --all`, as its console script runs it
+    # (this process has TensorFlow loaded already: one start for both checks).
+    from tensorflow.python.tools.saved_model_cli import main
+    sys.argv = ["saved_model_cli", "show", "--dir", config["cli"], "--all"]
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        try:
+            main()
+        except SystemExit as e:
+            if e.code:
+                raise
+    with open(config["cli_out"], "w") as f:
+        f.write(shown.getvalue())
     print(json.dumps(listing))
     """
 )
 
 
-def test_saved_models_load_and_match_keras_in_a_fresh_process(exported, tmp_path):
-    """Every network: tf.saved_model.load in a process that never imported
-    tfdeblur, both signatures at two sizes, against the Keras model."""
-    np.savez(tmp_path / "in.npz", **INPUTS)
+@pytest.fixture(scope="module")
+def fresh_process(exported, tmp_path_factory):
+    """Every network's SavedModel loaded and run in a process that never
+    imported tfdeblur, which then runs `saved_model_cli show --all` on the
+    serving network's: (signature listing, outputs, saved_model_cli text)."""
+    tmp = tmp_path_factory.mktemp("fresh")
+    np.savez(tmp / "in.npz", **INPUTS)
     config = {
         "models": {name: str(exported(name)["saved_model"]) for name in NAMES},
-        "inputs": str(tmp_path / "in.npz"),
-        "outputs": str(tmp_path / "out.npz"),
+        "inputs": str(tmp / "in.npz"),
+        "outputs": str(tmp / "out.npz"),
+        "cli": str(exported(SERVING_NET)["saved_model"]),
+        "cli_out": str(tmp / "saved_model_cli.txt"),
     }
     proc = subprocess.run(
         [sys.executable, "-c", _FRESH_PROCESS, json.dumps(config)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, cwd=tmp,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     listing = json.loads(proc.stdout.strip().splitlines()[-1])
-    outputs = np.load(tmp_path / "out.npz")
+    return listing, np.load(tmp / "out.npz"), (tmp / "saved_model_cli.txt").read_text()
+
+
+def test_saved_models_load_and_match_keras_in_a_fresh_process(exported, fresh_process):
+    """Every network: tf.saved_model.load in a process that never imported
+    tfdeblur, both signatures at two sizes, against the Keras model."""
+    listing, outputs, _ = fresh_process
     for name in NAMES:
         assert listing[name] == {
             "serving_default": [["images"], ["deblurred"]],
@@ -190,14 +214,8 @@ def test_saved_models_load_and_match_keras_in_a_fresh_process(exported, tmp_path
             assert_matches(outputs[f"{name}/{key}"], expected, SAVED_MODEL_ATOL.get(name, 1e-5), (name, key))
 
 
-def test_saved_model_cli_lists_both_signatures(exported):
-    path = exported(SERVING_NET)["saved_model"]
-    proc = subprocess.run(
-        ["saved_model_cli", "show", "--dir", str(path), "--all"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = proc.stdout
+def test_saved_model_cli_lists_both_signatures(fresh_process):
+    text = fresh_process[2]
     for signature, dtype in (("serving_default", "DT_UINT8"), ("deblur_float", "DT_FLOAT")):
         block = text.split(f"signature_def['{signature}']:")[1].split("signature_def[")[0]
         assert "inputs['images'] tensor_info:" in block and "outputs['deblurred'] tensor_info:" in block
