@@ -8,7 +8,7 @@ parity of every export against the Keras model (max abs difference; PSNR
 against the Keras float32 output, peak 1.0, not rounded to 8 bits) on
 random images and on the real GoPro blurry frame (1280x720, from
 ../shared when present), and latency on one SIZE x SIZE image: Keras
-(`tfdeblur.evaluate.inference_fn`, a traced tf.function) against the LiteRT
+(`tfdeblur.inference.inference_fn`, a traced tf.function) against the LiteRT
 interpreter (XNNPACK, one thread per core). Prints markdown tables; nothing
 here is a test.
 
@@ -35,7 +35,7 @@ import tfdeblur.models as models  # noqa: E402
 from tests.helpers import SHARED, random_images  # noqa: E402
 from tests.test_export import float_psnr, with_random_heads  # noqa: E402
 from tfdeblur import export  # noqa: E402
-from tfdeblur.evaluate import inference_fn  # noqa: E402
+from tfdeblur.inference import inference_fn  # noqa: E402
 from tfdeblur.io import read_image  # noqa: E402
 
 MODES = ("none", "fp16", "dynamic", "int8")

@@ -32,7 +32,7 @@ def params():
 def infer(precision, net="glbdn", repeats=3):
     keras.mixed_precision.set_global_policy({"fp32": "float32", "bf16": "mixed_bfloat16"}[precision])
     import tfdeblur.models as models
-    from tfdeblur.evaluate import inference_fn
+    from tfdeblur.inference import inference_fn
 
     fn = inference_fn(models.build(net))
     x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
@@ -48,7 +48,7 @@ def infer(precision, net="glbdn", repeats=3):
 def phases(run_dir, lb_dir=None):
     from tfdeblur import io as tio
     from tfdeblur import metrics
-    from tfdeblur.cli import load_deblur_model
+    from tfdeblur.inference import load_model
     from tfdeblur.datasets import spec as data_spec
 
     sets = {}
@@ -64,7 +64,7 @@ def phases(run_dir, lb_dir=None):
         if not os.path.isfile(path):
             print(f"| {label} | missing {path} | | |")
             continue
-        model = load_deblur_model(path)
+        model = load_model(path)
         graph = tf.function(lambda x: model.training_outputs(x))  # every output in one pass
         scores = {}  # (key, kind) -> (output PSNRs, input PSNRs)
         for kind, pairs in sets.items():
@@ -85,14 +85,14 @@ def phases(run_dir, lb_dir=None):
 
 
 def features(model_path, out_png):
-    """The Fig. 1-style picture (see tfdeblur.training.phases) for the first dynamic val image."""
-    from tfdeblur.cli import load_deblur_model
+    """The Fig. 1-style picture (see tfdeblur.training.phased_run) for the first dynamic val image."""
+    from tfdeblur.inference import load_model
     from tfdeblur.datasets import spec as data_spec
-    from tfdeblur.training.phases import _feature_picture
+    from tfdeblur.training.phased_run import _feature_picture
 
     ds, _, _ = data_spec.evaluation("dynamic")
     blur, sharp = next(iter(ds))
-    print(_feature_picture(load_deblur_model(model_path), blur.numpy(), sharp.numpy(), out_png), "->", out_png)
+    print(_feature_picture(load_model(model_path), blur.numpy(), sharp.numpy(), out_png), "->", out_png)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 Prints a markdown table. Inference: one warm-up, then the median of
 `--repeats` timed calls of the traced inference function
-(`tfdeblur.evaluate.inference_fn`) on one 1280x720 image. TLC: window 1.5x
+(`tfdeblur.inference.inference_fn`) on one 1280x720 image. TLC: window 1.5x
 `--train-size` (default 256, the paper's crop). Also prints how far the
 TLC output moves from the global one (mean absolute difference) as a
 sanity check that the conversion acts at this size.
@@ -38,7 +38,7 @@ def main():
 
     import tfdeblur.models as models
     from tfdeblur import tlc
-    from tfdeblur.evaluate import inference_fn
+    from tfdeblur.inference import inference_fn
 
     if not args.skip_params:
         print("| preset | parameters |\n| --- | --- |")

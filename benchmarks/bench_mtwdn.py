@@ -20,7 +20,7 @@ net, precision, mode, size, batch, repeats = sys.argv[1], sys.argv[2], sys.argv[
 keras.mixed_precision.set_global_policy({"fp32": "float32", "bf16": "mixed_bfloat16"}[precision])
 import tfdeblur.models as models
 from tfdeblur.training import compile_args
-from tfdeblur.evaluate import inference_fn
+from tfdeblur.inference import inference_fn
 model = models.build(net)
 h, w = (int(v) for v in size.split("x"))
 x = np.random.default_rng(0).random((batch, h, w, 3), dtype=np.float32)

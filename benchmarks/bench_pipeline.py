@@ -16,7 +16,7 @@
    the mean step time on cached tensors (8 batches taken from the same
    pipeline, held in memory), `--crop`^2 crops, batch `--batch`, precision
    `auto`. The live pipelines are the indexed training stream that
-   `python cli.py train` reads (`tfdeblur.training.stream.train_stream`:
+   `python cli.py train` reads (`tfdeblur.datasets.stream.train_stream`:
    decodes every sample, no cache) and `spec.train_val`'s cached one. Cached and live blocks of `--steps` steps alternate for
    `--rounds` rounds with one persistent iterator per dataset, so a load
    change from other jobs hits both; the first 3 steps of every live block
@@ -157,7 +157,7 @@ def run_ratio(net, specs, crop, batch, steps, rounds):
     print(f"\n{net}, {precision}, batch {batch}, {crop}x{crop}; {rounds} rounds of {steps} cached + {steps} live steps\n")
     print("| loader | cached s/step | live s/step | ratio live/cached |")
     print("| --- | --- | --- | --- |")
-    from tfdeblur.training.stream import train_stream
+    from tfdeblur.datasets.stream import train_stream
 
     for label, data, cache in specs:
         if cache == "stream":  # what `python cli.py train` reads

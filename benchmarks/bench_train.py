@@ -14,7 +14,7 @@ recipe's optimizer and loss, PSNR/SSIM metrics unless `--no-metrics`),
 Keras' own train function (`model.train_function`, what `fit` calls per
 step) on an iterator of
 
-- `live`: the training stream `train` reads (`training.stream.train_stream`,
+- `live`: the training stream `train` reads (`datasets.stream.train_stream`,
   synthetic data generated on the same cores while the step runs), or
 - `cached`: one batch of it held in memory and repeated (no data work).
 
@@ -63,7 +63,7 @@ def _setting_runner(net, size, batch, setting):
 
     from tfdeblur.models import build
     from tfdeblur.training import compile_args
-    from tfdeblur.training.stream import train_stream
+    from tfdeblur.datasets.stream import train_stream
 
     keras.utils.set_random_seed(0)
     model = build(net)

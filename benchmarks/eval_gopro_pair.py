@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tfdeblur import io as tio  # noqa: E402
 from tfdeblur import metrics  # noqa: E402
-from tfdeblur.cli import load_deblur_model  # noqa: E402
-from tfdeblur.evaluate import inference_fn  # noqa: E402
+from tfdeblur.inference import load_model  # noqa: E402
+from tfdeblur.inference import inference_fn  # noqa: E402
 
 FRAME = "GOPR0384_11_00-000001"
 
@@ -28,7 +28,7 @@ def main():
     folder = os.path.join(args.shared, "data", "gopro_pair")
     blur = tio.read_image(os.path.join(folder, f"{FRAME}_blur.png"))
     sharp = tio.to_uint8(tio.read_image(os.path.join(folder, f"{FRAME}_sharp.png")))
-    model = load_deblur_model(args.model)
+    model = load_model(args.model)
     fn = inference_fn(model)
     fn(blur[None])  # trace once
     start = time.perf_counter()

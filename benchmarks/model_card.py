@@ -186,7 +186,7 @@ def cpu_seconds_720p(model, repeats):
     import tensorflow as tf
 
     from tfdeblur import bench
-    from tfdeblur.evaluate import inference_fn
+    from tfdeblur.inference import inference_fn
 
     x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
     with tf.device("/CPU:0"):
@@ -375,7 +375,7 @@ def main(argv=None):
     args.out_dir = os.path.abspath(args.out_dir)
     args.sheet_dir = os.path.abspath(args.sheet_dir) if args.sheet_dir else None
     os.makedirs(args.out_dir, exist_ok=True)
-    from tfdeblur import weights as W
+    from tfdeblur.io import atomic_write
 
     for spec in specs:
         try:
@@ -384,8 +384,8 @@ def main(argv=None):
             print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
             return 2
         text = card_markdown(result)
-        W.write_atomic(os.path.join(args.out_dir, f"{result['label']}.md"), text, mode="w")
-        W.write_atomic(os.path.join(args.out_dir, f"{result['label']}.json"), json.dumps(result, indent=1) + "\n", mode="w")
+        atomic_write(os.path.join(args.out_dir, f"{result['label']}.md"), text)
+        atomic_write(os.path.join(args.out_dir, f"{result['label']}.json"), json.dumps(result, indent=1) + "\n")
         print(text)
     return 0
 

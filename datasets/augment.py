@@ -74,6 +74,6 @@ def color_gains_stateless(strength, seed):
 def paired_color_jitter_stateless(blur, sharp, strength, seed):
     """`paired_color_jitter` drawn from a stateless seed: the same gain on
     both images, and the same gain for the same seed in any process (exact
-    resume, `tfdeblur.training.stream`)."""
+    resume, `tfdeblur.datasets.stream`)."""
     gain = color_gains_stateless(strength, seed)
     return tf.clip_by_value(blur * gain, 0.0, 1.0), tf.clip_by_value(sharp * gain, 0.0, 1.0)

@@ -244,7 +244,7 @@ def write_globalblur(out_dir, sharp_dir=None, kernel_file=None, counts=None, see
     (the sharp image repeated, so `pairs:OUT/blur,OUT/sharp` reads it), the
     kernels as OUT/kernels.npz and OUT/manifest.json. Files appear atomically.
     Returns the number of pairs."""
-    from tfdeblur.io import write_image
+    from tfdeblur.io import atomic_path, atomic_write, write_image
 
     out_dir = os.fspath(out_dir)
     if os.path.exists(os.path.join(out_dir, "manifest.json")):
@@ -262,18 +262,14 @@ def write_globalblur(out_dir, sharp_dir=None, kernel_file=None, counts=None, see
             count += 1
         if log:
             log(f"{s + 1}/{len(gb.sharp)} images, {count} pairs")
-    tmp = os.path.join(out_dir, ".kernels.tmp.npz")
-    np.savez(tmp, **{f"k{i:02d}_{kind}": k for i, (kind, k) in enumerate(gb.bank)})
-    os.replace(tmp, os.path.join(out_dir, "kernels.npz"))
+    with atomic_path(os.path.join(out_dir, "kernels.npz")) as tmp:
+        np.savez(tmp, **{f"k{i:02d}_{kind}": k for i, (kind, k) in enumerate(gb.bank)})
     manifest = {
         "pairs": count, "images": len(gb.sharp), "kernels": [kind for kind, _ in gb.bank],
         "sharp_dir": sharp_dir, "kernel_file": kernel_file, "seed": seed, "max_size": max_size,
         "noise_sigma": noise_sigma, "gamma": 2.2,
     }
-    tmp = os.path.join(out_dir, ".manifest.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "manifest.json"))
+    atomic_write(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
     return count
 
 

@@ -114,7 +114,7 @@ def pairs_dataset(pairs, crop=None, training=False, seed=0, augment=True, jitter
 
     `shard=(count, index)` keeps every count-th pair from `index` on, before
     anything is read: one input pipeline per worker in multi-worker
-    training reads only its own files (see `tfdeblur.training.stream`).
+    training reads only its own files (see `tfdeblur.datasets.stream`).
     """
     if shard is not None:
         count, index = shard

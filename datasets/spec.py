@@ -280,28 +280,6 @@ def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
     return train, val
 
 
-def distributed_train_dataset(strategy, spec, crop, global_batch, seed=0, min_size=1, augment=True,
-                              start_step=0):
-    """The training stream `train` reads, for `strategy`, batched per replica.
-
-    One stream, defined once in `tfdeblur/training/stream.py` (every sample
-    a function of seed and index, so resume is exact), split with
-    `strategy.distribute_datasets_from_function`: each input pipeline (one
-    per worker) builds only its part of every global batch (for file specs
-    it decodes only those files), in batches of `global_batch / replicas`
-    per replica. For one worker this is the whole stream.
-    """
-    from tfdeblur.training.stream import train_stream
-
-    def make(ctx):
-        return train_stream(spec, crop, seed, global_batch, start_step=start_step,
-                            shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
-                            min_size=min_size, augment=augment,
-                            replica_batch=ctx.get_per_replica_batch_size(global_batch))
-
-    return strategy.distribute_datasets_from_function(make)
-
-
 def evaluation(spec, min_size=1):
     """(dataset of full-size (blur, sharp) pairs, count, names) for scoring."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec

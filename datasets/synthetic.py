@@ -342,7 +342,7 @@ def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kern
       indices: optional dataset of int64 element indices to generate instead
         of 0, 1, 2, ... (`num_images` is then ignored): resuming a run at
         sample k, or one worker's shard, without generating the others
-        (`tfdeblur.training.stream`).
+        (`tfdeblur.datasets.stream`).
 
     Returns:
       Dataset of (blur, sharp) float32 tensors of shape (crop, crop, 3) in

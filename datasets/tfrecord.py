@@ -29,15 +29,13 @@ temporary folder beside DIR, which is renamed to DIR at the end.
 """
 import json
 import os
-import shutil
-import uuid
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
 from tfdeblur.datasets.augment import paired_flip_rot, paired_random_crop
-from tfdeblur.io import ImageError, read_image_samples
+from tfdeblur.io import ImageError, atomic_path, read_image_samples
 
 META = "meta.json"
 FORMAT = "tfdeblur-pairs-v1"
@@ -117,37 +115,32 @@ def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
     out = os.path.abspath(out)
     if os.path.exists(out) and not (os.path.isdir(out) and (overwrite or not os.listdir(out))):
         raise ValueError(f"--out {out}: already exists; choose another folder or pass --overwrite")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(out)}.{uuid.uuid4().hex[:12]}.tmp")
-    os.makedirs(tmp)
     try:
-        writers = [tf.io.TFRecordWriter(os.path.join(tmp, shard_name(i, shards))) for i in range(shards)]
-        counts = [0] * shards
-        records = 0
-        for k, (label, name, blur, sharp) in enumerate(samples):
-            if crop and min(blur.shape[:2]) < crop:
-                raise ImageError(f"{label}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
-            blur, sharp = _same_depth(blur, sharp)
-            for tile_name, b, s in _tiles(name, blur, sharp, crop):
-                i = records % shards
-                writers[i].write(_example(tile_name, b, s))
-                counts[i] += 1
-                records += 1
-            if log and (k + 1) % 100 == 0:
-                log(f"{k + 1}/{total} pairs, {records} records")
-        for w in writers:
-            w.close()
-        names = [shard_name(i, shards) for i in range(shards)]
-        # Shard sizes let a reader name a truncated shard before reading it.
-        meta = {"format": FORMAT, **meta_extra, "pairs": total, "records": records,
-                "crop": crop, "shards": names, "counts": counts,
-                "bytes": [os.path.getsize(os.path.join(tmp, n)) for n in names]}
-        with open(os.path.join(tmp, META), "w") as f:
-            json.dump(meta, f, indent=2)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            os.makedirs(tmp)
+            writers = [tf.io.TFRecordWriter(os.path.join(tmp, shard_name(i, shards))) for i in range(shards)]
+            counts = [0] * shards
+            records = 0
+            for k, (label, name, blur, sharp) in enumerate(samples):
+                if crop and min(blur.shape[:2]) < crop:
+                    raise ImageError(f"{label}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
+                blur, sharp = _same_depth(blur, sharp)
+                for tile_name, b, s in _tiles(name, blur, sharp, crop):
+                    i = records % shards
+                    writers[i].write(_example(tile_name, b, s))
+                    counts[i] += 1
+                    records += 1
+                if log and (k + 1) % 100 == 0:
+                    log(f"{k + 1}/{total} pairs, {records} records")
+            for w in writers:
+                w.close()
+            names = [shard_name(i, shards) for i in range(shards)]
+            # Shard sizes let a reader name a truncated shard before reading it.
+            meta = {"format": FORMAT, **meta_extra, "pairs": total, "records": records,
+                    "crop": crop, "shards": names, "counts": counts,
+                    "bytes": [os.path.getsize(os.path.join(tmp, n)) for n in names]}
+            with open(os.path.join(tmp, META), "w") as f:
+                json.dump(meta, f, indent=2)
     except (OSError, tf.errors.OpError) as e:
         from tfdeblur.errors import disk_full, tf_error_reason
 
@@ -155,9 +148,6 @@ def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
             raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e).split("; ")[-1]
         raise ValueError(f"--out {out}: disk full ({reason}); nothing was written") from e
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 

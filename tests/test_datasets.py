@@ -317,11 +317,12 @@ def test_shards_partition_the_pairs(tmp_path):
         seen += [_as_u8(s).tobytes() for _, s in ds.as_numpy_iterator()]
     assert sorted(seen) == sorted(_rgb(k).tobytes() for k in range(5))
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    dist = spec.distributed_train_dataset(strategy, f"pairs:{tmp_path}/blur,{tmp_path}/sharp", 8, 4)
+    from tfdeblur.datasets.stream import distributed_train_dataset, train_stream
+
+    dist = distributed_train_dataset(strategy, f"pairs:{tmp_path}/blur,{tmp_path}/sharp", 8, 4)
     b, s = next(iter(dist))
     assert b.shape == (4, 8, 8, 3)
-    # the same stream `train` reads (one definition: tfdeblur/training/stream.py)
-    from tfdeblur.training.stream import train_stream
+    # the same stream `train` reads (one definition: datasets/stream.py)
 
     b2, s2 = next(iter(train_stream(f"pairs:{tmp_path}/blur,{tmp_path}/sharp", 8, 0, 4)))
     np.testing.assert_array_equal(b.numpy(), b2.numpy())

@@ -179,7 +179,7 @@ def _weights(model, prefix):
 
 
 def test_phases_train_their_part_and_frozen_weights_stay_bit_identical(tmp_path):
-    from tfdeblur.training.phases import run_phases
+    from tfdeblur.training.phased_run import run_phases
     from tfdeblur.training.run import TrainConfig
 
     tiny = dict(widths=(4, 8, 16), blocks_per_scale=1)

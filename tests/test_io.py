@@ -317,3 +317,53 @@ def test_contact_sheet_labels_draw_on_the_tiles():
 def test_contact_sheet_rejects_bad_input(rows, labels, match):
     with pytest.raises(ValueError, match=match):
         io.contact_sheet(rows, labels=labels)
+
+
+# ------------------------------------------------------ the one atomic writer
+
+
+def test_atomic_write_replaces_a_file_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "sub" / "results.json"  # the parent is created
+    io.atomic_write(target, "old")
+    io.atomic_write(target, "new\n")
+    io.atomic_write(tmp_path / "blob.bin", b"\x00\x01")
+    assert target.read_text() == "new\n"
+    assert (tmp_path / "blob.bin").read_bytes() == b"\x00\x01"
+    assert sorted(os.listdir(target.parent)) == ["results.json"]
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="half way"):
+        with io.atomic_path(target) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("half way")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_temporary_names_are_hidden_and_keep_the_extensions(tmp_path):
+    # model.save wants ".keras", np.savez ".npz", save_weights ".weights.h5"
+    for name, ext in (("model.keras", ".keras"), ("a.weights.h5", ".weights.h5"), ("folder", "")):
+        tmp = os.path.basename(io.temporary_beside(tmp_path / name))
+        assert tmp.startswith(f".{name}.") and ".tmp" in tmp and tmp.endswith(ext)
+        assert os.path.dirname(io.temporary_beside(tmp_path / name)) == str(tmp_path)
+
+
+def test_atomic_path_swaps_a_whole_folder(tmp_path):
+    target = tmp_path / "export"
+    for version in ("1", "2"):
+        with io.atomic_path(target) as tmp:
+            os.makedirs(tmp)
+            with open(os.path.join(tmp, "version"), "w") as f:
+                f.write(version)
+    assert (target / "version").read_text() == "2"
+    assert os.listdir(tmp_path) == ["export"]
+    with pytest.raises(OSError):
+        with io.atomic_path(target) as tmp:
+            os.makedirs(tmp)
+            raise OSError(28, "No space left on device")
+    assert (target / "version").read_text() == "2"
+    assert os.listdir(tmp_path) == ["export"]

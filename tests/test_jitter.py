@@ -6,7 +6,7 @@ import numpy as np
 from tests.helpers import run_cli_error
 from tfdeblur.training.run import TrainConfig, run_training
 from tfdeblur.training.state import resume_mismatch
-from tfdeblur.training.stream import train_stream
+from tfdeblur.datasets.stream import train_stream
 
 JITTER = 0.2
 

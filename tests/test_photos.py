@@ -138,7 +138,7 @@ def test_empty_folder_is_one_clear_error(tmp_path):
 
 
 def test_training_stream_resumes_exactly(photo_dir):
-    from tfdeblur.training.stream import train_stream
+    from tfdeblur.datasets.stream import train_stream
 
     spec = f"photos:{photo_dir}"
     whole = list(train_stream(spec, 32, seed=4, batch_size=2, start_step=0).take(3))

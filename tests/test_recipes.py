@@ -11,7 +11,7 @@ from tests.helpers import random_images
 from tfdeblur.schedules import HoldThenLinearDecay
 from tfdeblur.training import compile_args
 from tfdeblur.training.recipes import GOPRO_TRAIN_PAIRS, augmentation, make_schedule, paper_steps
-from tfdeblur.training.stream import train_stream
+from tfdeblur.datasets.stream import train_stream
 
 
 def test_fddn_schedule_holds_500_epochs_then_decays_linearly_to_zero_at_2500():

@@ -220,7 +220,7 @@ def test_stream_position_and_shards(kind, tmp_path):
     """Step k of a stream started at 0 == step 0 of one started at k; two
     shards' halves make up the single-device global batch."""
     from tfdeblur import io as tio
-    from tfdeblur.training.stream import train_stream
+    from tfdeblur.datasets.stream import train_stream
 
     spec = "synthetic"
     if kind == "pairs":
@@ -251,7 +251,7 @@ def test_stream_position_and_shards(kind, tmp_path):
 def test_procedural_kinds_resume_at_their_position():
     """`dynamic` and `globalblur` streams start at step k without generating
     the k * B samples before it: step k of a stream from 0 == step 0 from k."""
-    from tfdeblur.training.stream import train_stream
+    from tfdeblur.datasets.stream import train_stream
 
     for spec in ("dynamic", "globalblur"):
         full = _batches(train_stream(spec, 32, seed=2, batch_size=2), 2)

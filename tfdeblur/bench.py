@@ -8,7 +8,7 @@ process (Keras' dtype policy is global, and peak memory is per process):
   (`tf.compat.v1.profiler`, float_operation) on the frozen traced graph of a
   256x256 forward pass; a multiply-add counts as 2 FLOPs (TF's convention);
 - latency at 256x256 and 1280x720, batch 1: median of `repeats` runs after
-  one warm-up (tracing) run, through `tfdeblur.evaluate.inference_fn`;
+  one warm-up (tracing) run, through `tfdeblur.inference.inference_fn`;
 - peak resident memory of the process (ru_maxrss) after the 1280x720 runs;
 - achieved GFLOP/s at 1280x720 and its ratio to the machine's **conv
   ceiling**: the GFLOP/s of a plain stack of eight 3x3 'same' convolutions of
@@ -21,11 +21,11 @@ here and why (`tfdeblur.training.precision.choose_precision`); the machine
 line says whether the CPU has AMX and AVX512-BF16.
 """
 import json
-import math
 import os
 import subprocess
 import sys
-import time
+
+from tfdeblur.timing import conv_width, median_seconds  # noqa: F401  (bench.* is the harness benchmarks/ use)
 
 SIZES = {"256x256": (256, 256), "1280x720": (720, 1280)}
 CEILING_LAYERS = 8
@@ -44,45 +44,6 @@ def count_flops(model, height=256, width=256):
     opts["output"] = "none"
     info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts)
     return int(info.total_float_ops)
-
-
-def conv_width(model):
-    """The network's typical convolution width: the mean output width of its
-    Conv2D layers weighted by their kernel sizes (kh*kw*cin*cout, i.e. by
-    their share of the FLOPs at equal resolution), rounded to a multiple of 8."""
-    import keras
-
-    total, weighted = 0, 0.0
-
-    def visit(layer):
-        nonlocal total, weighted
-        if isinstance(layer, keras.layers.Conv2D) and layer.built:
-            size = math.prod(int(d) for d in layer.kernel.shape)
-            total += size
-            weighted += size * layer.filters
-        for sub in getattr(layer, "_layers", None) or []:
-            visit(sub)
-
-    for layer in model.layers:
-        visit(layer)
-    return max(8, int(round(weighted / total / 8)) * 8) if total else 64
-
-
-def median_seconds(run, repeats, warmup=1):
-    """Median wall seconds of `run()` over `repeats` calls after `warmup`
-    untimed ones (tracing, oneDNN primitive creation). `run` must block until
-    its work is done (e.g. end in `.numpy()`)."""
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer; got {repeats!r}")
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def _median_seconds(fn, x, repeats):
@@ -116,7 +77,7 @@ def worker(net, precision, repeats):
 
     keras.mixed_precision.set_global_policy({"fp32": "float32", "bf16": "mixed_bfloat16"}[precision])
     import tfdeblur.models as models
-    from tfdeblur.evaluate import inference_fn
+    from tfdeblur.inference import inference_fn
 
     model = models.build(net)
     result = {"net": net, "precision": precision, "params": int(model.count_params())}

@@ -5,8 +5,10 @@
 a file without a sidecar (one from elsewhere, or from an older tfdeblur)
 loads as before. Shipped weights carry their digest in their manifest.
 """
+import contextlib
 import os
 
+from tfdeblur import io as tio
 from tfdeblur.weights import sha256_of
 
 SUFFIX = ".sha256"
@@ -16,28 +18,23 @@ def sidecar_path(path):
     return os.fspath(path) + SUFFIX
 
 
-def write_with_sidecar(path, tmp):
-    """Moves the finished file `tmp` to `path` and records its digest.
+@contextlib.contextmanager
+def atomic_path(path):
+    """`with atomic_path(path) as tmp:` write the file at `tmp`; it takes
+    `path`'s place atomically (`tfdeblur.io.atomic_path`) and its digest is
+    recorded beside it.
 
     The old sidecar goes first and the new one comes last, so a kill at any
     point leaves either a matching pair or a file without a sidecar (which
     loads unchecked), never a new file beside an old digest."""
     path = os.fspath(path)
     side = sidecar_path(path)
-    digest = sha256_of(tmp)
-    side_tmp = os.path.join(os.path.dirname(os.path.abspath(side)), f".tmp-{os.getpid()}-{os.path.basename(side)}")
-    try:
-        with open(side_tmp, "w") as f:
-            f.write(f"{digest}  {os.path.basename(path)}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(side):
+    with tio.atomic_path(path) as tmp:
+        yield tmp
+        digest = sha256_of(tmp)
+        if os.path.lexists(side):
             os.remove(side)
-        os.replace(tmp, path)
-        os.replace(side_tmp, side)
-    finally:
-        if os.path.exists(side_tmp):
-            os.remove(side_tmp)
+    tio.atomic_write(side, f"{digest}  {os.path.basename(path)}\n")
 
 
 def verify(path, arg="--model"):

@@ -231,7 +231,7 @@ def _cmd_train(args):
         recipe_name=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
     )
     if args.phase:
-        from tfdeblur.training.phases import run_phases
+        from tfdeblur.training.phased_run import run_phases
 
         run_phases(cfg, args.phase, from_path=args.init_from)
         return 0
@@ -321,15 +321,11 @@ def _kohler_items(root, min_size):
 
 
 def _write_text_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    from tfdeblur.io import atomic_write
+
     try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
 
 

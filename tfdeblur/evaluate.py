@@ -10,20 +10,10 @@ images). Both are averaged per image. "ssim" is per-channel Gaussian SSIM
 import time
 
 import numpy as np
-import tensorflow as tf
 
-from tfdeblur import metrics
+from tfdeblur import metrics, protocols
+from tfdeblur.inference import Deblurrer
 from tfdeblur.io import to_uint8
-
-
-def inference_fn(model):
-    """One traced function for every input size (no retracing per size)."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    def run(x):
-        return model(x, training=False)
-
-    return run
 
 
 def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="whole", deblurrer=None):
@@ -39,9 +29,6 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
     time of that image; the first includes tracing), and the first `keep`
     (blur, output, sharp) uint8 triples.
     """
-    from tfdeblur import protocols
-    from tfdeblur.inference import Deblurrer
-
     protocols.check_protocol(protocol)
     if deblurrer is None:
         deblurrer = Deblurrer(model, max_pixels=2**62)

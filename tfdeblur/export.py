@@ -28,9 +28,7 @@ into place, so a crash never leaves a half-written model at the target.
 import contextlib
 import json
 import os
-import shutil
 import tempfile
-import uuid
 import warnings
 import weakref
 
@@ -38,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdeblur.io import atomic_path, atomic_write
 from tfdeblur.model import DeblurModel
 
 SIGNATURE_UINT8 = "serving_default"
@@ -244,18 +243,6 @@ def _encoded_fn(restore, min_size, input_size):
     return encoded_fn
 
 
-def _tmp_beside(path):
-    parent = os.path.dirname(os.path.abspath(path))
-    return os.path.join(parent, f".tmp-{uuid.uuid4().hex[:8]}-{os.path.basename(os.path.abspath(path))}")
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
 def check_target(path, overwrite=False, kind="file"):
     """Raises ValueError unless `path` may be written (`kind`: "file" or "dir")."""
     path = os.fspath(path)
@@ -274,20 +261,6 @@ def check_target(path, overwrite=False, kind="file"):
     return path
 
 
-def _publish(tmp, path):
-    """Moves the finished `tmp` to `path`; an old `path` is swapped out first."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        # Directories cannot be os.replace'd over a non-empty one: move the old
-        # one aside, then the new one in (the target is whole at every moment
-        # it exists), then drop the old one.
-        old = _tmp_beside(path) + ".old"
-        os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-
-
 # -- SavedModel ---------------------------------------------------------------
 def export_saved_model(model, path, overwrite=False, input_size=None):
     """Writes `model` as a SavedModel for TF Serving at `path` (a directory).
@@ -299,22 +272,18 @@ def export_saved_model(model, path, overwrite=False, input_size=None):
     _check_model(model)
     input_size = parse_input_size(input_size, model, arg="input_size")
     path = check_target(path, overwrite, kind="dir")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
-        _archive(_float32_model(model), checked=True, input_size=input_size).write_out(tmp, verbose=False)
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, INFO_NAME), "w") as f:
-            json.dump(model_info(model, input_size), f)
-        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-            for record in warmup_requests(model, input_size):
-                writer.write(record)
-        _publish(tmp, path)
+    try:  # an old SavedModel folder is swapped out only once the new one is whole
+        with atomic_path(path) as tmp:
+            _archive(_float32_model(model), checked=True, input_size=input_size).write_out(tmp, verbose=False)
+            extra = os.path.join(tmp, "assets.extra")
+            os.makedirs(extra, exist_ok=True)
+            with open(os.path.join(extra, INFO_NAME), "w") as f:
+                json.dump(model_info(model, input_size), f)
+            with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+                for record in warmup_requests(model, input_size):
+                    writer.write(record)
     except (OSError, tf.errors.OpError) as e:
         raise _write_error(path, e) from e
-    finally:
-        _remove(tmp)
     return path
 
 
@@ -608,16 +577,10 @@ def export_tflite(model, path, quantize="none", representative=None, overwrite=F
         if not disk_full(e):
             raise
         raise _write_error(path, e) from e
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _tmp_beside(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(flatbuffer)
-        os.replace(tmp, path)
+        atomic_write(path, flatbuffer)
     except OSError as e:
         raise _write_error(path, e) from e
-    finally:
-        _remove(tmp)
     return path
 
 

@@ -70,6 +70,17 @@ DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 128
 
 
+def inference_fn(model):
+    """One traced function for every input size (no retracing per size)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def run(x):
+        return model(x, training=False)
+
+    return run
+
+
 def load_model(path=None, arg="--model"):
     """A tfdeblur model from a `.keras` file, a shipped weights name (e.g.
     "mtwdn-photos", `tfdeblur.models.available_weights()`) or a weights
@@ -360,8 +371,6 @@ class Deblurrer:
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
                  ensemble=False, transform=None):
-        from tfdeblur.evaluate import inference_fn
-
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_artifact(model, arg="model")
         self.model = model

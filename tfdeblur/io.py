@@ -1,11 +1,14 @@
-"""Image files in and out: 8-bit RGB, float32 [0, 1] in memory.
+"""Image files in and out: 8-bit RGB, float32 [0, 1] in memory; and the one
+atomic writer every tfdeblur file goes through (`atomic_path`, `atomic_write`).
 
 Every failure is an `ImageError` with a one-line message that starts with
 the file or directory it is about, so a CLI can print it as it stands.
 Arrays are RGB; OpenCV's BGR stays inside this module.
 """
+import contextlib
 import os
 import re
+import shutil
 import threading
 import uuid
 import warnings
@@ -486,28 +489,88 @@ def _encode_and_write(path, arr, jpeg_quality=95):
     if not ok:
         raise ImageError(f"{path}: cannot encode image as {ext!r}")
 
-    directory, name = os.path.split(os.path.abspath(path))
+    directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as e:
         raise ImageError(f"{path}: cannot create directory {directory} ({e.strerror})") from e
-    # Same directory, so os.replace is a rename on one filesystem; a dot
-    # prefix keeps list_images from picking up a file in flight; the pid lets
-    # `remove_stale_temps` tell a killed writer's leftover from a live one's.
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ext}")
     try:
-        with open(tmp, "xb") as f:
-            f.write(encoded.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, encoded.tobytes())
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise ImageError(f"{path}: cannot write file ({e.strerror})") from e
 
 
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+# -- atomic writes -------------------------------------------------------------
+
+
+def temporary_beside(path):
+    """A fresh temporary name in `path`'s folder: the same filesystem, so the
+    final rename is atomic; hidden (a dot prefix), so `list_images` and a
+    folder scan skip a file in flight; with ".tmp" and the writer's pid in
+    it, so a kill -9's leftovers are recognised and `remove_stale_temps`
+    tells them from a live writer's; ending in `path`'s own extensions, so
+    writers that go by the name (`model.save` wants ".keras", `np.savez`
+    ".npz") write the right format."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    stem = name.lstrip(".")
+    extensions = stem[stem.index("."):] if "." in stem else ""
+    return os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{extensions}")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """`with atomic_path(path) as tmp:` write a file or a folder at `tmp`;
+    when the block ends it takes `path`'s place at once, so a reader (or a
+    crash) never sees it half written. If the block raises, `tmp` is removed
+    and `path` is left as it was. The parent folder is created.
+
+    A folder replacing a folder is swapped in two renames (POSIX cannot
+    replace a non-empty folder in one): the old one moves aside, the new one
+    in, then the old one is deleted; `path` is whole at every moment it exists.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temporary_beside(path)
+    try:
+        yield tmp
+        if os.path.isdir(tmp) and os.path.isdir(path) and not os.path.islink(path):
+            old = temporary_beside(path) + ".old"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write(path, data):
+    """Writes `data` (bytes, or str as UTF-8 text) to `path` atomically
+    (`atomic_path`), flushed to disk before it takes the name. Errors are the
+    `OSError` of the write, naming the temporary file; callers word them."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            f = open(tmp, "x", encoding="utf-8", newline="")
+        else:
+            f = open(tmp, "xb")
+        with f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# `temporary_beside`'s names: hidden, the writer's pid, ".tmp", then the
+# target's own extensions (".png", ".keras.sha256") and, for a folder moved
+# aside by `atomic_path`, ".old".
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^/]*)?$")
 
 
 def _alive(pid):
@@ -522,8 +585,8 @@ def _alive(pid):
 
 def remove_stale_temps(directory):
     """Deletes the temporary files that writers killed mid-write (kill -9,
-    power loss) left in `directory`: hidden, named by `_encode_and_write`,
-    and owned by a process that no longer exists. A live writer's files stay.
+    power loss) left in `directory`: named by `temporary_beside` (every
+    `atomic_path` / `atomic_write`, so every image write) and owned by a process that no longer exists. A live writer's files stay.
     Returns the paths removed; a missing folder is nothing to clean."""
     directory = os.fspath(directory)
     removed = []
@@ -537,7 +600,7 @@ def remove_stale_temps(directory):
             continue
         path = os.path.join(directory, name)
         try:
-            os.remove(path)
+            _remove(path)
             removed.append(path)
         except OSError:  # gone already, or not ours to remove: nothing a user sees changes
             pass

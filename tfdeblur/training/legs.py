@@ -56,14 +56,14 @@ def read_legs(name, log_dir=None):
 
 def append_leg(name, record, log_dir=None):
     """Appends `record` to the leg log, atomically (the whole file rewritten)."""
-    from tfdeblur.weights import write_atomic
+    from tfdeblur.io import atomic_write
 
     path = log_path(name, log_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     old = open(path).read() if os.path.exists(path) else ""
     if old and not old.endswith("\n"):
         old += "\n"
-    write_atomic(path, old + json.dumps(record, sort_keys=True) + "\n", mode="w")
+    atomic_write(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
 def machine():

@@ -7,7 +7,7 @@ own `train_step` (so the compiled loss, metrics, optimizer, learning-rate
 schedule and loss scaling are the ones `fit` uses, defined once) inside
 `strategy.run`, on the per-replica batches of
 `strategy.distribute_datasets_from_function` (each worker builds only its
-own part of every global batch: `tfdeblur.training.stream`).
+own part of every global batch: `tfdeblur.datasets.stream`).
 
 Every task runs the same Python: metric reads (all-reduced) and checkpoint
 saves are collectives, so they happen on every task at the same steps;

@@ -125,10 +125,7 @@ class LossTermsRecorder(keras.callbacks.Callback):
         self.record["epoch_step"].append((epoch + 1) * self.steps_per_epoch)
         for n in self.names:
             self.record[f"epoch_{n}"].append(float(logs.get(f"loss_{n}", np.nan)))
-        tmp = f"{self.json_path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.record, f)
-        os.replace(tmp, self.json_path)
+        tio.atomic_write(self.json_path, json.dumps(self.record))
         plot_terms(self.record, self.png_path, self.titles)
 
 

@@ -30,11 +30,13 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
 
 import keras
 import tensorflow as tf
+
+from tfdeblur.io import atomic_write
+from tfdeblur.timing import conv_width, median_seconds
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -139,8 +141,6 @@ def measure_conv_step(width, precision, size=48, batch=1, layers=3, seconds=1.0)
     repeated for about `seconds` after a warm-up. The default shape is
     ~5 GFLOP at width 112: 15 ms fp32 on the issue's AVX512-BF16 Xeon
     (318 GFLOP/s), so both precisions take a second or two."""
-    from tfdeblur.bench import median_seconds
-
     run, _ = conv_step(width, precision, size, batch, layers)
     once = median_seconds(run, repeats=1)  # the warm-up (tracing) inside
     repeats = max(3, min(50, int(seconds / max(once, 1e-4))))
@@ -177,16 +177,7 @@ def _read_cache(path):
 
 
 def _write_cache_atomic(path, entries):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".precision-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": CACHE_VERSION, "entries": entries}, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))
 
 
 def cached_benchmark(key, measure, path):
@@ -209,9 +200,8 @@ def cached_benchmark(key, measure, path):
 
 
 def network_width(net, **overrides):
-    """The network's typical conv width (`tfdeblur.bench.conv_width`), from a
+    """The network's typical conv width (`tfdeblur.timing.conv_width`), from a
     float32 build that is thrown away."""
-    from tfdeblur.bench import conv_width
     from tfdeblur.models import build
 
     previous = keras.mixed_precision.global_policy()

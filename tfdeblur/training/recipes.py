@@ -121,7 +121,7 @@ def paper_steps(recipe, train_pairs, batch_size):
 
 # -- augmentation ("augment": a list of names) --------------------------------
 # Implemented: what is cheap and a pure function of the sample's stateless
-# seed (exact resume, tfdeblur/training/stream.py). "flip" and "rot90" are the
+# seed (exact resume, datasets/stream.py). "flip" and "rot90" are the
 # stream's own D4 flip/rotation. The rest act after it; paired ones apply the
 # same transform to blur and sharp, "jpeg" degrades the blurry input only
 # (an input artifact, not a change of the target). The papers give no

@@ -36,7 +36,7 @@ from tfdeblur.training import state as run_state
 from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import apply_precision, choose_precision, network_width
-from tfdeblur.training.stream import FILE_KINDS, train_stream
+from tfdeblur.datasets.stream import FILE_KINDS, train_stream
 from tfdeblur.training import phases
 from tfdeblur.training import runlock
 from tfdeblur.training import loss_terms
@@ -220,22 +220,14 @@ def _check_out(cfg, out, log):
 
 
 def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
+    tio.atomic_write(path, json.dumps(obj, indent=2, default=str))
 
 
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file in the same folder, with a
-    SHA-256 sidecar (`tfdeblur/checksum.py`)."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    SHA-256 sidecar (`tfdeblur/checksum.py`) checked by the loaders."""
+    with checksum.atomic_path(path) as tmp:
         model.save(tmp)
-        checksum.write_with_sidecar(path, tmp)  # path + ".sha256", checked by the loaders
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, start_step, end_step,
@@ -413,7 +405,7 @@ def _run_training(cfg, log, session):
     epochs = math.ceil(total_steps / steps_per_epoch)
     total_steps = epochs * steps_per_epoch
     # Seeds weight initialization; the data draws from its own stateless
-    # seeds (tfdeblur/training/stream.py).
+    # seeds (datasets/stream.py).
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = build(cfg.net, **(cfg.model_overrides or {}))

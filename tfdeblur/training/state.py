@@ -8,7 +8,7 @@ A checkpoint (`tf.train.Checkpoint`, in `checkpoints/ckpt-<step>`) holds:
   learning-rate schedule reads) and, in fp16, the loss scale;
 - `step`: optimizer steps done;
 - `data_position`: index of the next training sample, i.e. the data
-  pipeline's position (`tfdeblur.training.stream`: samples are a pure
+  pipeline's position (`tfdeblur.datasets.stream`: samples are a pure
   function of (seed, index), so the position is all the pipeline state).
 
 RNG state: the networks hold no random layers (no dropout); all training

@@ -258,21 +258,3 @@ def assign(model, manifest, arrays):
     for path, v in variables.items():
         v.assign(arrays[path])
     return model
-
-
-def write_atomic(path, data, mode="wb"):
-    """Writes bytes (or text with mode "w") to `path` via a temporary file in
-    the same folder and `os.replace`: a reader never sees half a file."""
-    directory, base = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

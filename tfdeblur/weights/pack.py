@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from tfdeblur import weights as W
+from tfdeblur.io import atomic_write
 
 CHECK_IMAGES = 4
 CHECK_SIZE = 256  # the synthetic validation images' size
@@ -65,7 +66,7 @@ def _check_batch():
 
 def _mean_psnr(model, blur, sharp):
     from tfdeblur import metrics
-    from tfdeblur.evaluate import inference_fn
+    from tfdeblur.inference import inference_fn
     from tfdeblur.io import to_uint8
 
     out = inference_fn(model)(blur).numpy()
@@ -169,8 +170,8 @@ def pack(model_path, name, dtype="fp16", summary=None, out=None, overwrite=False
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "weights": [{"name": p, "shape": list(stored[p].shape), "stored_as": str(stored[p].dtype)} for p in paths],
     }
-    W.write_atomic(weights_path, blob)
-    W.write_atomic(manifest_path, _dumps(manifest), mode="w")
+    atomic_write(weights_path, blob)
+    atomic_write(manifest_path, _dumps(manifest))
 
     reloaded = models.from_preset(manifest_path)
     _, out_reloaded = _mean_psnr(reloaded, blur, sharp)
