@@ -379,3 +379,19 @@ def _names_only(directory, meta):
         lambda r: (tf.io.parse_single_example(r, {"name": _FEATURES["name"]})["name"], 0, 0)
     )
     return ds.as_numpy_iterator()
+
+
+def damaged_data_line(data, e):
+    """A `DataLossError` while reading `--data` as one line, or None for
+    any other error. TensorFlow's message names no file: for
+    `tfrecord:DIR` the shards are read again to find the damaged one."""
+    if type(e).__name__ != "DataLossError" or not type(e).__module__.startswith("tensorflow"):
+        return None
+    from tfdeblur.errors import tf_error_reason
+
+    data = data or ""
+    if data.startswith("tfrecord:"):
+        found = damaged_shard(data.split(":", 1)[1])
+        if found:
+            return f"{found[0]}: damaged TFRecord shard ({found[1]}); prepare it again"
+    return f"--data {data}: damaged data ({tf_error_reason(e)})"

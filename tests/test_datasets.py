@@ -362,8 +362,8 @@ def test_tfrecord_round_trip_is_bit_exact(capsys, tmp_path):
 def test_decode_failure_inside_tf_data_becomes_one_line(tmp_path):
     """A file that passes the header checks but fails to decode mid-run
     surfaces as a TensorFlow error; the CLI turns it back into the
-    ImageError's line (tfdeblur.cli._image_error_inside)."""
-    from tfdeblur.cli import _image_error_inside
+    ImageError's line (tfdeblur.io.image_error_inside)."""
+    from tfdeblur.io import image_error_inside
 
     _pair(tmp_path, "blur/a.png", "sharp/a.png", 0)
     data = bytearray((tmp_path / "blur" / "a.png").read_bytes())
@@ -373,6 +373,6 @@ def test_decode_failure_inside_tf_data_becomes_one_line(tmp_path):
     got = pairs.folder_pairs(str(tmp_path / "blur"), str(tmp_path / "sharp"))  # headers pass
     with pytest.raises(tf.errors.OpError) as info:
         list(pairs.pairs_dataset(got))
-    message = _image_error_inside(info.value)
+    message = image_error_inside(info.value)
     assert message == f"{tmp_path / 'blur' / 'a.png'}: cannot decode image (corrupt, truncated or not an image file)"
-    assert _image_error_inside(RuntimeError("ImageError: x")) is None
+    assert image_error_inside(RuntimeError("ImageError: x")) is None

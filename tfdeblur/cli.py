@@ -15,7 +15,6 @@ Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -156,50 +155,13 @@ def _add_tlc_arguments(parser):
     parser.add_argument("--tlc-window", type=int, metavar="PIXELS", help="TLC window in image pixels (default 1.5 x --tlc)")
 
 
-def tlc_window(args):
-    """The TLC window (pixels) asked for by `--tlc`/`--tlc-window`, or None; checks them."""
-    from tfdeblur import tlc
-
-    if args.tlc is None:
-        if args.tlc_window is not None:
-            raise ValueError("--tlc-window needs --tlc TRAIN_SIZE")
-        return None
-    if args.tlc < 1:
-        raise ValueError(f"--tlc must be a positive training size in pixels; got {args.tlc}")
-    if args.tlc_window is not None and args.tlc_window < 1:
-        raise ValueError(f"--tlc-window must be a positive integer (pixels); got {args.tlc_window}")
-    return args.tlc_window if args.tlc_window is not None else int(round(tlc.WINDOW_FACTOR * args.tlc))
-
-
-def tlc_transform(args):
-    """The `Deblurrer` model transform for `--tlc`, or None. The conversion
-    line goes to stdout (stderr stays one `error: ...` line on bad input); a
-    network without global pooling runs unconverted, with a notice on stderr."""
-    from tfdeblur import tlc
-
-    window = tlc_window(args)
-    if window is None:
-        return None
-    return lambda model: tlc.apply_tlc_option(
-        model, args.tlc, window, notice=lambda m: print(m, file=sys.stderr)
-    )[0]
-
-
-def check_tlc_window(args, deblurrer, height, width, name):
-    """Refuses an image (or tile) not larger than the TLC window: TLC would change nothing."""
-    from tfdeblur.tlc import check_window_fits
-
-    window = tlc_window(args)
-    if window is not None:
-        tile = deblurrer.tile_for(height, width)
-        check_window_fits(window, height if tile is None else min(tile, height), width if tile is None else min(tile, width), name)
-
-
 def _deblurrer(args, model):
     """A `Deblurrer` from the inference options; model transforms (e.g. --tlc) hook in here."""
+    from tfdeblur import tlc
     from tfdeblur.inference import Deblurrer
 
-    transform = tlc_transform(args)  # a model -> callable hook: the test-time local converter
+    # A model -> callable hook: the test-time local converter; its notices go to stderr.
+    transform = tlc.option_transform(args.tlc, args.tlc_window, notice=lambda m: print(m, file=sys.stderr))
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
                      ensemble=args.ensemble, transform=transform)
 
@@ -246,7 +208,7 @@ def _cmd_train(args):
 def _cmd_eval(args):
     from tfdeblur import protocols
     from tfdeblur.datasets import spec as data_spec
-    from tfdeblur.evaluate import evaluate_pairs
+    from tfdeblur.evaluate import evaluate_pairs, kohler_pairs, report_lines, write_reports
 
     spec = data_spec.parse_spec(args.data)
     # A benchmark's own --data kind names its protocol unless one is given.
@@ -258,66 +220,25 @@ def _cmd_eval(args):
     model = load_any_model(args.model)
     deblurrer = _deblurrer(args, model)
     if spec.kind == "kohler" and protocol == "kohler":
-        dataset, names = _kohler_items(spec.paths[0], model.min_size)
+        dataset, names = kohler_pairs(spec.paths[0], model.min_size)
     else:
         dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
     if args.tlc is not None:
         dataset = _tlc_checked(args, deblurrer, dataset, names)
     summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
-    print(f"protocol: {protocol}; SSIM = {summary['ssim_conventions']['ssim']}; "
-          f"SSIM-M = {summary['ssim_conventions']['ssim_matlab']}")
-    head = f"{'image':<32} {'PSNR':>7} {'SSIM':>7} {'SSIM-M':>7} {'in PSNR':>7} {'in SSIM':>7} {'in SSIM-M':>9} {'sec':>6}"
-    print(head)
-    for r in rows:
-        print(f"{r['name'][:32]:<32} {r['psnr']:7.2f} {r['ssim']:7.4f} {r['ssim_matlab']:7.4f} {r['input_psnr']:7.2f} "
-              f"{r['input_ssim']:7.4f} {r['input_ssim_matlab']:9.4f} {r['seconds']:6.2f}")
-    print(
-        f"mean over {summary['images']} images: output PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
-        f"(MATLAB RGB {summary['ssim_matlab']:.4f}); input PSNR {summary['input_psnr']:.2f} dB, "
-        f"SSIM {summary['input_ssim']:.4f} (MATLAB RGB {summary['input_ssim_matlab']:.4f}); "
-        f"{summary['seconds_per_image']:.2f} s/image"
-    )
-    print(f"SSIM: {summary['ssim_convention']}")
-    if args.csv:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        _write_text_atomic(args.csv, buf.getvalue())
-    if args.json:
-        keys = ("psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention", "ssim_matlab",
-                "input_ssim_matlab", "ssim_conventions", "protocol", "seconds_per_image", "restore_seconds_median")
-        _write_text_atomic(args.json, json.dumps({k: summary[k] for k in keys} | {"per_image": rows}, indent=2))
+    print("\n".join(report_lines(summary, rows)))
+    write_reports(summary, rows, json_path=args.json, csv_path=args.csv)
     return 0
 
 
 def _tlc_checked(args, deblurrer, pairs, names):
-    """The eval pairs, refusing one not larger than the TLC window (see check_tlc_window)."""
+    """The eval pairs, refusing one not larger than the TLC window (`tlc.check_tile_fits`)."""
+    from tfdeblur import tlc
+
+    window = tlc.option_window(args.tlc, args.tlc_window)
     for i, (blur, sharp) in enumerate(pairs):
-        check_tlc_window(args, deblurrer, int(blur.shape[0]), int(blur.shape[1]), names[i] if names else f"pair {i}")
+        tlc.check_tile_fits(window, deblurrer, int(blur.shape[0]), int(blur.shape[1]), names[i] if names else f"pair {i}")
         yield blur, sharp
-
-
-def _kohler_items(root, min_size):
-    """(lazy (blur, Frames) pairs, names) of the Köhler benchmark: every
-    recorded sharp frame is a ground truth (tfdeblur.protocols.kohler)."""
-    from tfdeblur import io as tio
-    from tfdeblur import protocols
-    from tfdeblur.datasets import layouts
-
-    items = layouts.kohler_items(root)
-
-    def pairs():
-        for item in items:
-            blur = tio.read_image(item.blur, allow_conversion=True)
-            if min(blur.shape[:2]) < min_size:
-                raise ValueError(f"{item.blur}: smaller than the network's minimum {min_size}x{min_size}")
-            yield blur, protocols.Frames(item.frames)
-
-    return pairs(), [item.name for item in items]
 
 
 def _write_text_atomic(path, text):
@@ -327,29 +248,6 @@ def _write_text_atomic(path, text):
         atomic_write(path, text)
     except OSError as e:
         raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
-
-
-def _expand_inputs(inputs):
-    """Files, folders (their images, sorted) and glob patterns -> paths, in order."""
-    import glob
-
-    from tfdeblur import io as tio
-
-    paths = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = tio.list_images(item)
-            if not found:
-                raise ValueError(f"{item}: folder holds no image files ({', '.join(tio.IMAGE_EXTENSIONS)})")
-            paths += found
-        elif not os.path.exists(item) and glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
-            if not found:
-                raise ValueError(f"{item}: pattern matches no files")
-            paths += found
-        else:
-            paths.append(item)  # a missing file is reported with the others below
-    return list(dict.fromkeys(paths))
 
 
 class _Progress:
@@ -403,36 +301,13 @@ def _cmd_prepare(args):
 
 
 def _cmd_deblur(args):
-    import numpy as np
-
+    from tfdeblur import deblur_files
     from tfdeblur import io as tio
 
-    if not args.out.strip():
-        raise ValueError(f"--out must be a folder; got {args.out!r} (use --out . for the current folder)")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out}: exists and is not a directory")
-    if args.gt is not None and not os.path.isdir(args.gt):
-        raise ValueError(f"--gt {args.gt}: not a directory")
-    if args.gt is not None and not args.compare:
-        raise ValueError("--gt applies to --compare only; pass --compare")
-    paths = _expand_inputs(args.inputs)
-    _check_out_apart(args, paths)
-    targets, seen = [], {}
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        target = os.path.join(args.out, stem + ".png")
-        if target in seen:
-            raise ValueError(f"{path}: writes the same output {target} as {seen[target]}")
-        seen[target] = path
-        sheet = os.path.join(args.out, "compare", stem + ".png") if args.compare else None
-        for t in (target, sheet):
-            if t and os.path.exists(t) and not args.overwrite:
-                raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
-        targets.append((path, target, sheet))
-    gt = _gt_index(args.gt) if args.gt else {}
-    # A deblur killed mid-write (kill -9) left hidden temporary files here.
-    for folder in (args.out, os.path.join(args.out, "compare")):
-        tio.remove_stale_temps(folder)
+    targets = deblur_files.output_plan(args.inputs, args.out, overwrite=args.overwrite,
+                                       out_in_input=args.out_in_input, compare=args.compare, gt=args.gt)
+    truths = deblur_files.truth_index(args.gt)
+    deblur_files.remove_stale_temps(args.out)  # a deblur killed mid-write (kill -9) left them
     if args.model is None:
         from tfdeblur.inference import default_weights
 
@@ -440,16 +315,20 @@ def _cmd_deblur(args):
         print(f"model: {args.model} (the default shipped weights; --model to choose)", flush=True)
     model = load_any_model(args.model)
     import tensorflow as tf
+
+    from tfdeblur import tlc
+
     deblurrer = _deblurrer(args, model)
+    window = tlc.option_window(args.tlc, args.tlc_window)
     failures = []
     bar = _Progress(len(targets))
     for i, (path, target, sheet) in enumerate(targets):
         bar.show(i, os.path.basename(path))
         try:
             image = tio.read_image_raw(path)
-            check_tlc_window(args, deblurrer, image.shape[0], image.shape[1], path)
+            tlc.check_tile_fits(window, deblurrer, image.shape[0], image.shape[1], path)
             out = deblurrer(image, name=path)
-            sheet_image = _compare_sheet(path, image, out, gt) if sheet else None
+            sheet_image = deblur_files.compare_sheet(path, image, out, truths) if sheet else None
             tio.write_image_raw(target, out)
             if sheet:
                 tio.write_image(sheet, sheet_image)
@@ -466,64 +345,6 @@ def _cmd_deblur(args):
         print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
         return EXIT_USAGE
     return 0
-
-
-def _check_out_apart(args, paths):
-    """Refuses an --out that is, or is inside, a folder of inputs (unless
-    --out-in-input), and any output that would replace an input file."""
-    out = os.path.realpath(args.out)
-    inputs = {os.path.realpath(p) for p in paths}
-    if not args.out_in_input:
-        # A folder given as input: --out neither it nor below it. The folder of
-        # an input file: not --out itself (outputs beside the photos), though a
-        # subfolder is fine (`deblur a.jpg --out restored` from the photos' folder).
-        folders = [(item, True) for item in args.inputs if os.path.isdir(item)]
-        folders += [(os.path.dirname(p) or ".", False) for p in paths]
-        for folder, below in dict.fromkeys(folders):
-            real = os.path.realpath(folder)
-            if out == real or (below and out.startswith(real.rstrip(os.sep) + os.sep)):
-                raise ValueError(f"--out {args.out}: is {'' if out == real else 'inside '}the input folder {folder}; "
-                                 "choose another --out or pass --out-in-input")
-    for path in paths:
-        target = os.path.realpath(os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png"))
-        if target in inputs:
-            raise ValueError(f"--out {args.out}: would replace the input {path}; choose another --out")
-
-
-def _compare_sheet(path, image, out, gt):
-    """input | output (| ground truth, when --gt has an image of the same name)."""
-    from tfdeblur import io as tio
-
-    row, labels = [_sheet_rgb(image), _sheet_rgb(out)], ["input", "output"]
-    stem = os.path.splitext(os.path.basename(path))[0]
-    if stem in gt:
-        truth = _sheet_rgb(tio.read_image_raw(gt[stem]))
-        if truth.shape[:2] != row[0].shape[:2]:
-            raise ValueError(f"{gt[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
-                             f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
-        row.append(truth)
-        labels.append("ground truth")
-    return tio.contact_sheet([row], labels=labels)
-
-
-def _gt_index(folder):
-    from tfdeblur import io as tio
-
-    return {os.path.splitext(os.path.basename(p))[0]: p for p in tio.list_images(folder)}
-
-
-def _sheet_rgb(img):
-    """An image as 8-bit RGB for a contact sheet (alpha dropped, 16-bit scaled)."""
-    import numpy as np
-
-    img = np.asarray(img)
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float32) / 65535.0)
-    if img.ndim == 3 and img.shape[2] in (2, 4):
-        img = img[..., :-1]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    return img
 
 
 def _cmd_export(args):
@@ -592,23 +413,8 @@ def _cmd_list(args):
         return 0
     print(f"shipped weights (--model NAME; default {W.DEFAULT_WEIGHTS}):")
     for name in shipped:
-        print(f"  {name:<20} {_weights_line(W.read_manifest(name))}")
+        print(f"  {name:<20} {W.read_manifest(name).describe()}")
     return 0
-
-
-def _weights_line(manifest):
-    """One line about shipped weights: network, size, precision, and the
-    training summary's headline fields when the trainer gave them."""
-    data = manifest.data
-    parts = [f"{manifest.preset}, {data.get('params', 0):,} params, {manifest.dtype}, {data.get('bytes', 0) / 1e6:.1f} MB"]
-    summary = manifest.summary
-    for key in ("data", "steps", "hardware", "wall_time"):
-        if key in summary:
-            parts.append(f"{key.replace('_', ' ')} {summary[key]}")
-    metrics = summary.get("metrics")
-    if isinstance(metrics, dict):
-        parts += [f"{k} {v}" for k, v in list(metrics.items())[:4]]
-    return "; ".join(str(p) for p in parts)
 
 
 def main(argv=None):
@@ -634,44 +440,17 @@ def main(argv=None):
         print(f"error: {args.command} interrupted", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:
-        message = _image_error_inside(e) or _data_loss_line(args, e)
+        message = tio.image_error_inside(e)
+        if message is None and type(e).__name__ == "DataLossError":  # TensorFlow's; import it only then
+            from tfdeblur.datasets.tfrecord import damaged_data_line
+
+            message = damaged_data_line(getattr(args, "data", None), e)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         tio.set_max_decode_pixels(saved_limit)
-
-
-def _data_loss_line(args, e):
-    """A damaged TFRecord shard as `SHARD: damaged TFRecord shard (...)`,
-    or None. TensorFlow's `DataLossError` names no file: the shards of
-    `--data tfrecord:DIR` are read again to find it."""
-    if type(e).__name__ != "DataLossError" or not type(e).__module__.startswith("tensorflow"):
-        return None
-    from tfdeblur.errors import tf_error_reason
-
-    data = getattr(args, "data", None) or ""
-    if data.startswith("tfrecord:"):
-        from tfdeblur.datasets import tfrecord
-
-        found = tfrecord.damaged_shard(data.split(":", 1)[1])
-        if found:
-            return f"{found[0]}: damaged TFRecord shard ({found[1]}); prepare it again"
-    return f"--data {data}: damaged data ({tf_error_reason(e)})"
-
-
-def _image_error_inside(e):
-    """The `ImageError` line of a TensorFlow error raised by an input
-    pipeline (a file that passed the header checks but fails to decode
-    mid-run), or None for any other error."""
-    if not type(e).__module__.startswith("tensorflow"):
-        return None
-    for line in str(e).splitlines():
-        head, sep, rest = line.strip().partition("ImageError: ")
-        if sep and rest:
-            return rest
-    return None
 
 
 if __name__ == "__main__":

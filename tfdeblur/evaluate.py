@@ -7,13 +7,16 @@ images). Both are averaged per image. "ssim" is per-channel Gaussian SSIM
 (`MATLAB_SSIM_CONVENTION`). Alignment and masking per benchmark:
 `tfdeblur.protocols`.
 """
+import csv
+import io
+import json
 import time
 
 import numpy as np
 
 from tfdeblur import metrics, protocols
 from tfdeblur.inference import Deblurrer
-from tfdeblur.io import to_uint8
+from tfdeblur.io import atomic_write, read_image, to_uint8
 
 
 def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="whole", deblurrer=None):
@@ -68,3 +71,67 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
         restore_seconds_median=float(np.median([r["seconds"] for r in rows])),
     )
     return summary, rows, kept
+
+
+def kohler_pairs(root, min_size=1):
+    """(lazy (blur, `protocols.Frames`) pairs, names) of the Köhler benchmark
+    at `root`: every recorded sharp frame is a ground truth
+    (`tfdeblur.protocols.kohler`)."""
+    from tfdeblur.datasets import layouts
+
+    items = layouts.kohler_items(root)
+
+    def pairs():
+        for item in items:
+            blur = read_image(item.blur, allow_conversion=True)
+            if min(blur.shape[:2]) < min_size:
+                raise ValueError(f"{item.blur}: smaller than the network's minimum {min_size}x{min_size}")
+            yield blur, protocols.Frames(item.frames)
+
+    return pairs(), [item.name for item in items]
+
+
+# The summary fields a JSON report holds (with the per-image rows).
+REPORT_KEYS = ("psnr", "ssim", "input_psnr", "input_ssim", "images", "ssim_convention", "ssim_matlab",
+               "input_ssim_matlab", "ssim_conventions", "protocol", "seconds_per_image", "restore_seconds_median")
+
+
+def report_lines(summary, rows):
+    """`evaluate_pairs`' results as the lines `tfdeblur eval` prints: the
+    conventions, one row per image, the means."""
+    lines = [
+        f"protocol: {summary['protocol']}; SSIM = {summary['ssim_conventions']['ssim']}; "
+        f"SSIM-M = {summary['ssim_conventions']['ssim_matlab']}",
+        f"{'image':<32} {'PSNR':>7} {'SSIM':>7} {'SSIM-M':>7} {'in PSNR':>7} {'in SSIM':>7} {'in SSIM-M':>9} {'sec':>6}",
+    ]
+    for r in rows:
+        lines.append(f"{r['name'][:32]:<32} {r['psnr']:7.2f} {r['ssim']:7.4f} {r['ssim_matlab']:7.4f} {r['input_psnr']:7.2f} "
+                     f"{r['input_ssim']:7.4f} {r['input_ssim_matlab']:9.4f} {r['seconds']:6.2f}")
+    lines.append(
+        f"mean over {summary['images']} images: output PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f} "
+        f"(MATLAB RGB {summary['ssim_matlab']:.4f}); input PSNR {summary['input_psnr']:.2f} dB, "
+        f"SSIM {summary['input_ssim']:.4f} (MATLAB RGB {summary['input_ssim_matlab']:.4f}); "
+        f"{summary['seconds_per_image']:.2f} s/image"
+    )
+    lines.append(f"SSIM: {summary['ssim_convention']}")
+    return lines
+
+
+def write_reports(summary, rows, json_path=None, csv_path=None):
+    """Writes the per-image rows as CSV and/or the summary (`REPORT_KEYS`)
+    with the rows as JSON, each atomically; a failed write is a one-line
+    `ValueError` naming the file."""
+    texts = []
+    if csv_path:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        texts.append((csv_path, buf.getvalue()))
+    if json_path:
+        texts.append((json_path, json.dumps({k: summary[k] for k in REPORT_KEYS} | {"per_image": rows}, indent=2)))
+    for path, text in texts:
+        try:
+            atomic_write(path, text)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot write file ({e.strerror})") from e

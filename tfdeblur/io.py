@@ -144,6 +144,43 @@ def list_images(directory):
     return [os.path.join(directory, name) for name in names]
 
 
+def expand_inputs(inputs):
+    """Files, folders (their images, sorted) and glob patterns -> paths, in
+    order, without repeats. A folder without images or a pattern matching
+    nothing is a `ValueError` naming it; a missing file is passed on, for the
+    reader to name with the others."""
+    import glob
+
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = list_images(item)
+            if not found:
+                raise ValueError(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            paths += found
+        elif not os.path.exists(item) and glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not found:
+                raise ValueError(f"{item}: pattern matches no files")
+            paths += found
+        else:
+            paths.append(item)
+    return list(dict.fromkeys(paths))
+
+
+def image_error_inside(e):
+    """The `ImageError` line of a TensorFlow error raised by an input
+    pipeline (a file that passed the header checks but fails to decode
+    mid-run), or None for any other error."""
+    if not type(e).__module__.startswith("tensorflow"):
+        return None
+    for line in str(e).splitlines():
+        head, sep, rest = line.strip().partition("ImageError: ")
+        if sep and rest:
+            return rest
+    return None
+
+
 def _by_stem(directory):
     paths = list_images(directory)
     if not paths:
@@ -223,6 +260,20 @@ def contact_sheet(rows, labels=None, *, gap=4):
         pad = np.full((s.shape[0], width - s.shape[1], 3), 255, np.uint8)
         out.append(np.concatenate([s, pad], axis=1))
     return np.concatenate(out, axis=0)
+
+
+def sheet_rgb(img):
+    """An image as `read_image_raw` returns it (gray, gray+alpha, RGB, RGBA;
+    8 or 16 bits), made fit for `contact_sheet`: alpha dropped, 16-bit
+    scaled to [0, 1]."""
+    img = np.asarray(img)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 65535.0)
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[..., :-1]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return img
 
 
 def _rgb_uint8(img):

@@ -154,3 +154,37 @@ def apply_tlc_option(model, train_size, window=None, log=print, notice=None):
     )
     return local, info["window"]
 
+
+
+def option_window(train_size, window=None):
+    """The window (image pixels) of `--tlc TRAIN_SIZE [--tlc-window W]`, or
+    None without `--tlc`; checks both."""
+    if train_size is None:
+        if window is not None:
+            raise ValueError("--tlc-window needs --tlc TRAIN_SIZE")
+        return None
+    if train_size < 1:
+        raise ValueError(f"--tlc must be a positive training size in pixels; got {train_size}")
+    if window is not None and window < 1:
+        raise ValueError(f"--tlc-window must be a positive integer (pixels); got {window}")
+    return window if window is not None else int(round(WINDOW_FACTOR * train_size))
+
+
+def option_transform(train_size, window=None, notice=None):
+    """The `Deblurrer` model transform of `--tlc`, or None without it
+    (`apply_tlc_option`: the conversion line to stdout, `notice` for a
+    network without global pooling)."""
+    window = option_window(train_size, window)
+    if window is None:
+        return None
+    return lambda model: apply_tlc_option(model, train_size, window, notice=notice)[0]
+
+
+def check_tile_fits(window, deblurrer, height, width, source="image"):
+    """`check_window_fits` for what `deblurrer` feeds the network: the image,
+    or its tiles when it tiles; nothing to check when `window` is None."""
+    if window is None:
+        return
+    tile = deblurrer.tile_for(height, width)
+    check_window_fits(window, height if tile is None else min(tile, height),
+                      width if tile is None else min(tile, width), source)

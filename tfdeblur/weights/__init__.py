@@ -123,6 +123,20 @@ class Manifest:
     def summary(self):
         return dict(self.data.get("summary") or {})
 
+    def describe(self):
+        """One line: network, size, precision, and the training summary's
+        headline fields when the trainer gave them (`tfdeblur list`)."""
+        data = self.data
+        parts = [f"{self.preset}, {data.get('params', 0):,} params, {self.dtype}, {data.get('bytes', 0) / 1e6:.1f} MB"]
+        summary = self.summary
+        for key in ("data", "steps", "hardware", "wall_time"):
+            if key in summary:
+                parts.append(f"{key.replace('_', ' ')} {summary[key]}")
+        metrics = summary.get("metrics")
+        if isinstance(metrics, dict):
+            parts += [f"{k} {v}" for k, v in list(metrics.items())[:4]]
+        return "; ".join(str(p) for p in parts)
+
 
 _REQUIRED = {"format": str, "format_version": int, "name": str, "preset": str, "config": dict,
              "dtype": str, "file": str, "sha256": str, "weights": list}

@@ -1,0 +1,92 @@
+"""Restoring image files into a folder (`tfdeblur deblur INPUT... --out DIR`):
+which input goes to which output, and the input | output | truth sheets.
+
+Every check runs before the model loads, so a bad command line costs no
+time; errors are one line naming the option or file.
+"""
+import os
+
+from tfdeblur import io as tio
+
+
+def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False, gt=None):
+    """[(input path, output path, sheet path or None)] for `inputs` (files,
+    folders, globs; `tio.expand_inputs`) restored into folder `out` as PNG
+    (`compare`: also `out/compare/NAME.png`; `gt`: a ground-truth folder for
+    those sheets). Refuses an `out` that is not a folder, one that is or is
+    inside a folder of inputs (unless `out_in_input`), an output replacing an
+    input, two inputs writing one output, and existing outputs (unless
+    `overwrite`)."""
+    if not out.strip():
+        raise ValueError(f"--out must be a folder; got {out!r} (use --out . for the current folder)")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    if gt is not None and not os.path.isdir(gt):
+        raise ValueError(f"--gt {gt}: not a directory")
+    if gt is not None and not compare:
+        raise ValueError("--gt applies to --compare only; pass --compare")
+    paths = tio.expand_inputs(inputs)
+    _check_out_apart(inputs, paths, out, out_in_input)
+    targets, seen = [], {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        target = os.path.join(out, stem + ".png")
+        if target in seen:
+            raise ValueError(f"{path}: writes the same output {target} as {seen[target]}")
+        seen[target] = path
+        sheet = os.path.join(out, "compare", stem + ".png") if compare else None
+        for t in (target, sheet):
+            if t and os.path.exists(t) and not overwrite:
+                raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
+        targets.append((path, target, sheet))
+    return targets
+
+
+def _check_out_apart(inputs, paths, out_arg, out_in_input):
+    """Refuses an --out that is, or is inside, a folder of inputs (unless
+    --out-in-input), and any output that would replace an input file."""
+    out = os.path.realpath(out_arg)
+    real_inputs = {os.path.realpath(p) for p in paths}
+    if not out_in_input:
+        # A folder given as input: --out neither it nor below it. The folder of
+        # an input file: not --out itself (outputs beside the photos), though a
+        # subfolder is fine (`deblur a.jpg --out restored` from the photos' folder).
+        folders = [(item, True) for item in inputs if os.path.isdir(item)]
+        folders += [(os.path.dirname(p) or ".", False) for p in paths]
+        for folder, below in dict.fromkeys(folders):
+            real = os.path.realpath(folder)
+            if out == real or (below and out.startswith(real.rstrip(os.sep) + os.sep)):
+                raise ValueError(f"--out {out_arg}: is {'' if out == real else 'inside '}the input folder {folder}; "
+                                 "choose another --out or pass --out-in-input")
+    for path in paths:
+        target = os.path.realpath(os.path.join(out_arg, os.path.splitext(os.path.basename(path))[0] + ".png"))
+        if target in real_inputs:
+            raise ValueError(f"--out {out_arg}: would replace the input {path}; choose another --out")
+
+
+def remove_stale_temps(out):
+    """Deletes the hidden temporaries a deblur killed mid-write (kill -9) left
+    in `out` and `out/compare` (`tio.remove_stale_temps`: a live writer's stay)."""
+    for folder in (out, os.path.join(out, "compare")):
+        tio.remove_stale_temps(folder)
+
+
+def truth_index(folder):
+    """{file stem: path} of the images in a ground-truth folder (None: {})."""
+    if not folder:
+        return {}
+    return {os.path.splitext(os.path.basename(p))[0]: p for p in tio.list_images(folder)}
+
+
+def compare_sheet(path, image, out, truths):
+    """input | output (| ground truth, when `truths` has an image of the same name)."""
+    row, labels = [tio.sheet_rgb(image), tio.sheet_rgb(out)], ["input", "output"]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem in truths:
+        truth = tio.sheet_rgb(tio.read_image_raw(truths[stem]))
+        if truth.shape[:2] != row[0].shape[:2]:
+            raise ValueError(f"{truths[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
+                             f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
+        row.append(truth)
+        labels.append("ground truth")
+    return tio.contact_sheet([row], labels=labels)
