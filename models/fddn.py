@@ -43,12 +43,12 @@ Network", Sensors 21 (2021). Each block cites the paper's figure or equation::
 import keras
 
 from tfdeblur.layers import (
-    CropToMatch,
     LeakyReLU,
     PadToMultiple,
     apply_frequency_distillation_block,
     apply_frequency_split,
     apply_inception_down,
+    apply_output_head,
     apply_pixel_shuffle_upsample,
     apply_rcab,
     apply_residual_block,
@@ -142,10 +142,7 @@ class FDDN(DeblurModel):
                 x = keras.layers.Add(name=f"dec{level}_skip")([x, skip])
             for j in range(int(decoder_blocks)):
                 x = apply_rcab(x, width, reduction, name=f"dec{level}_rcab{j + 1}")
-        # zero-initialized output conv: the untrained network is the identity
-        x = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="image_out")(x)
-        x = keras.layers.Add(name="global_residual")([x, padded])
-        output = CropToMatch(name="crop", dtype="float32")([x, image])
+        output = apply_output_head(x, padded, image)  # zero-init conv: the untrained network is the identity
 
         super().__init__(inputs=image, outputs=output, size_multiple=size_multiple, **kwargs)
         self.encoder_channels = encoder_channels

@@ -71,12 +71,13 @@ import copy
 import keras
 
 from tfdeblur.layers import (
-    CropToMatch,
     LeakyReLU,
     PadToMultiple,
     apply_branch_attention,
     apply_conv,
     apply_deconv,
+    apply_float32_crop,
+    apply_residual_image,
     apply_residual_stack,
 )
 from tfdeblur.model import DeblurModel
@@ -84,13 +85,6 @@ from tfdeblur.serialization import public
 
 GLOBAL_BRANCH = "global_branch"
 LOCAL_BRANCH = "local_branch"
-
-
-def _zero_conv(x, filters, name):
-    # Zero init (ours): with the global residual the image starts as the input.
-    return keras.layers.Conv2D(
-        filters, 3, padding="same", kernel_initializer="zeros", name=name
-    )(x)
 
 
 REFERENCES = ("gfn", "gao")
@@ -112,9 +106,8 @@ def _build_gfn_branch(widths, blocks_per_scale, global_residual, name):
     psi = apply_conv(x, widths[0], kernel_size=7, activation=None, name=f"{name}_dec_conv1")  # the branch feature Psi
     z = keras.layers.Add(name=f"{name}_long_skip")([psi, first])  # GFN's one encoder-decoder skip
     z = apply_conv(z, widths[0], name=f"{name}_dec_conv2")
-    image = _zero_conv(z, 3, f"{name}_out")  # the third decoder conv
-    if global_residual:
-        image = keras.layers.Add(name=f"{name}_residual")([image, blur])
+    # The third decoder conv; zero init (ours): with the global residual the image starts as the input.
+    image = apply_residual_image(z, blur, global_residual=global_residual, name=f"{name}_out", residual_name=f"{name}_residual")
     return keras.Model(blur, [psi, image], name=name)
 
 
@@ -135,9 +128,8 @@ def _build_gao_branch(widths, blocks_per_scale, global_residual, name):
         y = keras.layers.Add(name=f"{name}_dec{level + 1}_skip")([y, skips[level]])
     psi = apply_conv(y, widths[0], name=f"{name}_dec_conv1")  # the branch feature Psi
     z = apply_conv(psi, widths[0], name=f"{name}_dec_conv2")
-    image = _zero_conv(z, 3, f"{name}_out")  # the third decoder conv
-    if global_residual:
-        image = keras.layers.Add(name=f"{name}_residual")([image, blur])
+    image = apply_residual_image(z, blur, global_residual=global_residual, name=f"{name}_out",
+                                 residual_name=f"{name}_residual")  # the third decoder conv
     return keras.Model(blur, [psi, image], name=name)
 
 
@@ -182,23 +174,22 @@ class GLBDN(DeblurModel):
         local = _build_branch(widths, blocks_per_scale, global_residual, LOCAL_BRANCH)
         psi_local, local_image = local(padded)
         train_outputs = {
-            "local": CropToMatch(name="crop_local", dtype="float32")([local_image, image]),
+            "local": apply_float32_crop(local_image, image, "crop_local"),
         }
         if dual_branch:
             glob = _build_branch(widths, blocks_per_scale, global_residual, GLOBAL_BRANCH)
             psi_global, global_image = glob(padded)
-            train_outputs["global"] = CropToMatch(name="crop_global", dtype="float32")([global_image, image])
+            train_outputs["global"] = apply_float32_crop(global_image, image, "crop_global")
             if attention:
                 psi_b = apply_branch_attention(padded, psi_local, psi_global, widths[0])
             else:
                 psi_b = keras.layers.Add(name="branch_sum")([psi_local, psi_global])
             z = apply_conv(psi_b, widths[0], name="reconstruction_conv1")
-            restored = _zero_conv(z, 3, "reconstruction_out")
-            if global_residual:
-                restored = keras.layers.Add(name="reconstruction_residual")([restored, padded])
+            restored = apply_residual_image(z, padded, global_residual=global_residual, name="reconstruction_out",
+                                            residual_name="reconstruction_residual")
         else:
             restored = local_image
-        output = CropToMatch(name="crop", dtype="float32")([restored, image])
+        output = apply_float32_crop(restored, image)
         train_outputs["image"] = output
 
         super().__init__(

@@ -39,9 +39,9 @@ import keras
 from tfdeblur.layers import (
     ACFM,
     ALFM,
-    CropToMatch,
     LeakyReLU,
     PadToMultiple,
+    apply_output_head,
     apply_pixel_shuffle_upsample,
     apply_residual_block,
     apply_residual_feature_distillation_block,
@@ -142,9 +142,7 @@ class LMFN(DeblurModel):
 
         # reconstruction
         y = apply_pixel_shuffle_upsample(y, channels, name="recon_up")
-        y = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="image_out")(y)
-        y = keras.layers.Add(name="global_residual")([y, padded])
-        output = CropToMatch(name="crop", dtype="float32")([y, image])
+        output = apply_output_head(y, padded, image)
 
         super().__init__(inputs=image, outputs=output, size_multiple=size_multiple, **kwargs)
         self.channels = channels

@@ -82,11 +82,12 @@ recipe `msfs_stop_gradient`, preset `msfs_small_stop_gradient`).
 import keras
 
 from tfdeblur.layers import (
-    CropToMatch,
     PadToMultiple,
     PixelShuffle,
     apply_downsample_image,
+    apply_output_head,
     apply_rcab,
+    apply_residual_image,
     apply_residual_stack,
 )
 from tfdeblur.layers.csffm import apply_csffm
@@ -218,8 +219,7 @@ class MSFSNet(DeblurModel):
             blur_small[3] = apply_downsample_image(blur_small[2], name="blur_down4")
 
         def scale_output(t, k):
-            t = keras.layers.Conv2D(3, int(tail_kernel), padding="same", kernel_initializer="zeros", name=f"scale{k}_out")(t)
-            t = keras.layers.Add(name=f"scale{k}_residual")([t, blur_small[k]])
+            t = apply_residual_image(t, blur_small[k], tail_kernel, name=f"scale{k}_out", residual_name=f"scale{k}_residual")
             return keras.layers.Activation("linear", dtype="float32", name=f"scale{k}_float32")(t)
 
         if multi_scale_outputs:
@@ -235,10 +235,7 @@ class MSFSNet(DeblurModel):
             if multi_scale_outputs and k == 2:
                 train_outputs["scale_2"] = scale_output(y, 2)
 
-        # zero-initialized output conv: the untrained network is the identity
-        out = keras.layers.Conv2D(3, int(tail_kernel), padding="same", kernel_initializer="zeros", name="image_out")(y)
-        restored = keras.layers.Add(name="global_residual")([out, padded])
-        output = CropToMatch(name="crop", dtype="float32")([restored, image])
+        output = apply_output_head(y, padded, image, tail_kernel)  # zero-init conv: the untrained network is the identity
 
         target_input = None
         if fsm or unseparated_losses:

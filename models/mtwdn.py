@@ -41,11 +41,12 @@ outputs (`model.training_outputs(x)`): "image" (full resolution), "scale_2"
 import keras
 
 from tfdeblur.layers import (
-    CropToMatch,
     PadToMultiple,
     apply_conv,
     apply_deconv,
     apply_downsample_image,
+    apply_float32_crop,
+    apply_residual_image,
     apply_residual_stack,
     apply_upsample_image,
 )
@@ -74,22 +75,20 @@ def _build_scale_network(widths, blocks_per_level, two_way, global_residual, nam
                 if use_skips:
                     y = keras.layers.Add(name=f"{name}_{branch}{level + 1}_skip")([y, skips[level]])
             y = apply_residual_stack(y, widths[level], blocks_per_level, name=f"{name}_{branch}{level + 1}_res")
-        # Zero-initialized output convolutions (ours; the paper says only
-        # "Xavier"): the untrained network is then exactly the identity
-        # (global residual) plus a blank down branch, as the paper describes
-        # it starting "from a blank image". With Glorot here, 36 stacked
-        # residual blocks start at outputs ~10x the image range (loss ~400)
-        # and short runs never recover.
-        return keras.layers.Conv2D(
-            3, 3, padding="same", kernel_initializer="zeros", name=f"{name}_{branch}_out"
-        )(y)
+        return y
 
-    up = decoder("up", use_skips=True)
-    if global_residual:
-        up = keras.layers.Add(name=f"{name}_up_residual")([up, blur])
+    # Zero-initialized output convolutions (ours; the paper says only
+    # "Xavier"): the untrained network is then exactly the identity
+    # (global residual) plus a blank down branch, as the paper describes
+    # it starting "from a blank image". With Glorot here, 36 stacked
+    # residual blocks start at outputs ~10x the image range (loss ~400)
+    # and short runs never recover.
+    up = apply_residual_image(decoder("up", use_skips=True), blur, global_residual=global_residual,
+                              name=f"{name}_up_out", residual_name=f"{name}_up_residual")
     outputs = [up]
     if two_way:
-        outputs.append(decoder("down", use_skips=False))
+        outputs.append(apply_residual_image(decoder("down", use_skips=False), None, global_residual=False,
+                                            name=f"{name}_down_out"))
     return keras.Model([blur, prev], outputs, name=name)
 
 
@@ -158,12 +157,11 @@ class MTWDN(DeblurModel):
                     "linear", dtype="float32", name=f"scale{s + 1}_float32"
                 )(restored)
 
-        crop = CropToMatch(name="crop", dtype="float32")
-        output = crop([previous, image])
+        output = apply_float32_crop(previous, image)
         train_outputs["image"] = output
-        train_outputs["up"] = CropToMatch(name="crop_up", dtype="float32")([branches[0], image])
+        train_outputs["up"] = apply_float32_crop(branches[0], image, "crop_up")
         if two_way:
-            train_outputs["down"] = CropToMatch(name="crop_down", dtype="float32")([branches[1], image])
+            train_outputs["down"] = apply_float32_crop(branches[1], image, "crop_down")
 
         super().__init__(
             inputs=image, outputs=output, train_outputs=train_outputs,

@@ -37,6 +37,7 @@ LAYERS = {
     "tfdeblur.inference": "apps",
     "tfdeblur.evaluate": "apps",
     "tfdeblur.export": "apps",
+    "tfdeblur.deblur_files": "apps",
     "tfdeblur.weights.pack": "apps",
     "tfdeblur.weights.__main__": "apps",
     "tfdeblur.training": "training",

@@ -5,6 +5,7 @@ the papers' own names.
 """
 from tfdeblur.layers.activation import LeakyReLU
 from tfdeblur.layers.padding import CropToMatch, PadToMultiple
+from tfdeblur.layers.output_head import apply_float32_crop, apply_output_head, apply_residual_image
 from tfdeblur.layers.residual_block import apply_residual_block, apply_residual_stack
 from tfdeblur.layers.sampling import (
     UpsampleBilinear2x,
