@@ -22,6 +22,8 @@ LAYERS = {
     "tfdeblur.io": "base",
     "tfdeblur.timing": "base",
     "tfdeblur.checksum": "base",  # the .sha256 sidecars of .keras files
+    "tfdeblur.lazy_registry": "base",
+    "tfdeblur.console": "base",
     "tfdeblur.weights": "base",  # the weight-file format; packing new weights is an application
     "tfdeblur.layers": "layers",
     # Losses, metrics, schedules, the model base class, benchmark protocols.
