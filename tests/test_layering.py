@@ -24,6 +24,7 @@ LAYERS = {
     "tfdeblur.checksum": "base",  # the .sha256 sidecars of .keras files
     "tfdeblur.lazy_registry": "base",
     "tfdeblur.console": "base",
+    "tfdeblur.keras_private": "base",
     "tfdeblur.weights": "base",  # the weight-file format; packing new weights is an application
     "tfdeblur.layers": "layers",
     # Losses, metrics, schedules, the model base class, benchmark protocols.
@@ -248,3 +249,34 @@ def test_one_atomic_writer():
                 if "os.replace(" in line or "os.rename(" in line:
                     offenders.append(f"{path.relative_to(REPO)}:{number}")
     assert offenders == []
+
+
+def test_private_keras_apis_live_in_one_module():
+    """`keras.src` and private Model members only in tfdeblur/keras_private.py."""
+    import re
+
+    private = re.compile(r"keras\.src|\._(compute_loss|loss_tracker|symbolic_build|aggregate_additional_loss)\b")
+    offenders = []
+    for folder in ("tfdeblur", "models", "datasets"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path == REPO / "tfdeblur" / "keras_private.py":
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if private.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}")
+    assert offenders == []
+
+
+def test_installed_keras_is_in_the_declared_range():
+    import configparser
+
+    import keras
+    from packaging.requirements import Requirement
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    requirements = [Requirement(line) for line in config["options"]["install_requires"].splitlines()
+                    if line.strip() and not line.strip().startswith("#")]
+    declared = [r for r in requirements if r.name == "keras"]
+    assert declared, "setup.cfg must declare keras (tfdeblur/keras_private.py uses private APIs)"
+    assert keras.__version__ in declared[0].specifier

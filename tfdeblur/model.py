@@ -26,8 +26,7 @@ import collections.abc
 
 import keras
 import tensorflow as tf
-from keras.src.losses import loss as _keras_loss
-
+from tfdeblur import keras_private
 from tfdeblur.serialization import public
 
 
@@ -119,7 +118,7 @@ class DeblurModel(keras.Model):
                 y_pred = self.training_outputs(x, y, training=training)
             total = self.loss(y, y_pred, sample_weight)
             for extra in self.losses:  # add_loss / regularizers
-                total = total + self._aggregate_additional_loss(extra)
+                total = total + keras_private.aggregate_additional_loss(self, extra)
             return total
         if is_dict:
             y_pred = y_pred["image"]
@@ -127,11 +126,11 @@ class DeblurModel(keras.Model):
 
     def _loss_of(self, x, y, y_pred, sample_weight, training):
         """The loss, also recorded (unscaled) in the loss tracker."""
-        loss = self._compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        loss = keras_private.compute_loss(
+            self, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
-        self._loss_tracker.update_state(
-            _keras_loss.unscale_loss_for_distribution(loss),
+        keras_private.loss_tracker(self).update_state(
+            keras_private.unscale_loss_for_distribution(loss),
             sample_weight=tf.shape(x)[0],
         )
         trackers = getattr(self, "_term_trackers", None)

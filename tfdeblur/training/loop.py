@@ -17,6 +17,8 @@ import math
 
 import tensorflow as tf
 
+from tfdeblur import keras_private
+
 
 def distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per_epoch,
                     on_epoch_end, divergence, log=print, verbose=True):
@@ -35,7 +37,7 @@ def distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per
         # The symbolic build `fit` does: creates the metrics' variables
         # under the strategy before the first step.
         local = tf.nest.map_structure(_local_spec, spec)
-        model._symbolic_build(data_batch=local)
+        keras_private.symbolic_build(model, local)
     iterator = iter(dist)
 
     # As `fit` does: XLA (when compiled with jit_compile=True) on the
@@ -46,7 +48,7 @@ def distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per
     def train_one(it):
         strategy.run(step_fn, args=(next(it),))
 
-    loss_tracker = model._loss_tracker
+    loss_tracker = keras_private.loss_tracker(model)
     for epoch_start in range(start_step, end_step, steps_per_epoch):
         for metric in model.metrics:
             metric.reset_state()
