@@ -312,3 +312,32 @@ def evaluation(spec, min_size=1):
         names = [os.path.basename(b) for b, _ in pairs]
     _pairs.check_pairs(pairs, min_size=min_size)
     return _pairs.pairs_dataset(pairs, training=False), len(pairs), names
+
+
+def prepare(spec, out, count=None, seed=None, size=None, shards=1, crop=None, overwrite=False, log=None):
+    """Writes `spec`'s training pairs as sharded TFRecords at `out` (`tfdeblur
+    prepare`; read back with `tfrecord:OUT`); returns (meta, one summary line).
+    Generated kinds (`tfrecord.GENERATED_KINDS`) need `count` and take `seed`
+    and `size`; file kinds refuse those. Errors name the option."""
+    from tfdeblur.datasets import tfrecord as _tfrecord
+
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if seed is not None and seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer; got {seed}")
+    if spec.kind in _tfrecord.GENERATED_KINDS:
+        if count is None:
+            raise ValueError(f"prepare {spec}: generated data needs --count N (the number of pairs to write)")
+        meta = _tfrecord.write_generated(spec, count, out, seed=seed or 0, size=size, shards=shards, crop=crop,
+                                         overwrite=overwrite, log=log)
+        return meta, (f"{spec}: {meta['pairs']} generated pairs (seed {meta['seed']}) -> {meta['records']} records "
+                      f"in {len(meta['shards'])} shard(s) at {out}")
+    if spec.kind == "tfrecord":
+        raise ValueError(f"prepare {spec}: already TFRecords written by prepare; give a file-based or generated spec")
+    for option, value in (("count", count), ("seed", seed), ("size", size)):
+        if value is not None:
+            raise ValueError(f"prepare --{option} applies to generated specs ({', '.join(_tfrecord.GENERATED_KINDS)}); got {spec}")
+    pairs, names = spec_pairs(spec, "train")
+    _pairs.check_pairs(pairs, min_size=crop or 1)
+    meta = _tfrecord.write_tfrecords(pairs, names, out, shards=shards, crop=crop, source=str(spec),
+                                     overwrite=overwrite, log=log)
+    return meta, f"{spec}: {meta['pairs']} pairs -> {meta['records']} records in {len(meta['shards'])} shard(s) at {out}"

@@ -166,9 +166,8 @@ def _deblurrer(args, model):
                      ensemble=args.ensemble, transform=transform)
 
 
-def load_deblur_model(path):
-    """A tfdeblur model from `--model`: a `.keras` file (safe mode, no
-    custom_objects), a shipped weights name, or None for the default weights."""
+def _load_model(path):
+    """`--model`: a `.keras` file (safe mode), a shipped weights name, or None for the default weights."""
     from tfdeblur.inference import load_model
 
     return load_model(path, arg="--model")
@@ -273,30 +272,10 @@ class _Progress:
 
 def _cmd_prepare(args):
     from tfdeblur.datasets import spec as data_spec
-    from tfdeblur.datasets import tfrecord
-    from tfdeblur.datasets.pairs import check_pairs
 
-    spec = data_spec.parse_spec(args.data)
-    if args.seed is not None and args.seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer; got {args.seed}")
-    if spec.kind in tfrecord.GENERATED_KINDS:
-        if args.count is None:
-            raise ValueError(f"prepare {spec}: generated data needs --count N (the number of pairs to write)")
-        meta = tfrecord.write_generated(spec, args.count, args.out, seed=args.seed or 0, size=args.size,
-                                        shards=args.shards, crop=args.crop, overwrite=args.overwrite, log=print)
-        print(f"{spec}: {meta['pairs']} generated pairs (seed {meta['seed']}) -> {meta['records']} records "
-              f"in {len(meta['shards'])} shard(s) at {args.out}")
-        return 0
-    if spec.kind == "tfrecord":
-        raise ValueError(f"prepare {spec}: already TFRecords written by prepare; give a file-based or generated spec")
-    for option in ("count", "seed", "size"):
-        if getattr(args, option) is not None:
-            raise ValueError(f"prepare --{option} applies to generated specs ({', '.join(tfrecord.GENERATED_KINDS)}); got {spec}")
-    pairs, names = data_spec.spec_pairs(spec, "train")
-    check_pairs(pairs, min_size=args.crop or 1)
-    meta = tfrecord.write_tfrecords(pairs, names, args.out, shards=args.shards, crop=args.crop,
-                                    source=str(spec), overwrite=args.overwrite, log=print)
-    print(f"{spec}: {meta['pairs']} pairs -> {meta['records']} records in {len(meta['shards'])} shard(s) at {args.out}")
+    _, line = data_spec.prepare(args.data, args.out, count=args.count, seed=args.seed, size=args.size,
+                                shards=args.shards, crop=args.crop, overwrite=args.overwrite, log=print)
+    print(line)
     return 0
 
 
@@ -363,7 +342,7 @@ def _cmd_export(args):
         representative = export.calibration_images(args.calibration_data, count)
     export.parse_input_size(args.input_size)
     export.check_target(args.out, args.overwrite, kind="dir" if args.format == "saved_model" else "file")
-    model = load_deblur_model(args.model)
+    model = _load_model(args.model)
     input_size = export.parse_input_size(args.input_size, model)
     if args.calibration_data is None:
         representative = export.representative_images(count) if args.quantize == "int8" else None
