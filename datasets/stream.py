@@ -214,22 +214,30 @@ def train_stream(spec, crop, seed, batch_size, start_step=0, shard=0, num_shards
     return ds.batch(replica_batch or local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
+def replica_dataset_fn(spec, crop, seed, global_batch, start_step=0, **options):
+    """The `dataset_fn` of `strategy.distribute_datasets_from_function`:
+    input pipeline w of W builds only its part of every global batch of the
+    training stream, in batches of `global_batch / replicas` per replica.
+    `options` are `train_stream`'s (min_size, augment, jitter, ...)."""
+
+    def make(ctx):
+        return train_stream(spec, crop, seed, global_batch, start_step=start_step,
+                            shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
+                            replica_batch=ctx.get_per_replica_batch_size(global_batch), **options)
+
+    return make
+
+
 def distributed_train_dataset(strategy, spec, crop, global_batch, seed=0, min_size=1, augment=True,
                               start_step=0):
     """The training stream `train` reads, for `strategy`, batched per replica.
 
     One stream, `train_stream` above (every sample a function of seed and
     index, so resume is exact), split with
-    `strategy.distribute_datasets_from_function`: each input pipeline (one
-    per worker) builds only its part of every global batch (for file specs
-    it decodes only those files), in batches of `global_batch / replicas`
-    per replica. For one worker this is the whole stream.
+    `strategy.distribute_datasets_from_function` (`replica_dataset_fn`): each
+    input pipeline (one per worker) builds only its part of every global
+    batch (for file specs it decodes only those files). For one worker this
+    is the whole stream.
     """
-
-    def make(ctx):
-        return train_stream(spec, crop, seed, global_batch, start_step=start_step,
-                            shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
-                            min_size=min_size, augment=augment,
-                            replica_batch=ctx.get_per_replica_batch_size(global_batch))
-
-    return strategy.distribute_datasets_from_function(make)
+    return strategy.distribute_datasets_from_function(
+        replica_dataset_fn(spec, crop, seed, global_batch, start_step=start_step, min_size=min_size, augment=augment))

@@ -36,7 +36,7 @@ from tfdeblur.training import state as run_state
 from tfdeblur.training.cluster import create_strategy, parse_tf_config
 from tfdeblur.training.errors import RunError  # noqa: F401  (re-exported: run.RunError)
 from tfdeblur.training.precision import apply_precision, choose_precision, network_width
-from tfdeblur.datasets.stream import FILE_KINDS, train_stream
+from tfdeblur.datasets.stream import FILE_KINDS, replica_dataset_fn, train_stream
 from tfdeblur.training import phases
 from tfdeblur.training import runlock
 from tfdeblur.training import loss_terms
@@ -236,11 +236,8 @@ def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, sta
     chief alone logs scalars and reports checkpoints."""
     from tfdeblur.training.loop import distributed_fit
 
-    def dataset_fn(ctx):
-        return train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
-                            shard=ctx.input_pipeline_id, num_shards=ctx.num_input_pipelines,
-                            replica_batch=ctx.get_per_replica_batch_size(cfg.batch_size),
-                            min_size=model.min_size, jitter=cfg.jitter, **augment)
+    dataset_fn = replica_dataset_fn(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
+                                    min_size=model.min_size, jitter=cfg.jitter, **augment)
 
     summaries = tf.summary.create_file_writer(os.path.join(cfg.out, "logs", "train")) if writer else None
 
