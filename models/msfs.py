@@ -85,7 +85,7 @@ from tfdeblur.layers import (
     PadToMultiple,
     PixelShuffle,
     apply_downsample_image,
-    apply_output_head,
+    apply_float32_crop,
     apply_rcab,
     apply_residual_image,
     apply_residual_stack,
@@ -235,7 +235,10 @@ class MSFSNet(DeblurModel):
             if multi_scale_outputs and k == 2:
                 train_outputs["scale_2"] = scale_output(y, 2)
 
-        output = apply_output_head(y, padded, image, tail_kernel)  # zero-init conv: the untrained network is the identity
+        # zero-init conv: the untrained network is the identity; the encoder's
+        # second pass below reads the uncropped restored image.
+        restored = apply_residual_image(y, padded, tail_kernel)
+        output = apply_float32_crop(restored, image)
 
         target_input = None
         if fsm or unseparated_losses:
