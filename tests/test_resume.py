@@ -23,7 +23,7 @@ from tfdeblur.training import run as run_module
 from tfdeblur.training.run import RunError, TrainConfig, run_training
 
 TINY = {"widths": [4, 8, 16], "blocks_per_level": 1}
-STEPS = 10  # checkpoint after every step (steps_per_epoch=1)
+STEPS = 6  # checkpoint after every step (steps_per_epoch=1): more than the 3 kept, 3 kills fit
 
 
 def _cfg(out, **kw):
@@ -70,7 +70,7 @@ def test_stop_and_resume_is_bit_identical_to_a_straight_run(straight_run, tmp_pa
     _assert_bit_identical(_weights(out / "model.keras"), _weights(straight_run / "model.keras"))
     # keep last 3 (the default)
     index = tf.train.get_checkpoint_state(str(out / "checkpoints"))
-    assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-8", "ckpt-9", "ckpt-10"]
+    assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-4", "ckpt-5", "ckpt-6"]
 
 
 def test_checkpoint_holds_step_and_data_position(straight_run):
@@ -130,7 +130,7 @@ def test_resume_refuses_other_runs(straight_run, tmp_path, capsys):
     config = json.loads((other / "config.json").read_text())
     config["model_overrides"]["widths"] = [8, 8, 16]
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(RunError, match=r"checkpoint .*ckpt-10 does not fit mtwdn"):
+    with pytest.raises(RunError, match=rf"checkpoint .*ckpt-{STEPS} does not fit mtwdn"):
         run_training(_cfg(other, resume=True, model_overrides=dict(TINY, widths=[8, 8, 16])), log=_quiet)
 
 
