@@ -11,7 +11,10 @@
 
 - uint8 / uint16 in, uint8 / uint16 out (`rint`, clipped); float in [0, 1]
   in, float32 out (clipped to [0, 1]). A path is read with its own bit depth
-  (`tfdeblur.io.read_image_raw`), so 16-bit PNGs stay 16-bit.
+  and turned upright by its EXIF orientation (`tfdeblur.io.read_photo`), so
+  16-bit PNGs stay 16-bit and a phone's portrait JPEG comes back upright;
+  `tfdeblur.io.write_photo` writes the result with the photo's EXIF and ICC
+  profile.
 - RGB (H, W, 3) is restored as is. RGBA (H, W, 4) and gray+alpha (H, W, 2):
   the colour part is restored and the alpha channel passed through
   untouched. Grayscale (H, W) or (H, W, 1) is restored **via RGB**: the gray
@@ -453,7 +456,7 @@ class Deblurrer:
         an array of the input's dtype and shape. `name` labels errors."""
         if isinstance(image, (str, os.PathLike)):
             name = os.fspath(image)
-            image = tio.read_image_raw(image)
+            image, _ = tio.read_photo(image)
         arr = np.asarray(image)
         if arr.dtype == np.uint8:
             scale = 255.0

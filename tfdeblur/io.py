@@ -308,6 +308,11 @@ def _decode(path, max_pixels=None):
     uint8/uint16, 1-4 channels, a (H, W) array for one channel. The header
     is checked against the pixel budget and, for a JPEG, against the data
     that follows it, before anything is decoded."""
+    return _decode_file(path, max_pixels)[0]
+
+
+def _decode_file(path, max_pixels=None):
+    """`_decode`, and the file's bytes."""
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file")
     if not os.path.isfile(path):
@@ -346,7 +351,7 @@ def _decode(path, max_pixels=None):
             f"{path}: unsupported image ({channels} channels, {img.dtype} samples); "
             "tfdeblur reads 8- or 16-bit grayscale, RGB or RGBA"
         )
-    return img
+    return img, data
 
 
 _UNDECODABLE = "cannot decode image (corrupt, truncated or not an image file)"
@@ -484,10 +489,11 @@ def read_image_raw(path, *, max_pixels=None):
     return img
 
 
-def write_image_raw(path, img):
+def write_image_raw(path, img, *, jpeg_quality=95, finish=None):
     """Writes a uint8 or uint16 array as `read_image_raw` returns it (gray,
     gray+alpha, RGB or RGBA), atomically like `write_image`. 16-bit needs a
-    format that holds it (.png, .tif)."""
+    format that holds it (.png, .tif). `finish` maps the encoded bytes (a
+    uint8 array) to the bytes written (`write_photo` adds metadata)."""
     path = os.fspath(path)
     arr = np.asarray(img)
     if arr.dtype not in (np.uint8, np.uint16) or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4))):
@@ -499,7 +505,77 @@ def write_image_raw(path, img):
     ext = os.path.splitext(path)[1]
     if arr.dtype == np.uint16 and ext.lower() not in (".png", ".tif", ".tiff"):
         raise ImageError(f"{path}: 16-bit images need .png or .tif; got {ext!r}")
-    _encode_and_write(path, arr)
+    _encode_and_write(path, arr, jpeg_quality, finish)
+
+
+# ------------------------------------------------------------------ photos
+
+# The formats `write_photo` writes, by extension (`PHOTO_FORMATS` names them
+# for `deblur --format`).
+PHOTO_FORMATS = {"png": ".png", "jpg": ".jpg"}
+# JPEG quality when none is given: what OpenCV and `write_image` use. Below
+# about 90, libjpeg's quantisation removes the fine detail a deblur restores;
+# above 95 the file grows fast for differences no one sees (Pillow's docs say
+# as much), and a phone's own JPEGs sit around 90-95.
+DEFAULT_JPEG_QUALITY = 95
+
+
+def read_photo(path, *, max_pixels=None):
+    """Reads a photo for restoring: `(samples, metadata)`, the samples as
+    `read_image_raw` returns them but turned upright by the EXIF Orientation
+    (all 8 values, as Pillow's `ImageOps.exif_transpose`), and the file's
+    `PhotoMetadata` (EXIF, ICC profile, the orientation it had) for
+    `write_photo`. (OpenCV turns TIFFs upright itself.) Datasets use
+    `read_image`, which keeps pixels as stored."""
+    from tfdeblur import photo_metadata
+
+    path = os.fspath(path)
+    img, data = _decode_file(path, max_pixels)
+    meta = photo_metadata.read_metadata(data)
+    img = np.ascontiguousarray(photo_metadata.apply_orientation(img, meta.orientation))
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img, meta
+
+
+def write_photo(path, img, metadata=None, *, quality=DEFAULT_JPEG_QUALITY):
+    """Writes a restored photo (an array as `read_photo` returns it) as PNG
+    or JPEG by the extension, atomically, with `metadata`'s ICC profile and
+    EXIF (Orientation 1, since the pixels are upright; `photo_metadata.upright_exif`).
+    PNG keeps 8 or 16 bits and alpha; JPEG is 8-bit (16-bit samples are
+    rounded to 8) and refuses alpha. Returns what could not be carried (a
+    JPEG holds at most 64 KiB of EXIF), as short phrases; usually []."""
+    from tfdeblur import photo_metadata
+
+    path = os.fspath(path)
+    arr = np.asarray(img)
+    ext = os.path.splitext(path)[1].lower()
+    kind = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(ext)
+    if kind is None:
+        raise ImageError(f"{path}: photos are written as .png or .jpg; got {ext or 'no extension'!r}")
+    if int(quality) != quality or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an integer from 1 to 100; got {quality}")
+    if kind == "jpeg":
+        if arr.ndim == 3 and arr.shape[2] in (2, 4):
+            raise ImageError(f"{path}: the image has an alpha channel, which JPEG cannot hold (write .png)")
+        if arr.dtype == np.uint16:
+            arr = np.rint(arr / 257.0).astype(np.uint8)
+    left_out = []
+
+    def add_metadata(encoded):
+        if metadata is None:
+            return encoded
+        exif = photo_metadata.upright_exif(metadata.exif, arr.shape[1], arr.shape[0])
+        if metadata.exif is not None and exif is None:
+            left_out.append("EXIF (unreadable)")
+        data, dropped = photo_metadata.embed(encoded.tobytes(), kind, exif, metadata.icc_profile)
+        left_out.extend(dropped)
+        return np.frombuffer(data, np.uint8)
+
+    write_image_raw(path, arr, jpeg_quality=int(quality), finish=add_metadata)
+    return left_out
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -522,8 +598,9 @@ def _png_gray_alpha(arr):
     return _PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def _encode_and_write(path, arr, jpeg_quality=95):
-    """Encodes a BGR(A) array by the extension and writes it atomically."""
+def _encode_and_write(path, arr, jpeg_quality=95, finish=None):
+    """Encodes a BGR(A) array by the extension and writes it atomically;
+    `finish` maps the encoded bytes to the bytes written."""
     ext = os.path.splitext(path)[1]
     if not ext:
         raise ImageError(f"{path}: file name needs an image extension (.png, .jpg, ...)")
@@ -539,6 +616,8 @@ def _encode_and_write(path, arr, jpeg_quality=95):
             ok = False
     if not ok:
         raise ImageError(f"{path}: cannot encode image as {ext!r}")
+    if finish is not None:
+        encoded = finish(encoded)
 
     directory = os.path.dirname(os.path.abspath(path))
     try:
