@@ -53,13 +53,13 @@ def test_folder_with_every_image_kind(tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["deblur", "--model", tiny_model, str(src), "--out", str(out), "--compare"]) == 0
     assert "e.jpg ->" in capsys.readouterr().out
-    got = {name: _read(out / name) for name in _files(out) if name.endswith(".png")}
+    got = {name: _read(out / name) for name in _files(out) if name.endswith((".png", ".jpg"))}
     assert got["a8.png"].shape == (24, 30, 3) and got["a8.png"].dtype == np.uint8
     assert got["b16.png"].shape == (24, 30, 3) and got["b16.png"].dtype == np.uint16
     assert got["c_gray.png"].shape == (24, 30)
     assert got["d_rgba.png"].shape == (24, 30, 4)
     np.testing.assert_array_equal(got["d_rgba.png"][..., 3], rgba[..., 3])
-    assert got["e.png"].shape == (24, 30, 3)
+    assert got["e.jpg"].shape == (24, 30, 3)  # --format same: a JPEG stays JPEG
     sheet = _read(out / "compare" / "a8.png")
     assert sheet.shape == (24, 2 * 30 + 4, 3)  # input | output
     # The API and the CLI give the same pixels.
@@ -210,7 +210,7 @@ def test_bad_arguments(tiny_model, tmp_path, capsys):
         err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, *extra])
         assert fragment in err, (extra, err)
     _write(tmp_path / "b" / "a.jpg", _rgb())
-    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, str(tmp_path / "b" / "a.jpg"), "--out", out])
+    err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, str(tmp_path / "b" / "a.jpg"), "--out", out, "--format", "png"])
     assert "a.jpg: writes the same output" in err
     _write(tmp_path / "gt" / "a.png", _rgb(30, 30))
     err = run_cli_error(capsys, ["deblur", "--model", tiny_model, image, "--out", out, "--compare", "--gt", str(tmp_path / "gt")])

@@ -20,6 +20,7 @@ LAYERS = {
     "tfdeblur.serialization": "base",
     "tfdeblur.errors": "base",
     "tfdeblur.io": "base",
+    "tfdeblur.photo_metadata": "base",  # EXIF orientation and ICC of photos (used by io)
     "tfdeblur.timing": "base",
     "tfdeblur.checksum": "base",  # the .sha256 sidecars of .keras files
     "tfdeblur.lazy_registry": "base",

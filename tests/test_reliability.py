@@ -148,7 +148,7 @@ def test_jpeg_with_data_after_end_marker_is_accepted(tiny_model, tmp_path, capsy
     assert check_pairs([pair]) == [(32, 32)]
     np.testing.assert_array_equal(tio.read_image(pair[0]), tio.read_image_samples(pair[0]) / np.float32(255))
     assert main(["deblur", "--model", tiny_model, pair[0], "--out", str(tmp_path / "out")]) == 0
-    assert _files(tmp_path / "out") == ["a.png"]
+    assert _files(tmp_path / "out") == ["a.jpg"]
 
 
 def test_eval_refuses_a_bomb_pair_by_name(tiny_model, tmp_path, capsys):

@@ -9,10 +9,10 @@ import os
 from tfdeblur import io as tio
 
 
-def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False, gt=None):
+def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False, gt=None, fmt="same"):
     """[(input path, output path, sheet path or None)] for `inputs` (files,
-    folders, globs; `tio.expand_inputs`) restored into folder `out` as PNG
-    (`compare`: also `out/compare/NAME.png`; `gt`: a ground-truth folder for
+    folders, globs; `tio.expand_inputs`) restored into folder `out` as
+    `output_name(input, fmt)` (`compare`: also `out/compare/NAME.png`; `gt`: a ground-truth folder for
     those sheets). Refuses an `out` that is not a folder, one that is or is
     inside a folder of inputs (unless `out_in_input`), an output replacing an
     input, two inputs writing one output, and existing outputs (unless
@@ -26,11 +26,11 @@ def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False,
     if gt is not None and not compare:
         raise ValueError("--gt applies to --compare only; pass --compare")
     paths = tio.expand_inputs(inputs)
-    _check_out_apart(inputs, paths, out, out_in_input)
+    _check_out_apart(inputs, paths, out, out_in_input, fmt)
     targets, seen = [], {}
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
-        target = os.path.join(out, stem + ".png")
+        target = os.path.join(out, output_name(path, fmt))
         if target in seen:
             raise ValueError(f"{path}: writes the same output {target} as {seen[target]}")
         seen[target] = path
@@ -42,7 +42,41 @@ def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False,
     return targets
 
 
-def _check_out_apart(inputs, paths, out_arg, out_in_input):
+def photo_options(fmt, quality):
+    """Checks `--format` and `--quality` (as typed); returns the JPEG quality."""
+    if fmt not in (*tio.PHOTO_FORMATS, "same"):
+        raise ValueError(f"--format must be png, jpg or same; got {fmt!r}")
+    if quality is None:
+        return tio.DEFAULT_JPEG_QUALITY
+    try:
+        value = int(quality)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= 100:
+        raise ValueError(f"--quality must be an integer from 1 to 100; got {quality!r}")
+    if fmt == "png":
+        raise ValueError("--quality applies to JPEG output; got --format png (lossless)")
+    return value
+
+
+def output_name(path, fmt):
+    """The output file name of input `path` for `--format` `fmt`: the stem
+    and ".png" or ".jpg". `same` keeps JPEGs JPEG and writes the others
+    (BMP, TIFF, WebP) as PNG, which holds all they hold (16 bits, alpha) and
+    carries EXIF and ICC."""
+    stem, ext = os.path.splitext(os.path.basename(path))
+    if fmt == "same":
+        fmt = "jpg" if ext.lower() in (".jpg", ".jpeg") else "png"
+    return stem + tio.PHOTO_FORMATS[fmt]
+
+
+def check_fits_format(path, image, target):
+    """Refuses, before restoring it, an image with alpha bound for a JPEG."""
+    if target.endswith(".jpg") and image.ndim == 3 and image.shape[2] in (2, 4):
+        raise ValueError(f"{path}: has an alpha channel, which JPEG cannot hold (--format png keeps it)")
+
+
+def _check_out_apart(inputs, paths, out_arg, out_in_input, fmt):
     """Refuses an --out that is, or is inside, a folder of inputs (unless
     --out-in-input), and any output that would replace an input file."""
     out = os.path.realpath(out_arg)
@@ -59,7 +93,7 @@ def _check_out_apart(inputs, paths, out_arg, out_in_input):
                 raise ValueError(f"--out {out_arg}: is {'' if out == real else 'inside '}the input folder {folder}; "
                                  "choose another --out or pass --out-in-input")
     for path in paths:
-        target = os.path.realpath(os.path.join(out_arg, os.path.splitext(os.path.basename(path))[0] + ".png"))
+        target = os.path.realpath(os.path.join(out_arg, output_name(path, fmt)))
         if target in real_inputs:
             raise ValueError(f"--out {out_arg}: would replace the input {path}; choose another --out")
 
@@ -83,7 +117,7 @@ def compare_sheet(path, image, out, truths):
     row, labels = [tio.sheet_rgb(image), tio.sheet_rgb(out)], ["input", "output"]
     stem = os.path.splitext(os.path.basename(path))[0]
     if stem in truths:
-        truth = tio.sheet_rgb(tio.read_image_raw(truths[stem]))
+        truth = tio.sheet_rgb(tio.read_photo(truths[stem])[0])
         if truth.shape[:2] != row[0].shape[:2]:
             raise ValueError(f"{truths[stem]}: ground truth is {truth.shape[1]}x{truth.shape[0]}, "
                              f"the input {path} is {row[0].shape[1]}x{row[0].shape[0]}")
