@@ -513,10 +513,11 @@ def write_image_raw(path, img, *, jpeg_quality=95, finish=None):
 # The formats `write_photo` writes, by extension (`PHOTO_FORMATS` names them
 # for `deblur --format`).
 PHOTO_FORMATS = {"png": ".png", "jpg": ".jpg"}
-# JPEG quality when none is given: what OpenCV and `write_image` use. Below
-# about 90, libjpeg's quantisation removes the fine detail a deblur restores;
-# above 95 the file grows fast for differences no one sees (Pillow's docs say
-# as much), and a phone's own JPEGs sit around 90-95.
+# JPEG quality when none is given (also OpenCV's and `write_image`'s).
+# Measured on GoPro GOPR0384_11_00-000001, a restored 1280x720 frame (HINet's
+# output, 33.19 dB against sharp): as JPEG it scores 32.65 dB at quality 75,
+# 32.93 at 90, 33.02 at 95 (217 KB), 33.08 at 100 (458 KB; the PNG is
+# 1.2 MB). 95 keeps all but 0.17 dB of the restoration at half the bytes of 100.
 DEFAULT_JPEG_QUALITY = 95
 
 
