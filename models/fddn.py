@@ -55,7 +55,7 @@ from tfdeblur.layers import (
     apply_residual_feature_distillation_block,
     split_channels,
 )
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 from tfdeblur.serialization import public
 
 BLOCKS = ("fdb", "fsb_resblock", "rfdb", "resblock")

@@ -80,7 +80,7 @@ from tfdeblur.layers import (
     apply_residual_image,
     apply_residual_stack,
 )
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 from tfdeblur.serialization import public
 
 GLOBAL_BRANCH = "global_branch"

@@ -46,7 +46,7 @@ from tfdeblur.layers import (
     apply_residual_block,
     apply_residual_feature_distillation_block,
 )
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 from tfdeblur.serialization import public
 
 BLOCKS = ("rfdb", "resblock")

@@ -92,7 +92,7 @@ from tfdeblur.layers import (
 )
 from tfdeblur.layers.csffm import apply_csffm
 from tfdeblur.layers.frequency_separation import apply_frequency_separation
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 from tfdeblur.serialization import public
 
 LOSS_FEATURES = ("output", "sharp")

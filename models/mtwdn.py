@@ -50,7 +50,7 @@ from tfdeblur.layers import (
     apply_residual_stack,
     apply_upsample_image,
 )
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 from tfdeblur.serialization import public
 
 

@@ -33,7 +33,7 @@ LAYERS = {
     "tfdeblur.perceptual": "core",
     "tfdeblur.metrics": "core",
     "tfdeblur.schedules": "core",
-    "tfdeblur.model": "core",
+    "tfdeblur.deblur_model": "core",
     "tfdeblur.protocols": "core",
     "tfdeblur.models": "models",
     "tfdeblur.tlc": "models",

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdeblur.io import atomic_path, atomic_write
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 
 SIGNATURE_UINT8 = "serving_default"
 SIGNATURE_FLOAT = "deblur_float"

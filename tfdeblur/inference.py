@@ -96,7 +96,7 @@ def load_model(path=None, arg="--model"):
     import tfdeblur.models as models
     from tfdeblur import checksum
     from tfdeblur import weights as W
-    from tfdeblur.model import DeblurModel
+    from tfdeblur.deblur_model import DeblurModel
 
     if path is None:
         return models.from_preset(default_weights(arg))

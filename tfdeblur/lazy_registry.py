@@ -30,7 +30,7 @@ PUBLIC = {
     "tfdeblur>ContrastPooling": "tfdeblur.layers.channel_attention",
     "tfdeblur>CropToMatch": "tfdeblur.layers.padding",
     "tfdeblur>DeblurLoss": "tfdeblur.losses",
-    "tfdeblur>DeblurModel": "tfdeblur.model",
+    "tfdeblur>DeblurModel": "tfdeblur.deblur_model",
     "tfdeblur>FDDN": "tfdeblur.models.fddn",
     "tfdeblur>GLBDN": "tfdeblur.models.glbdn",
     "tfdeblur>HoldThenLinearDecay": "tfdeblur.schedules",

@@ -1,7 +1,7 @@
 """Losses. BasicSR style: an elementwise core plus a reduction.
 
 `DeblurLoss` subclasses receive the model's whole dict of training outputs
-(see `tfdeblur.model.DeblurModel`) and return one value per image; Keras'
+(see `tfdeblur.deblur_model.DeblurModel`) and return one value per image; Keras'
 `Loss.__call__` then averages over the batch and scales for `tf.distribute`.
 """
 import keras

@@ -28,7 +28,7 @@ import numpy as np
 
 from tfdeblur.layers.channel_attention import ContrastPooling
 from tfdeblur.layers.local_pooling import LocalAveragePooling2D, LocalContrastPooling
-from tfdeblur.model import DeblurModel
+from tfdeblur.deblur_model import DeblurModel
 
 # TLC's window: 1.5x the training size (Chu et al. 2022, sec. 4: "1.5x").
 WINDOW_FACTOR = 1.5
