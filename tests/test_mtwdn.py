@@ -51,12 +51,6 @@ def test_branch_outputs_sum_to_the_output():
     np.testing.assert_allclose(outs["image"], model(x), atol=1e-6)
 
 
-def test_untrained_network_returns_its_input():
-    """Zero-initialized output convolutions + global residual: identity at start."""
-    x = random_images(1, 32, 48)
-    np.testing.assert_allclose(models.build("mtwdn")(x), x, atol=1e-5)
-
-
 def test_coarse_outputs_have_the_pyramid_sizes():
     outs = models.build("mtwdn_oneway").training_outputs(random_images(2, 37, 53))
     assert outs["scale_2"].shape == (2, 24, 32, 3)  # padded 48x64, halved
