@@ -22,7 +22,6 @@ import pathlib
 import shutil
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -35,6 +34,7 @@ import tfdeblur.models as models  # noqa: E402
 from tests.helpers import SHARED, random_images  # noqa: E402
 from tests.test_export import float_psnr, with_random_heads  # noqa: E402
 from tfdeblur import export  # noqa: E402
+from tfdeblur.bench import median_seconds  # noqa: E402
 from tfdeblur.inference import inference_fn  # noqa: E402
 from tfdeblur.io import read_image  # noqa: E402
 
@@ -45,16 +45,6 @@ def _megabytes(path):
     path = pathlib.Path(path)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6
-
-
-def _median_seconds(fn, repeats):
-    fn()  # warm-up: tracing, allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def measure(model, size, repeats, images):
@@ -73,7 +63,7 @@ def measure(model, size, repeats, images):
             for k, x in images.items()
         )
         x512 = random_images(1, size, size, seed=5)
-        row["keras_ms"] = 1000 * _median_seconds(lambda: keras_fn(x512).numpy(), repeats)
+        row["keras_ms"] = 1000 * median_seconds(lambda: keras_fn(x512).numpy(), repeats)
         with export.TFLiteExport(model) as source:
             for mode in MODES:
                 flatbuffer = source.convert(mode, export.representative_images() if mode == "int8" else None)
@@ -82,7 +72,7 @@ def measure(model, size, repeats, images):
                 outputs = {k: export.run_tflite(interpreter, x) for k, x in images.items()}
                 row[f"{mode}_diff"] = max(float(np.abs(outputs[k] - references[k]).max()) for k in images)
                 row[f"{mode}_psnr"] = min(float_psnr(outputs[k], references[k]) for k in images)
-                row[f"{mode}_ms"] = 1000 * _median_seconds(lambda: export.run_tflite(interpreter, x512), repeats)
+                row[f"{mode}_ms"] = 1000 * median_seconds(lambda: export.run_tflite(interpreter, x512), repeats)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return row

@@ -13,7 +13,6 @@ LB_RUN_DIR adds an LB-Net run (`train glbdn_lb`) for comparison.
 """
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,13 +35,10 @@ def infer(precision, net="glbdn", repeats=3):
 
     fn = inference_fn(models.build(net))
     x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
-    fn(x).numpy()  # trace + warm up
-    times = []
-    for _ in range(int(repeats)):
-        t = time.perf_counter()
-        fn(x).numpy()
-        times.append(time.perf_counter() - t)
-    print(f"{net} {precision} 1280x720: median {np.median(times):.2f} s over {repeats} (all: {', '.join(f'{t:.2f}' for t in times)})")
+    from tfdeblur.bench import median, seconds_each
+
+    times = seconds_each(lambda: fn(x).numpy(), int(repeats))
+    print(f"{net} {precision} 1280x720: median {median(times):.2f} s over {repeats} (all: {', '.join(f'{t:.2f}' for t in times)})")
 
 
 def phases(run_dir, lb_dir=None):

@@ -11,21 +11,18 @@ TLC output moves from the global one (mean absolute difference) as a
 sanity check that the conversion acts at this size.
 """
 import argparse
-import statistics
-import time
 
 import keras
 import numpy as np
 
 
 def _time(fn, x, repeats):
-    fn(x)  # trace + warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        y = fn(x).numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), y
+    """(median seconds of `fn(x)`, its output)."""
+    from tfdeblur.bench import median_seconds
+
+    out = {}
+    seconds = median_seconds(lambda: out.update(y=fn(x).numpy()), repeats)
+    return seconds, out["y"]
 
 
 def main():

@@ -33,12 +33,9 @@ if mode == "train":
     sec = (time.perf_counter() - t) / repeats
     print(json.dumps({"seconds_per_step": sec, "images_per_second": batch / sec}))
 else:
+    from tfdeblur.bench import median_seconds
     fn = inference_fn(model)
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(x).numpy(); times.append(time.perf_counter() - t)
-    print(json.dumps({"median_seconds": float(np.median(times))}))
+    print(json.dumps({"median_seconds": median_seconds(lambda: fn(x).numpy(), repeats)}))
 """
 
 

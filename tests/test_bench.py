@@ -21,3 +21,17 @@ def test_flops_of_a_conv_stack_are_the_closed_form():
 def test_bench_refuses_unknown_networks(capsys):
     err = run_cli_error(capsys, ["bench", "mtwdx"])
     assert "unknown network 'mtwdx'" in err
+
+
+def test_timing_harness_times_only_the_calls_after_the_warmup(monkeypatch):
+    from tfdeblur import timing
+
+    clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # the three timed calls take 1, 3 and 2 s
+    calls = []
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    times = bench.seconds_each(lambda: calls.append(1), 3, warmup=2)
+    assert len(calls) == 5 and times == [1.0, 3.0, 2.0]
+    assert bench.median(times) == 2.0 and bench.median([4.0, 1.0, 3.0, 2.0]) == 3.0  # a measured time, never a mean
+    for bad, message in (((0,), "repeats must be a positive integer; got 0"), ((2, -1), "warmup must be a non-negative")):
+        with pytest.raises(ValueError, match=message):
+            bench.seconds_each(lambda: None, *bad)

@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 
-from tfdeblur.timing import conv_width, median_seconds  # noqa: F401  (bench.* is the harness benchmarks/ use)
+from tfdeblur.timing import conv_width, median, median_seconds, seconds_each  # noqa: F401  (bench.* is the harness benchmarks/ use)
 
 SIZES = {"256x256": (256, 256), "1280x720": (720, 1280)}
 CEILING_LAYERS = 8
@@ -46,10 +46,6 @@ def count_flops(model, height=256, width=256):
     return int(info.total_float_ops)
 
 
-def _median_seconds(fn, x, repeats):
-    return median_seconds(lambda: fn(x).numpy(), repeats)
-
-
 def conv_ceiling(width, height, img_width, repeats):
     """GFLOP/s of eight 3x3 convolutions width->width at (height, img_width)."""
     import keras
@@ -63,7 +59,7 @@ def conv_ceiling(width, height, img_width, repeats):
     stack = keras.Model(inputs, x)
     fn = tf.function(lambda t: stack(t, training=False), input_signature=[tf.TensorSpec([None, None, None, width], tf.float32)])
     data = np.random.default_rng(0).random((1, height, img_width, width), dtype=np.float32)
-    seconds = _median_seconds(fn, data, repeats)
+    seconds = median_seconds(lambda: fn(data).numpy(), repeats)
     flops = 2 * height * img_width * 9 * width * width * CEILING_LAYERS
     return flops / seconds / 1e9
 
@@ -87,7 +83,7 @@ def worker(net, precision, repeats):
     rng = np.random.default_rng(0)
     for label, (h, w) in SIZES.items():
         x = rng.random((1, h, w, 3), dtype=np.float32)
-        result[f"seconds_{label}"] = _median_seconds(fn, x, repeats)
+        result[f"seconds_{label}"] = median_seconds(lambda: fn(x).numpy(), repeats)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     width = conv_width(model)
     result["conv_width"] = width

@@ -7,12 +7,14 @@ import math
 import time
 
 
-def median_seconds(run, repeats, warmup=1):
-    """Median wall seconds of `run()` over `repeats` calls after `warmup`
-    untimed ones (tracing, oneDNN primitive creation). `run` must block until
-    its work is done (e.g. end in `.numpy()`)."""
+def seconds_each(run, repeats, warmup=1):
+    """Wall seconds of each of `repeats` calls of `run()`, in call order,
+    after `warmup` untimed ones (tracing, oneDNN primitive creation). `run`
+    must block until its work is done (e.g. end in `.numpy()`)."""
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer; got {repeats!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer; got {warmup!r}")
     for _ in range(warmup):
         run()
     times = []
@@ -20,8 +22,18 @@ def median_seconds(run, repeats, warmup=1):
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+    return times
+
+
+def median(times):
+    """The median of measured times; for an even count the upper middle one,
+    so that it is always a time that was measured."""
+    return sorted(times)[len(times) // 2]
+
+
+def median_seconds(run, repeats, warmup=1):
+    """The median of `seconds_each`."""
+    return median(seconds_each(run, repeats, warmup))
 
 
 def conv_width(model):
