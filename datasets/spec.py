@@ -37,6 +37,14 @@ from tfdeblur.datasets import pairs as _pairs
 from tfdeblur.datasets.augment import paired_flip_rot
 from tfdeblur.datasets.synthetic import synthetic_dataset
 
+# The --data help of the command line.
+HELP = (
+    "synthetic (default), dynamic (non-uniform, GoPro-like), globalblur[:SHARP_DIR[,KERNELS]] (GLBDN's uniform set), "
+    "pairs:BLUR_DIR,SHARP_DIR, gopro:ROOT[,split=train|test][,variant=blur|blur_gamma], "
+    "hide:ROOT[,split=..], realblur:ROOT,J|R[,split=..], kohler:ROOT (eval only), list:FILE (blur,sharp per line), "
+    "tfrecord:DIR (from `prepare`); see tfdeblur/datasets/spec.py"
+)
+
 KINDS = ("synthetic", "pairs:BLUR_DIR,SHARP_DIR", "gopro:ROOT", "hide:ROOT", "realblur:ROOT,J|R",
          "kohler:ROOT", "list:FILE", "tfrecord:DIR")
 # Options each loader kind accepts after its root (`gopro:ROOT,split=test`).

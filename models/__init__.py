@@ -16,6 +16,7 @@ from tfdeblur.models.registry import (
     available,
     available_weights,
     build,
+    catalogue,
     from_preset,
     get_preset,
     get_recipe,

@@ -85,6 +85,18 @@ def available_weights():
     return _weights.available()
 
 
+def catalogue():
+    """The lines of `tfdeblur list`: every preset and its description, then
+    the shipped weights, each summarised by its manifest."""
+    lines = ["networks (train NET, bench NET):"]
+    lines += [f"  {name:<20} {get_preset(name).description}" for name in available()]
+    shipped = available_weights()
+    if not shipped:
+        return lines + [f"shipped weights (--model NAME): none yet (folder {_weights.weights_dir()}; see docs/models.md)"]
+    lines.append(f"shipped weights (--model NAME; default {_weights.DEFAULT_WEIGHTS}):")
+    return lines + [f"  {name:<20} {_weights.read_manifest(name).describe()}" for name in shipped]
+
+
 def register_recipe(name, recipe):
     if name in _RECIPES:
         raise ValueError(f"recipe {name!r} is already registered")

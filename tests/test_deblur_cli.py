@@ -1,6 +1,7 @@
 """`deblur` on the command line: folders, globs, bit depths, alpha, --compare,
 and bad input (each a one-line `error: ...` naming the file, exit code 2)."""
 import os
+import re
 import struct
 import zlib
 
@@ -218,10 +219,10 @@ def test_bad_arguments(tiny_model, tmp_path, capsys):
     assert _files(tmp_path / "out") == []
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_progress_bar_only_on_a_terminal(capsys):
     import io
 
-    from tfdeblur.cli import _Progress
+    from tfdeblur.console import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -229,9 +230,11 @@ def test_progress_bar_only_on_a_terminal():
 
     tty, pipe = Tty(), io.StringIO()
     for stream in (tty, pipe):
-        bar = _Progress(4, stream)
-        bar.show(2, "photo.png")
-        bar.show(4)
+        bar = Progress(4, stream=stream)
+        bar.part(2)(1, 2)  # half of the third file's tiles
         bar.close()
-    assert "2/4 photo.png" in tty.getvalue() and "[" + "#" * 30 + "] 4/4" in tty.getvalue()
-    assert pipe.getvalue() == ""
+    first, last = tty.getvalue().split("\r")[1:3]  # each drawing starts with a carriage return
+    assert "2/4" in first and "\x1b[32m" + "━" * 12 + "\x1b[0m" in first, first  # 2.5 of 4 files: 12 of 20
+    assert re.search(r"\x1b\[1m\d+s\x1b\[0m \d+\w+/file", first), first  # the ETA, the time per file
+    assert "4/4" in last and "━" * 20 in last and last.endswith("\n"), last
+    assert pipe.getvalue() == "" and capsys.readouterr().out == ""  # nothing on stdout, where the results go

@@ -86,6 +86,20 @@ def test_tiled_equals_whole_when_the_margin_covers_the_receptive_field():
     assert np.abs(seams - whole).max() > 1e-3
 
 
+def test_progress_is_reported_per_tile_across_the_ensemble(identity):
+    calls = []
+    img = _rng_image(70, 90)  # 32px tiles, overlap 12: 3 rows x 4 columns
+    inference.Deblurrer(identity, tile=32, overlap=12).restore_rgb(img, progress=lambda *a: calls.append(a))
+    assert calls == [(i, 12) for i in range(1, 13)] + [(1, 1)]
+    calls.clear()
+    inference.Deblurrer(identity, tile=32, overlap=12, ensemble=True).restore_rgb(img, progress=lambda *a: calls.append(a))
+    fractions = [done / total for done, total in calls]
+    assert len(calls) == 8 * 12 + 8 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    calls.clear()
+    inference.Deblurrer(identity).restore_rgb(img, progress=lambda *a: calls.append(a))  # untiled: one step
+    assert calls == [(1, 1)]
+
+
 def test_max_pixels_switches_tiling_on(identity):
     d = inference.Deblurrer(identity, max_pixels=100 * 100)
     assert d.tile_for(100, 100) is None and d.tile_for(100, 101) == inference.DEFAULT_TILE

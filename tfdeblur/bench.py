@@ -107,6 +107,31 @@ def run_worker(net, precision, repeats):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def report(nets, precisions, repeats, out=None, log=print):
+    """Measures every network in every precision (`run_worker`, one process
+    each; `log` says when each is done); returns the dated markdown table,
+    also written to `out` (atomically) when given."""
+    import time
+
+    from tfdeblur.io import write_text
+    from tfdeblur.models import get_preset
+
+    for net in nets:
+        get_preset(net)  # unknown names fail before any measuring
+    if out and os.path.isdir(out):
+        raise ValueError(f"--out {out}: is a directory")
+    results = []
+    for net in nets:
+        for precision in precisions:
+            results.append(run_worker(net, precision, repeats))
+            log(f"measured {net} {precision}")
+    text = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
+            f"batch 1, median of {repeats} after a warm-up.\n\n{table(results)}\n")
+    if out:
+        write_text(out, text)
+    return text
+
+
 def table(results):
     lines = [
         "| network | precision | params | GFLOPs/MP | 256x256 (ms) | 1280x720 (s) | peak RSS (MB) | achieved GFLOP/s | conv ceiling GFLOP/s (width) | efficiency |",

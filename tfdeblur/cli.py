@@ -1,21 +1,13 @@
-"""Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed).
+"""Command line: `python cli.py` (from a checkout) or `tfdeblur` (installed):
+train, eval, prepare, deblur, export, bench, list (`tfdeblur COMMAND --help`).
 
-    train NET [--data SPEC] [--steps N | --epochs N] [--batch-size N] [--crop N] [--out DIR] [--resume]
-    eval --model FILE.keras|WEIGHTS|SAVED_MODEL_DIR|FILE.tflite --data SPEC [--protocol whole|realblur|kohler|levin] [--json FILE] [--csv FILE] [--tile N] [--ensemble]
-    prepare SPEC --out DIR [--shards N] [--crop N] [--overwrite] [--count N [--seed S] [--size N]]
-    deblur [--model FILE.keras|WEIGHTS|SAVED_MODEL_DIR|FILE.tflite] INPUT... --out DIR [--format png|jpg|same] [--quality Q] [--tile N] [--overlap N] [--max-pixels N] [--ensemble] [--compare [--gt DIR]]
-    export --model FILE.keras|WEIGHTS --format saved_model|tflite --out PATH [--quantize none|fp16|dynamic|int8] [--input-size HxW]
-    bench NET... [--precision fp32 bf16] [--repeats N] [--out FILE.md]
-    list
-
-WEIGHTS is a shipped weights name (`list`); `deblur` without --model uses
-the best shipped weights (`tfdeblur.weights.DEFAULT_WEIGHTS`).
+Each command parses its options, calls the library function that does the
+work, and prints; the work lives in its module (docs/architecture.md).
 
 Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
 """
 import argparse
-import os
 import sys
 
 EXIT_USAGE = 2
@@ -25,18 +17,10 @@ def _positive_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
     return value
-
-
-DATA_HELP = (
-    "synthetic (default), dynamic (non-uniform, GoPro-like), globalblur[:SHARP_DIR[,KERNELS]] (GLBDN's uniform set), "
-    "pairs:BLUR_DIR,SHARP_DIR, gopro:ROOT[,split=train|test][,variant=blur|blur_gamma], "
-    "hide:ROOT[,split=..], realblur:ROOT,J|R[,split=..], kohler:ROOT (eval only), list:FILE (blur,sharp per line), "
-    "tfrecord:DIR (from `prepare`); see tfdeblur/datasets/spec.py"
-)
 
 
 MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g. mtwdn-photos (see `tfdeblur list`)"
@@ -45,6 +29,7 @@ ANY_MODEL_HELP = MODEL_HELP + ", or an export: a SavedModel folder or .tflite fi
 
 def _parser():
     from tfdeblur import __version__
+    from tfdeblur.datasets.spec import HELP as DATA_HELP
 
     p = argparse.ArgumentParser(prog="tfdeblur", description="Single-image motion deblurring (TF2/Keras 3).")
     p.add_argument("--version", action="version", version=f"tfdeblur {__version__}")
@@ -150,13 +135,8 @@ def _add_inference_options(p):
     p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
-    _add_tlc_arguments(p)
-
-
-def _add_tlc_arguments(parser):
-    """`--tlc TRAIN_SIZE [--tlc-window PIXELS]` (Test-time Local Converter, tfdeblur/tlc.py)."""
-    parser.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
-    parser.add_argument("--tlc-window", type=int, metavar="PIXELS", help="TLC window in image pixels (default 1.5 x --tlc)")
+    p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
+    p.add_argument("--tlc-window", type=int, metavar="PIXELS", help="TLC window in image pixels (default 1.5 x --tlc)")
 
 
 def _deblurrer(args, model):
@@ -170,20 +150,6 @@ def _deblurrer(args, model):
                      ensemble=args.ensemble, transform=transform)
 
 
-def _load_model(path):
-    """`--model`: a `.keras` file (safe mode), a shipped weights name, or None for the default weights."""
-    from tfdeblur.inference import load_model
-
-    return load_model(path, arg="--model")
-
-
-def load_any_model(path):
-    """`--model` of deblur and eval: also a SavedModel folder or `.tflite` file."""
-    from tfdeblur.inference import load_artifact
-
-    return load_artifact(path, arg="--model")
-
-
 def _cmd_train(args):
     from tfdeblur.training.run import TrainConfig, run_training
 
@@ -194,84 +160,35 @@ def _cmd_train(args):
         steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
         keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
         recipe_name=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
+        init_from=None if args.phase else args.init_from,  # phases take --from as the first phase's start
     )
     if args.phase:
         from tfdeblur.training.phased_run import run_phases
 
         run_phases(cfg, args.phase, from_path=args.init_from)
         return 0
-    if args.init_from:
-        if not os.path.isfile(args.init_from):
-            raise ValueError(f"--from {args.init_from}: no such file")
-        cfg.init_from = args.init_from
     run_training(cfg)
     return 0
 
 
 def _cmd_eval(args):
-    from tfdeblur import protocols
+    from tfdeblur import protocols, tlc
     from tfdeblur.datasets import spec as data_spec
-    from tfdeblur.evaluate import evaluate_pairs, kohler_pairs, report_lines, write_reports
+    from tfdeblur.evaluate import check_report_paths, evaluate_pairs, evaluation_pairs, report_lines, write_reports
+    from tfdeblur.inference import load_artifact
 
     spec = data_spec.parse_spec(args.data)
-    # A benchmark's own --data kind names its protocol unless one is given.
-    protocol = args.protocol or (spec.kind if spec.kind in protocols.PROTOCOLS else protocols.DEFAULT_PROTOCOL)
-    protocols.check_protocol(protocol)
-    for flag, path in (("--json", args.json), ("--csv", args.csv)):
-        if path and os.path.isdir(path):
-            raise ValueError(f"{flag} {path}: is a directory")
-    model = load_any_model(args.model)
+    protocol = protocols.for_data(spec.kind, args.protocol)
+    check_report_paths(args.json, args.csv)
+    model = load_artifact(args.model, arg="--model")
     deblurrer = _deblurrer(args, model)
-    if spec.kind == "kohler" and protocol == "kohler":
-        dataset, names = kohler_pairs(spec.paths[0], model.min_size)
-    else:
-        dataset, count, names = data_spec.evaluation(spec, min_size=model.min_size)
+    dataset, names = evaluation_pairs(spec, protocol, min_size=model.min_size)
     if args.tlc is not None:
-        dataset = _tlc_checked(args, deblurrer, dataset, names)
+        dataset = tlc.checked_pairs(tlc.option_window(args.tlc, args.tlc_window), deblurrer, dataset, names)
     summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
     print("\n".join(report_lines(summary, rows)))
     write_reports(summary, rows, json_path=args.json, csv_path=args.csv)
     return 0
-
-
-def _tlc_checked(args, deblurrer, pairs, names):
-    """The eval pairs, refusing one not larger than the TLC window (`tlc.check_tile_fits`)."""
-    from tfdeblur import tlc
-
-    window = tlc.option_window(args.tlc, args.tlc_window)
-    for i, (blur, sharp) in enumerate(pairs):
-        tlc.check_tile_fits(window, deblurrer, int(blur.shape[0]), int(blur.shape[1]), names[i] if names else f"pair {i}")
-        yield blur, sharp
-
-
-def _write_text_atomic(path, text):
-    from tfdeblur.io import atomic_write
-
-    try:
-        atomic_write(path, text)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
-
-
-class _Progress:
-    """A one-line progress bar on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, total, stream=None):
-        self.total, self.stream = total, stream or sys.stderr
-        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def show(self, done, label=""):
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / max(1, self.total))
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {label[-40:]:<40}")
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _cmd_prepare(args):
@@ -284,8 +201,9 @@ def _cmd_prepare(args):
 
 
 def _cmd_deblur(args):
-    from tfdeblur import deblur_files
-    from tfdeblur import io as tio
+    from tfdeblur import deblur_files, tlc
+    from tfdeblur.console import Progress
+    from tfdeblur.inference import default_weights, load_artifact
 
     quality = deblur_files.photo_options(args.format, args.quality)
     targets = deblur_files.output_plan(args.inputs, args.out, overwrite=args.overwrite,
@@ -294,37 +212,12 @@ def _cmd_deblur(args):
     truths = deblur_files.truth_index(args.gt)
     deblur_files.remove_stale_temps(args.out)  # a deblur killed mid-write (kill -9) left them
     if args.model is None:
-        from tfdeblur.inference import default_weights
-
         args.model = default_weights("--model")
         print(f"model: {args.model} (the default shipped weights; --model to choose)", flush=True)
-    model = load_any_model(args.model)
-    import tensorflow as tf
-
-    from tfdeblur import tlc
-
-    deblurrer = _deblurrer(args, model)
-    window = tlc.option_window(args.tlc, args.tlc_window)
-    failures = []
-    bar = _Progress(len(targets))
-    for i, (path, target, sheet) in enumerate(targets):
-        bar.show(i, os.path.basename(path))
-        try:
-            image, metadata = tio.read_photo(path)
-            deblur_files.check_fits_format(path, image, target)
-            tlc.check_tile_fits(window, deblurrer, image.shape[0], image.shape[1], path)
-            out = deblurrer(image, name=path)
-            sheet_image = deblur_files.compare_sheet(path, image, out, truths) if sheet else None
-            left_out = tio.write_photo(target, out, metadata, quality=quality)
-            if sheet:
-                tio.write_image(sheet, sheet_image)
-        except (ValueError, OSError, MemoryError, tf.errors.OpError) as e:  # OpError: e.g. out of memory
-            message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            failures.append(message if path in message else f"{path}: {message}")
-            continue
-        print(f"{path} -> {target}" + (f" (+ {sheet})" if sheet else "")
-              + (f" ({', '.join(left_out)} left out)" if left_out else ""), flush=True)
-    bar.show(len(targets))
+    deblurrer = _deblurrer(args, load_artifact(args.model, arg="--model"))
+    bar = Progress(len(targets))
+    failures = deblur_files.restore_files(deblurrer, targets, truths, tlc.option_window(args.tlc, args.tlc_window),
+                                          quality=quality, progress=bar, log=lambda line: print(line, flush=True))
     bar.close()
     for message in failures:
         print(f"error: {message}", file=sys.stderr)
@@ -336,24 +229,16 @@ def _cmd_deblur(args):
 
 def _cmd_export(args):
     from tfdeblur import export
+    from tfdeblur.inference import load_model
 
-    if args.format == "saved_model" and args.quantize != "none":
-        raise ValueError(f"--quantize applies to --format tflite only; got --quantize {args.quantize}")
-    if args.calibration_images is not None and args.quantize != "int8":
-        raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {args.quantize}")
-    if args.calibration_data is not None and args.quantize != "int8":
-        raise ValueError(f"--calibration-data applies to --quantize int8 only; got --quantize {args.quantize}")
-    count = args.calibration_images or 16
-    if args.quantize == "int8" and count < export.MIN_CALIBRATION_IMAGES:
-        raise ValueError(f"--calibration-images must be at least {export.MIN_CALIBRATION_IMAGES} for int8; got {count}")
-    if args.calibration_data is not None:  # read before the model: a bad folder fails first
-        representative = export.calibration_images(args.calibration_data, count)
-    export.parse_input_size(args.input_size)
-    export.check_target(args.out, args.overwrite, kind="dir" if args.format == "saved_model" else "file")
-    model = _load_model(args.model)
+    count = export.check_options(args.out, args.format, args.overwrite, args.quantize, args.calibration_images,
+                                 args.calibration_data, args.input_size)
+    # Read before the model: a bad folder fails first.
+    representative = export.calibration_images(args.calibration_data, count) if args.calibration_data else None
+    model = load_model(args.model, arg="--model")
     input_size = export.parse_input_size(args.input_size, model)
-    if args.calibration_data is None:
-        representative = export.representative_images(count) if args.quantize == "int8" else None
+    if representative is None and args.quantize == "int8":
+        representative = export.representative_images(count)
     path = export.export(
         model, args.out, format=args.format, quantize=args.quantize,
         overwrite=args.overwrite, representative=representative, input_size=input_size,
@@ -365,42 +250,18 @@ def _cmd_export(args):
 
 
 def _cmd_bench(args):
-    import time
-
     from tfdeblur import bench
-    from tfdeblur.models import get_preset
 
-    for net in args.nets:
-        get_preset(net)  # unknown names fail before any measuring
-    if args.out and os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out}: is a directory")
-    results = []
-    for net in args.nets:
-        for precision in args.precision:
-            results.append(bench.run_worker(net, precision, args.repeats))
-            print(f"measured {net} {precision}", file=sys.stderr, flush=True)
-    text = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {bench.machine()}; "
-            f"batch 1, median of {args.repeats} after a warm-up.\n\n{bench.table(results)}\n")
+    text = bench.report(args.nets, args.precision, args.repeats, out=args.out,
+                        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(text, end="")
-    if args.out:
-        _write_text_atomic(args.out, text)
     return 0
 
 
 def _cmd_list(args):
-    from tfdeblur import weights as W
-    from tfdeblur.models import available, get_preset
+    from tfdeblur.models import catalogue
 
-    print("networks (train NET, bench NET):")
-    for name in available():
-        print(f"  {name:<20} {get_preset(name).description}")
-    shipped = W.available()
-    if not shipped:
-        print(f"shipped weights (--model NAME): none yet (folder {W.weights_dir()}; see docs/models.md)")
-        return 0
-    print(f"shipped weights (--model NAME; default {W.DEFAULT_WEIGHTS}):")
-    for name in shipped:
-        print(f"  {name:<20} {W.read_manifest(name).describe()}")
+    print("\n".join(catalogue()))
     return 0
 
 
@@ -413,6 +274,7 @@ def main(argv=None):
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
+    from tfdeblur.errors import first_line
 
     # Process-wide, so the readers inside tf.data pipelines see it too;
     # restored for callers that run main() in-process (tests).
@@ -420,18 +282,15 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # train says where it stopped (a RunError); the others leave nothing partial
         print(f"error: {args.command} interrupted", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:
-        message = tio.image_error_inside(e)
-        if message is None and type(e).__name__ == "DataLossError":  # TensorFlow's; import it only then
-            from tfdeblur.datasets.tfrecord import damaged_data_line
+    except Exception as e:  # an image or data error raised inside TensorFlow or Keras
+        from tfdeblur.datasets.tfrecord import damaged_data_line
 
-            message = damaged_data_line(getattr(args, "data", None), e)
+        message = tio.image_error_inside(e) or damaged_data_line(getattr(args, "data", None), e)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -14,6 +14,7 @@ is an ERROR line on every machine without an NVIDIA GPU. So
 with stderr (fd 2) going to a temporary file, then writes back every line
 except those known start-up lines.
 """
+import contextlib
 import glob
 import logging
 import os
@@ -106,3 +107,34 @@ def configure_logging(verbose=False):
         logger.addHandler(_StdoutHandler())
     logger.propagate = False
     return logger
+
+
+class Progress:
+    """The CLI's one progress display: `keras.utils.Progbar` (bar, count,
+    ETA) drawn on a terminal's stderr, since stdout carries the result lines;
+    silent when the stream is not a terminal (a log or a pipe gets only the
+    results). `update` takes fractions: `part(i)` is a `Deblurrer`
+    `progress(done, total)` callback moving the bar through item `i`'s share
+    tile by tile."""
+
+    def __init__(self, total, unit="file", stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar = None
+        if self.enabled:
+            import keras
+
+            self._bar = keras.utils.Progbar(total, unit_name=unit)
+
+    def update(self, done):
+        if self._bar is not None:
+            with contextlib.redirect_stdout(self.stream):  # Progbar writes to sys.stdout
+                self._bar.update(done)
+            self.stream.flush()
+
+    def part(self, index):
+        return lambda done, total: self.update(index + done / max(1, total))
+
+    def close(self):
+        """Draws the finished bar and ends its line."""
+        self.update(self.total)

@@ -105,6 +105,41 @@ def remove_stale_temps(out):
         tio.remove_stale_temps(folder)
 
 
+def restore_files(deblurrer, targets, truths=None, window=None, quality=None, progress=None, log=print):
+    """Restores every (input, output, sheet or None) of `output_plan` with
+    `deblurrer`, writing each output (and its input | output | truth sheet)
+    atomically and logging `input -> output`. An input that fails (unreadable,
+    too small for the TLC `window`, out of memory) is skipped; returns the
+    one-line messages of those failures, each naming its file. `progress`: a
+    `tfdeblur.console.Progress` over the files, moved tile by tile."""
+    import tensorflow as tf
+
+    from tfdeblur import tlc
+    from tfdeblur.errors import first_line
+
+    failures = []
+    for i, (path, target, sheet) in enumerate(targets):
+        try:
+            image, metadata = tio.read_photo(path)
+            check_fits_format(path, image, target)
+            tlc.check_tile_fits(window, deblurrer, image.shape[0], image.shape[1], path)
+            out = deblurrer(image, name=path, progress=progress.part(i) if progress else None)
+            sheet_image = compare_sheet(path, image, out, truths or {}) if sheet else None
+            left_out = tio.write_photo(target, out, metadata, quality=quality)
+            if sheet:
+                tio.write_image(sheet, sheet_image)
+        except (ValueError, OSError, MemoryError, tf.errors.OpError) as e:  # OpError: e.g. out of memory
+            message = first_line(e)
+            failures.append(message if path in message else f"{path}: {message}")
+            continue
+        finally:
+            if progress:
+                progress.update(i + 1)
+        log(f"{path} -> {target}" + (f" (+ {sheet})" if sheet else "")
+            + (f" ({', '.join(left_out)} left out)" if left_out else ""))
+    return failures
+
+
 def truth_index(folder):
     """{file stem: path} of the images in a ground-truth folder (None: {})."""
     if not folder:

@@ -12,6 +12,12 @@ _PLUMBING = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$|\s*name:\s*$")
 DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
 
 
+def first_line(e):
+    """The first line of an exception's message; its class name when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def tf_error_reason(e):
     """The first line of a `tf.errors.OpError`'s message, without the graph
     plumbing; the class name when nothing is left."""

@@ -10,13 +10,14 @@ images). Both are averaged per image. "ssim" is per-channel Gaussian SSIM
 import csv
 import io
 import json
+import os
 import time
 
 import numpy as np
 
 from tfdeblur import metrics, protocols
 from tfdeblur.inference import Deblurrer
-from tfdeblur.io import atomic_write, read_image, to_uint8
+from tfdeblur.io import read_image, to_uint8, write_text
 
 
 def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="whole", deblurrer=None):
@@ -71,6 +72,25 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
         restore_seconds_median=float(np.median([r["seconds"] for r in rows])),
     )
     return summary, rows, kept
+
+
+def check_report_paths(json_path=None, csv_path=None):
+    """Refuses report files that are folders, before anything is scored."""
+    for flag, path in (("--json", json_path), ("--csv", csv_path)):
+        if path and os.path.isdir(path):
+            raise ValueError(f"{flag} {path}: is a directory")
+
+
+def evaluation_pairs(spec, protocol, min_size=1):
+    """(lazy (blur, sharp) pairs, names) that `protocol` scores on the parsed
+    --data `spec`: the Köhler benchmark's frame stacks under its own
+    protocol, else the spec's evaluation split (`datasets.spec.evaluation`)."""
+    from tfdeblur.datasets import spec as data_spec
+
+    if spec.kind == "kohler" and protocol == "kohler":
+        return kohler_pairs(spec.paths[0], min_size)
+    dataset, _, names = data_spec.evaluation(spec, min_size=min_size)
+    return dataset, names
 
 
 def kohler_pairs(root, min_size=1):
@@ -131,7 +151,4 @@ def write_reports(summary, rows, json_path=None, csv_path=None):
     if json_path:
         texts.append((json_path, json.dumps({k: summary[k] for k in REPORT_KEYS} | {"per_image": rows}, indent=2)))
     for path, text in texts:
-        try:
-            atomic_write(path, text)
-        except OSError as e:
-            raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
+        write_text(path, text)

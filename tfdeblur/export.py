@@ -66,6 +66,25 @@ INFO_METADATA = "tfdeblur"
 
 
 # -- helpers ------------------------------------------------------------------
+def check_options(out, format, overwrite=False, quantize="none", calibration_images=None, calibration_data=None,
+                  input_size=None):
+    """`export`'s checks before a model loads: the quantization options go
+    together, `input_size` parses, `out` may be written (`check_target`).
+    Returns the number of int8 calibration images (default 16)."""
+    if format == "saved_model" and quantize != "none":
+        raise ValueError(f"--quantize applies to --format tflite only; got --quantize {quantize}")
+    if calibration_images is not None and quantize != "int8":
+        raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {quantize}")
+    if calibration_data is not None and quantize != "int8":
+        raise ValueError(f"--calibration-data applies to --quantize int8 only; got --quantize {quantize}")
+    count = calibration_images or 16
+    if quantize == "int8" and count < MIN_CALIBRATION_IMAGES:
+        raise ValueError(f"--calibration-images must be at least {MIN_CALIBRATION_IMAGES} for int8; got {count}")
+    parse_input_size(input_size)
+    check_target(out, overwrite, kind="dir" if format == "saved_model" else "file")
+    return count
+
+
 def parse_input_size(text, model=None, arg="--input-size"):
     """(H, W) from "HxW" (or a pair); with `model`, H and W must be multiples
     of its size multiple (a static graph then needs no padding) and at least

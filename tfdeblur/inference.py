@@ -369,7 +369,8 @@ class Deblurrer:
     `max_pixels` are tiled with `DEFAULT_TILE`. `overlap` is the minimum
     overlap of neighbouring tiles, pixels (default `DEFAULT_OVERLAP`, at
     most a quarter of the tile). `transform` is the model-transform
-    hook (e.g. TLC); `progress(done, total)` is called after every tile.
+    hook (e.g. TLC); `progress(done, total)` is called after every tile
+    (and every transform of the ensemble).
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -445,7 +446,10 @@ class Deblurrer:
             if tile is None:
                 y = self._predict(x[None])[0]
             else:
-                y = tiled(self._predict, x, tile, self.overlap, align=self.size_multiple)
+                # Tiles of every transform count as one sequence: (done, total) over all of them.
+                per_tile = None if progress is None else (
+                    lambda done, total, i=i: progress(i * total + done, len(transforms) * total))
+                y = tiled(self._predict, x, tile, self.overlap, progress=per_tile, align=self.size_multiple)
             acc += _inverse(y, k, flip)
             if progress is not None:
                 progress(i + 1, len(transforms))

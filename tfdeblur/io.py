@@ -698,6 +698,15 @@ def atomic_write(path, data):
             os.fsync(f.fileno())
 
 
+def write_text(path, text):
+    """`atomic_write` of a text file a user asked for (a report, a table): a
+    failed write is a one-line `ValueError` naming `path`."""
+    try:
+        atomic_write(path, text)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
+
+
 # `temporary_beside`'s names: hidden, the writer's pid, ".tmp", then the
 # target's own extensions (".png", ".keras.sha256") and, for a folder moved
 # aside by `atomic_path`, ".old".

@@ -180,6 +180,14 @@ def option_transform(train_size, window=None, notice=None):
     return lambda model: apply_tlc_option(model, train_size, window, notice=notice)[0]
 
 
+def checked_pairs(window, deblurrer, pairs, names=None):
+    """`pairs` (blur, sharp), refusing a blurry image (or its tiles) not
+    larger than the TLC `window` (`check_tile_fits`) as it is reached."""
+    for i, (blur, sharp) in enumerate(pairs):
+        check_tile_fits(window, deblurrer, int(blur.shape[0]), int(blur.shape[1]), names[i] if names else f"pair {i}")
+        yield blur, sharp
+
+
 def check_tile_fits(window, deblurrer, height, width, source="image"):
     """`check_window_fits` for what `deblurrer` feeds the network: the image,
     or its tiles when it tiles; nothing to check when `window` is None."""

@@ -113,6 +113,8 @@ def choose_strategy(devices=None):
 def _check_config(cfg):
     from tfdeblur.models import get_preset, get_recipe
 
+    if cfg.init_from is not None and not os.path.isfile(cfg.init_from):
+        raise RunError(f"--from {cfg.init_from}: no such file")
     get_preset(cfg.net)  # raises with the known names
     try:
         recipe = get_recipe(cfg.recipe_name or cfg.net)
