@@ -266,11 +266,13 @@ def _cmd_list(args):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
     from tfdeblur import console
 
+    # before the parser, whose --data help comes from tfdeblur.datasets (TensorFlow)
+    verbose = any(a in ("-v", "--verbose") for a in (sys.argv[1:] if argv is None else argv))
+    console.import_tensorflow_quietly(verbose)
+    args = _parser().parse_args(argv)
     console.configure_logging(args.verbose)
-    console.import_tensorflow_quietly(args.verbose)  # before any other import of TensorFlow
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
