@@ -20,6 +20,11 @@ the figure's (biased convolutions, no normalization: `msfs_small`, and
 every file saved before the option existed). `res` is the identity when
 the widths match and a 1x1 convolution otherwise; `projection=True` always
 uses the 1x1 convolution, as the authors' code does.
+
+Compare FDDN's FSB (`tfdeblur.layers.frequency_split`): the same high/low
+split, built from plain convolutions with average pooling and bilinear
+resampling, returning both halves at full resolution and supervised by no
+loss of its own.
 """
 import keras
 

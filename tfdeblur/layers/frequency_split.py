@@ -18,6 +18,12 @@ leaky-ReLU slope is 0.2. Table 2 lists Conv_h2l as Lchannel -> Lchannel; it
 acts on the high-frequency map, so it maps Hchannel -> Lchannel here (the
 two are equal at the paper's ratio 0.5). F_l is returned at full resolution
 (the paper up-samples it before it feeds the next stage).
+
+Compare MSFS-Net's FSM (`tfdeblur.layers.frequency_separation`): the same
+idea of a high/low-frequency split built on octave convolutions, but the FSM
+keeps its low-frequency half at half resolution (Y^L), is trained with
+losses on the two halves, and adds a residual path; the FSB uses plain
+convolutions and returns both halves at full resolution.
 """
 import keras
 
