@@ -1,7 +1,5 @@
-"""GLBDN numbers: parameters, 1280x720 CPU inference, and PSNR of a phased run.
+"""GLBDN numbers only GLBDN has: PSNR of each output of a phased run, and its feature picture.
 
-    python benchmarks/bench_glbdn.py params
-    python benchmarks/bench_glbdn.py infer fp32|bf16 [NET] [REPEATS]   (one precision per process)
     python benchmarks/bench_glbdn.py phases RUN_DIR [LB_RUN_DIR]
     python benchmarks/bench_glbdn.py features MODEL.keras OUT.png
 
@@ -10,35 +8,17 @@ folder, its global-branch image Psi_G(x), local-branch image Psi_L(x) and
 final image on both synthetic validation sets (globalblur: uniform blur;
 dynamic: camera + moving objects), 8-bit PSNR over the blurry input's;
 LB_RUN_DIR adds an LB-Net run (`train glbdn_lb`) for comparison.
+
+Parameters and 1280x720 inference time, as for every network:
+`python cli.py bench glbdn glbdn_db glbdn_lb glbdn_gao` (tfdeblur.bench).
 """
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-
-def params():
-    import tfdeblur.models as models
-
-    for name in ("glbdn", "glbdn_db", "glbdn_lb"):
-        print(f"| {name} | {models.build(name).count_params():,} |")
-
-
-def infer(precision, net="glbdn", repeats=3):
-    keras.mixed_precision.set_global_policy({"fp32": "float32", "bf16": "mixed_bfloat16"}[precision])
-    import tfdeblur.models as models
-    from tfdeblur.inference import inference_fn
-
-    fn = inference_fn(models.build(net))
-    x = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
-    from tfdeblur.bench import median, seconds_each
-
-    times = seconds_each(lambda: fn(x).numpy(), int(repeats))
-    print(f"{net} {precision} 1280x720: median {median(times):.2f} s over {repeats} (all: {', '.join(f'{t:.2f}' for t in times)})")
 
 
 def phases(run_dir, lb_dir=None):
@@ -93,4 +73,4 @@ def features(model_path, out_png):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"params": params, "infer": infer, "phases": phases, "features": features}[cmd](*rest)
+    {"phases": phases, "features": features}[cmd](*rest)
