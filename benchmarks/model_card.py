@@ -245,6 +245,24 @@ def _fmt_seconds(s):
     return str(s)
 
 
+def _machine_text(machine):
+    gpus = ", ".join(machine.get("gpus") or []) or "no GPU"
+    amx = "AMX" if machine.get("amx") else "no AMX"
+    return f"{machine.get('cores', '?')}-core {machine.get('cpu', '?')} ({amx}, {gpus})"
+
+
+def _leg_text(leg):
+    """One leg of a leg log as one line of the card."""
+    val = leg.get("val") or {}
+    gain = f", held-out photos {val['psnr']:.2f} dB ({val['psnr'] - val['input_psnr']:+.2f})" if val else ""
+    lr = leg.get("learning_rate")
+    sched = (leg.get("schedule") or {}).get("class", "")
+    salvaged = " (salvaged from a checkpoint)" if leg.get("salvaged_from_checkpoint") else ""
+    return (f"leg {leg.get('leg')}: {leg.get('steps_done')} steps{salvaged} from {leg.get('init_from')}, seed {leg.get('seed')}, "
+            f"crop {leg.get('crop')}, batch {leg.get('batch_size')}, lr {lr:g} {sched}, {leg.get('precision')}, "
+            f"{_fmt_seconds(leg.get('wall_seconds'))}, load average {(leg.get('machine') or {}).get('load_average', ['?'])[0]}{gain}")
+
+
 def card_markdown(result):
     """The model card of one model as markdown (see docs/models.md)."""
     summary = result.get("summary") or {}
@@ -268,9 +286,20 @@ def card_markdown(result):
     lines.append(f"| data | {field('data', results.get('data'))} |")
     lines.append(f"| recipe | {field('recipe')} |")
     lines.append(f"| steps | {field('steps', results.get('steps'))} |")
-    lines.append(f"| hardware | {field('hardware')} |")
-    lines.append(f"| wall time | {_fmt_seconds(summary.get('wall_time', summary.get('wall_seconds', results.get('train_seconds'))))} |")
+    legs = result.get("legs") or []
+    if legs:
+        machines = sorted({_machine_text(leg.get("machine") or {}) for leg in legs})
+        lines.append(f"| hardware | {'; '.join(machines)} |")
+        total = sum(float(leg.get("wall_seconds") or 0) for leg in legs)
+        lines.append(f"| wall time | {_fmt_seconds(total)} in {len(legs)} leg(s) |")
+        for leg in legs:
+            lines.append(f"| leg {leg.get('leg')} | {_leg_text(leg)} |")
+    else:
+        lines.append(f"| hardware | {field('hardware')} |")
+        lines.append(f"| wall time | {_fmt_seconds(summary.get('wall_time', summary.get('wall_seconds', results.get('train_seconds'))))} |")
     for key, value in summary.items():
+        if key in ("legs", "last_leg") and legs:
+            continue  # one line per leg above
         if key not in ("data", "recipe", "steps", "hardware", "wall_time", "wall_seconds", "metrics"):
             lines.append(f"| {key.replace('_', ' ')} | {value} |")
     if result.get("cpu"):
@@ -323,6 +352,11 @@ def measure(spec, args):
     if not is_file or spec.endswith(W.MANIFEST_SUFFIX):
         m = W.read_manifest(spec)
         check = m.data.get("precision_check") or {}
+        from tfdeblur.training import legs as legs_log
+
+        # the leg log (docs/legs/NAME.jsonl) of weights trained in legs: the
+        # card's hardware, wall time and one line per leg come from it
+        result["legs"] = [leg for leg in legs_log.read_legs(label) if leg.get("shipped", True)] if not is_file else []
         result.update(preset=m.preset, summary=m.summary, run=m.data.get("run") or {},
                       weights={"dtype": m.dtype, "bytes": m.data.get("bytes", 0), "sha256": m.data["sha256"],
                                "loss_db": check.get("loss_db", float("nan")), "check_images": check.get("images", "?")})

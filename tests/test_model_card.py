@@ -86,3 +86,22 @@ def test_levin_pairs_are_blurred_in_their_stored_values(capsys):
     mean = [float(v) for v in next(l for l in lines if l.startswith("mean")).split()[1:]]
     assert mean[0] > mean[1] + 5 and mean[0] > mean[2] + 3
     assert lines[-1] == "best fit: stored values (linear data)"
+
+
+def test_card_of_weights_trained_in_legs_sums_the_legs(card):
+    """Hardware, wall time and one line per leg come from the leg log
+    (docs/legs/NAME.jsonl); the wall time is the sum over the legs."""
+    machine = {"cpu": "AMD EPYC", "cores": 2, "amx": False, "gpus": [], "load_average": [3.5, 3, 3]}
+    legs = [{"leg": i, "steps_done": steps, "init_from": "scratch" if i == 1 else "previous leg's shipped weights",
+             "seed": i, "crop": 128, "batch_size": 8, "learning_rate": 3e-4, "schedule": {"class": "WarmupCosine"},
+             "precision": "fp32", "wall_seconds": secs, "machine": machine,
+             "val": {"psnr": 23.0 + i / 4, "input_psnr": 22.5}}
+            for i, steps, secs in ((1, 1000, 2800.0), (2, 700, 2000.0))]
+    result = {"label": "x-photos", "class": "LMFN", "preset": "lmfn", "params": 1_205_875, "sets": {},
+              "summary": {"legs": 2, "steps": 1700, "recipe": "r", "data": "d", "last_leg": legs[-1]}, "legs": legs}
+    text = card.card_markdown(result)
+    assert "| hardware | 2-core AMD EPYC (no AMX, no GPU) |" in text
+    assert "| wall time | 1.3 h (4,800 s) in 2 leg(s) |" in text
+    assert "| leg 2 | leg 2: 700 steps from previous leg's shipped weights, seed 2, crop 128, batch 8, lr 0.0003 WarmupCosine" in text
+    assert "held-out photos 23.50 dB (+1.00)" in text
+    assert "last leg" not in text  # the raw record is not dumped
