@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import REPO, run_cli_error
 from tfdeblur.training.cluster import ClusterError, parse_tf_config
 
-TINY = {"widths": [4, 8, 16], "blocks_per_level": 1}
+NET, TINY = "mtwdn", {"widths": [4, 8, 16], "blocks_per_level": 1}
 
 _WORKER = textwrap.dedent(
     """
@@ -46,8 +46,8 @@ def _free_ports(n):
 
 
 def _cfg(out, **kw):
-    cfg = dict(net="mtwdn", steps=3, steps_per_epoch=3, batch_size=4, crop=32, out=str(out), precision="fp32",
-               val_images=1, model_overrides=dict(TINY), learning_rate=1e-3, seed=1, cluster_timeout=60.0)
+    cfg = dict(net=NET, steps=2, steps_per_epoch=1, batch_size=4, crop=32, out=str(out), precision="fp32",
+               val_images=2, model_overrides=dict(TINY), learning_rate=1e-3, seed=1, cluster_timeout=60.0)
     cfg.update(kw)
     return cfg
 
@@ -77,7 +77,7 @@ def test_two_workers_train_one_model(tmp_path):
     logs = []
     try:
         for p in procs:
-            logs.append(p.communicate(timeout=400)[0])
+            logs.append(p.communicate(timeout=600)[0])  # two TensorFlow processes on a loaded 2-core machine
     finally:
         for p in procs:
             if p.poll() is None:
@@ -86,22 +86,45 @@ def test_two_workers_train_one_model(tmp_path):
         assert p.returncode == 0, text[-3000:]
     assert "2 replica(s)" in logs[0] and "checkpoint " in logs[0]
     assert "done; the chief writes" in logs[1] and "checkpoint " not in logs[1]
+    # The end of epoch `fit` has (_epoch_callbacks): validation in the epoch line, best.keras, TensorBoard
+    # training and validation scalars and images.
+    epoch_lines = [line for line in logs[0].splitlines() if "val_psnr:" in line]
+    assert len(epoch_lines) == 2 and all("val_ssim:" in line for line in epoch_lines), logs[0]
+    assert "val_psnr" not in logs[1] and "best val_psnr" not in logs[1]
+    best = json.loads((out / "best.json").read_text())
+    assert best["monitor"] == "val_psnr" and best["epoch"] in (1, 2)
+    assert f"best val_psnr {best['value']:.4f} (epoch {best['epoch']})" in logs[0]
+    assert {"epoch_psnr", "epoch_ssim", "epoch_loss"} <= set(_event_tags(out / "logs" / "validation"))
+    assert {"epoch_loss", "epoch_psnr", "epoch_learning_rate"} <= set(_event_tags(out / "logs" / "train"))
+    assert _event_tags(out / "logs" / "images") == {f"blur|output|sharp/{i}": [1, 2] for i in range(2)}
     w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     assert len(w0.files) == len(w1.files) > 0
     for k in w0.files:
         assert np.array_equal(w0[k], w1[k]), k
     # Only the chief wrote the run folder; its checkpoint restores the weights it trained.
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "logs", "model.keras", "model.keras.sha256",
+    assert sorted(os.listdir(out)) == ["best.json", "best.keras", "best.keras.sha256", "checkpoints", "config.json",
+                                      "logs", "model.keras", "model.keras.sha256",
                                       "results.json", "samples.png"]
-    model = build("mtwdn", **TINY)
-    model.compile(**compile_args("mtwdn", total_steps=3, learning_rate=1e-3))
+    model = build(NET, **TINY)
+    model.compile(**compile_args(NET, total_steps=2, learning_rate=1e-3))
     model.optimizer.build(model.trainable_variables)
     state = RunState(model, str(out / "checkpoints"))
-    assert state.restore("mtwdn") == 3
+    assert state.restore(NET) == 2
     trained = model.get_weights()
     for k, w in zip(w0.files, trained):
         assert np.array_equal(w0[k], w), k
     keras.mixed_precision.set_global_policy("float32")
+
+
+def _event_tags(folder):
+    import tensorflow as tf
+
+    tags = {}
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
 
 
 @pytest.mark.parametrize("text, message", [
@@ -150,3 +173,61 @@ def test_unreachable_chief_fails_in_bounded_time(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: cannot reach the chief at {chief} (TF_CONFIG cluster.worker[0]) within 3 s" in proc.stderr
     assert elapsed < 60
+
+
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
+         "on_test_batch_begin", "on_test_batch_end", "on_test_end", "on_epoch_end", "on_train_end")
+
+
+class _Calls:
+    """A callback recording which hooks run, in which order, with which epoch or batch and log names."""
+
+    def __new__(cls):
+        import keras
+
+        callback = keras.callbacks.Callback()
+        callback.calls = []
+        for hook in HOOKS:
+            def record(*args, logs=None, hook=hook):
+                # log names, not values (the loop's validation sums in another order: ~1e-7 apart)
+                args = [tuple(sorted(a)) if isinstance(a, dict) else a for a in args]
+                callback.calls.append((hook, *args, tuple(sorted(logs or {}))))
+            setattr(callback, hook, record)
+        return callback
+
+
+def test_the_multi_worker_loop_drives_the_callbacks_as_fit_does():
+    """`loop.distributed_fit` (run here under the default strategy) calls the
+    same hooks in the same order with the same epoch logs as `model.fit`, and
+    trains to the same weights: any callback (checkpoint guard, TensorBoard,
+    best.keras, images, loss terms) sees one end-of-epoch path."""
+    import keras
+    import tensorflow as tf
+
+    from tests.helpers import random_images
+    from tfdeblur.models import build
+    from tfdeblur.training.callbacks import validation_batches
+    from tfdeblur.training.loop import distributed_fit
+    from tfdeblur.training.recipes import compile_args
+
+    blur, sharp = random_images(8, 16, 16), random_images(8, 16, 16, seed=1)
+    train = tf.data.Dataset.from_tensor_slices((blur, sharp)).batch(2)
+    val = validation_batches(tf.data.Dataset.from_tensor_slices((blur[:2], sharp[:2])))
+    runs = {}
+    for how in ("fit", "loop"):
+        keras.utils.set_random_seed(0)
+        model = build(NET, **TINY)
+        model.compile(**compile_args(NET, total_steps=4, learning_rate=1e-3))
+        calls = _Calls()
+        if how == "fit":
+            model.fit(train.repeat(), epochs=2, steps_per_epoch=2, validation_data=val, callbacks=[calls],
+                      shuffle=False, verbose=0)
+        else:
+            distributed_fit(model, tf.distribute.get_strategy(), lambda context: train.repeat(), epochs=2,
+                            steps_per_epoch=2, callbacks=[calls], validation_data=val)
+        runs[how] = calls.calls, model.get_weights()
+    (fit_calls, fit_weights), (loop_calls, loop_weights) = runs["fit"], runs["loop"]
+    assert loop_calls == fit_calls
+    assert ("on_epoch_end", 1, ("loss", "psnr", "ssim", "val_loss", "val_psnr", "val_ssim"), ()) in loop_calls
+    for a, b in zip(loop_weights, fit_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

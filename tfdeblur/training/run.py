@@ -232,32 +232,55 @@ def save_model_atomic(model, path):
         model.save(tmp)
 
 
-def _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence, start_step, end_step,
+def _fit_multi_worker(cfg, model, strategy, spec, callbacks, val_batches, initial_epoch, end_epoch,
                       steps_per_epoch, log, augment):
-    """The custom loop (tfdeblur/training/loop.py) in place of `fit`; the
-    chief alone logs scalars and reports checkpoints."""
+    """The custom loop (tfdeblur/training/loop.py) in place of `fit`, with
+    the callbacks `fit` would get (`_epoch_callbacks`)."""
     from tfdeblur.training.loop import distributed_fit
 
-    dataset_fn = replica_dataset_fn(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step,
+    dataset_fn = replica_dataset_fn(spec, cfg.crop, cfg.seed, cfg.batch_size,
+                                    start_step=initial_epoch * steps_per_epoch,
                                     min_size=model.min_size, jitter=cfg.jitter, **augment)
+    if initial_epoch < end_epoch:
+        distributed_fit(model, strategy, dataset_fn, epochs=end_epoch, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, validation_data=val_batches, log=log)
 
-    summaries = tf.summary.create_file_writer(os.path.join(cfg.out, "logs", "train")) if writer else None
 
-    def on_epoch_end(step, logs):
-        if not run_state.weights_finite(model):
-            divergence.record(step, "weights hold NaN/Inf")
-            return
-        path = state.save(step, step * cfg.batch_size)  # every task: collectives
-        if writer:
-            with summaries.as_default():
-                for name, value in logs.items():
-                    tf.summary.scalar(f"epoch_{name}", value, step=step)
-            summaries.flush()
-            log(f"checkpoint {path} (step {step})")
+def _epoch_callbacks(cfg, model, state, divergence, val_batches, steps_per_epoch, writer, log):
+    """The end of every epoch, the same under `fit` and the multi-worker
+    loop: checkpoint unless diverged (every task: saving is a collective),
+    then on the chief alone TensorBoard scalars, `best.keras` by `val_psnr`,
+    validation images and a multi-term loss's record. Returns (callbacks,
+    the loss-terms recorder or None)."""
+    callbacks = [run_state.CheckpointAndGuard(state, steps_per_epoch, cfg.batch_size, divergence,
+                                              log=log if writer else _quiet)]
+    if not writer:
+        return callbacks, None
+    best_json = os.path.join(cfg.out, "best.json")  # what best.keras scored: a resumed run must beat it
 
-    if start_step < end_step:
-        distributed_fit(model, strategy, dataset_fn, start_step, end_step, steps_per_epoch,
-                        on_epoch_end, divergence, log=log if writer else (lambda *a: None))
+    def save_best(model, path):
+        save_model_atomic(model, path)
+        _write_json(best_json, {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch,
+                                "step": best.best_epoch * steps_per_epoch})
+
+    previous = None
+    if cfg.resume and os.path.exists(best_json):
+        with open(best_json) as f:
+            previous = json.load(f).get("value")
+    best = callbacks_lib.BestModel(os.path.join(cfg.out, "best.keras"), save=save_best, best=previous, log=log)
+    callbacks += [
+        keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"), update_freq=max(1, steps_per_epoch // 4)),
+        best,
+        callbacks_lib.ValidationImages(os.path.join(cfg.out, "logs"), val_batches),
+    ]
+    terms = loss_terms.recorder_for(model, cfg.out, steps_per_epoch)  # multi-term losses (MSFS-Net)
+    if terms is not None:
+        callbacks.append(terms)
+    return callbacks, terms
+
+
+def _quiet(*args):
+    pass
 
 
 class _StopOnInterrupt(keras.callbacks.Callback):
@@ -480,35 +503,12 @@ def _run_training(cfg, log, session):
         f"{replicas} replica(s) -> {cfg.out}"
     )
     divergence = run_state.Divergence()
-    callbacks = [] if cluster is not None else [
-        run_state.CheckpointAndGuard(state, steps_per_epoch, cfg.batch_size, divergence, log=log),
-        keras.callbacks.TensorBoard(os.path.join(cfg.out, "logs"), update_freq=max(1, steps_per_epoch // 4)),
-    ]
-    if cluster is None:  # TODO(#19): the multi-worker loop validates nothing yet
-        best_json = os.path.join(cfg.out, "best.json")  # what best.keras scored: a resumed run must beat it
-
-        def save_best(model, path):
-            save_model_atomic(model, path)
-            _write_json(best_json, {"monitor": best.monitor, "value": best.best, "epoch": best.best_epoch,
-                                    "step": best.best_epoch * steps_per_epoch})
-
-        previous = None
-        if cfg.resume and os.path.exists(best_json):
-            with open(best_json) as f:
-                previous = json.load(f).get("value")
-        best = callbacks_lib.BestModel(os.path.join(cfg.out, "best.keras"), save=save_best, best=previous, log=log)
-        callbacks += [
-            best,
-            callbacks_lib.ValidationImages(os.path.join(cfg.out, "logs"), val_batches),
-        ]
-    terms = loss_terms.recorder_for(model, cfg.out, steps_per_epoch)  # multi-term losses (MSFS-Net)
-    if terms is not None:
-        callbacks.append(terms)
+    callbacks, terms = _epoch_callbacks(cfg, model, state, divergence, val_batches, steps_per_epoch, writer, log)
     end_epoch = epochs if cfg.stop_at is None else min(epochs, cfg.stop_at // steps_per_epoch)
     start = time.perf_counter()
     if cluster is not None:
-        _fit_multi_worker(cfg, model, strategy, spec, state, writer, divergence,
-                          initial_epoch * steps_per_epoch, end_epoch * steps_per_epoch, steps_per_epoch, log, augment)
+        _fit_multi_worker(cfg, model, strategy, spec, callbacks, val_batches, initial_epoch, end_epoch,
+                          steps_per_epoch, log if writer else None, augment)
     elif initial_epoch < end_epoch:
         with _StopOnInterrupt(divergence) as stop:
             model.fit(
