@@ -19,6 +19,7 @@ from tfdeblur.models import get_preset  # also registers every class a phase's m
 from tfdeblur.training.errors import RunError
 from tfdeblur.training.phases import PHASES, check_phase_data, phases_of
 from tfdeblur.training.run import _write_json, run_training
+from tfdeblur.training.state import read_previous_config
 
 
 def _first_weights(out, phase):
@@ -104,7 +105,8 @@ def run_phases(cfg, phase, from_path=None, log=print):
         key = next(iter(key)) if len(key) == 1 else "image"
         if os.path.isfile(model_path) and "stopped_at" not in result:
             model = load_model(model_path)  # checks the sidecar run_training just wrote
-            _, val = data_spec.train_val(spec, sub.crop, seed=sub.seed, min_size=model.min_size)
+            crop = read_previous_config(sub.out)["crop"]  # as the run resolved it
+            _, val = data_spec.train_val(spec, crop, seed=sub.seed, min_size=model.min_size)
             if sub.val_images:
                 val = val.take(sub.val_images)
             summary, _, _ = evaluate_pairs(_Output(model, key), val)

@@ -85,13 +85,12 @@ DEFAULT_STEPS = QUICK_DEFAULTS["steps"]
 
 
 def resolve_defaults(cfg, recipe):
-    """Fills crop, batch size and learning rate: the user's value, else the
-    recipe's (paper=True, or a recipe named by `cfg.recipe_name`) or the quick run's."""
+    """`cfg` with crop, batch size and learning rate filled (a copy): the
+    user's value, else the recipe's (paper=True, or a recipe named by
+    `cfg.recipe_name`) or the quick run's."""
     source = recipe if (cfg.paper or cfg.recipe_name) else QUICK_DEFAULTS
-    for key in ("crop", "batch_size", "learning_rate"):
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, source[key])
-    return cfg
+    return dataclasses.replace(cfg, **{key: source[key] for key in ("crop", "batch_size", "learning_rate")
+                                       if getattr(cfg, key) is None})
 
 
 def choose_strategy(devices=None):
@@ -111,6 +110,7 @@ def choose_strategy(devices=None):
 
 
 def _check_config(cfg):
+    """Checks the request `cfg`; returns it with its defaults filled (a copy)."""
     from tfdeblur.models import get_preset, get_recipe
 
     if cfg.init_from is not None and not os.path.isfile(cfg.init_from):
@@ -120,9 +120,10 @@ def _check_config(cfg):
         recipe = get_recipe(cfg.recipe_name or cfg.net)
     except ValueError as e:
         raise RunError(f"--recipe: {e}") from e
-    resolve_defaults(cfg, recipe)
-    if cfg.data is None:  # a named recipe may name its data (the released models' do)
-        cfg.data = recipe.get("data", "synthetic")
+    cfg = resolve_defaults(cfg, recipe)
+    # A named recipe may name its data (the released models' do).
+    cfg = dataclasses.replace(cfg, data=cfg.data if cfg.data is not None else recipe.get("data", "synthetic"),
+                              out=cfg.out or os.path.join("runs", cfg.net))
     for arg in ("batch_size", "crop", "steps_per_epoch", "keep_checkpoints"):
         value = getattr(cfg, arg)
         if not isinstance(value, int) or value < 1:
@@ -143,6 +144,81 @@ def _check_config(cfg):
         raise RunError(f"--seed must be a non-negative integer; got {cfg.seed!r}")
     if not isinstance(cfg.jitter, (int, float)) or not 0 <= cfg.jitter <= 1:
         raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
+    return cfg
+
+
+# The request's fields, frozen: a `Plan` holds them so that nothing changes them mid-run.
+Settings = dataclasses.make_dataclass(
+    "Settings", [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(TrainConfig)],
+    frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a run does, resolved once from a `TrainConfig` before any
+    TensorFlow op runs (MultiWorkerMirroredStrategy must come first) and
+    never changed: `resolve` makes it, the steps of `run_training` read it."""
+
+    settings: Settings  # the request, defaults filled: config.json's first keys
+    spec: object  # the parsed --data
+    recipe: dict  # the recipe (the phase's loss, the VGG weights file set)
+    cluster: object  # TF_CONFIG's `cluster.Cluster`, or None: one worker
+    data_epoch_steps: int  # steps in one pass over the training set (what the recipe's epochs count)
+    total_steps: int  # a whole number of epochs
+    steps_per_epoch: int  # the checkpoint/validation interval as resolved (at most total_steps)
+    epochs: int
+    end_epoch: int  # where this session stops: epochs, or --stop-at's epoch
+
+    @property
+    def out(self):
+        return self.settings.out
+
+    @property
+    def writer(self):
+        """Whether this task writes the run folder (the chief, or the only worker)."""
+        return self.cluster is None or self.cluster.is_chief
+
+
+def resolve(cfg, log=print):
+    """The `Plan` of request `cfg` (not changed): checks every value, fills
+    the defaults, parses --data and TF_CONFIG, and sizes the run."""
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.models import get_recipe
+
+    settings = Settings(**dataclasses.asdict(_check_config(cfg)))
+    spec = data_spec.parse_spec(settings.data)
+    cluster = parse_tf_config(os.environ.get("TF_CONFIG"))
+    if cluster is not None and settings.devices:
+        raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
+    recipe = recipe_with_vgg_weights(get_recipe(settings.recipe_name or settings.net), settings.vgg_weights,
+                                     required=settings.paper)
+    if settings.phase is not None:
+        recipe = phases.phase_recipe(recipe, settings.phase)
+    # One pass over the training set, in steps: what the recipe's epochs
+    # (run length, schedules) count. Generated data has no finite set: the
+    # papers' GoPro train split (GOPRO_TRAIN_PAIRS) stands in for it.
+    train_pairs = (len(data_spec.train_val_pairs(spec, settings.crop)[0]) if spec.kind in FILE_KINDS
+                   else GOPRO_TRAIN_PAIRS)
+    batch = settings.batch_size
+    if settings.epochs is not None:
+        total_steps = settings.epochs * settings.steps_per_epoch
+    elif settings.steps is None and settings.paper and paper_steps(recipe, train_pairs, batch):
+        total_steps = paper_steps(recipe, train_pairs, batch)
+        log(f"--paper: {recipe['epochs']} epochs of {train_pairs} training pairs at batch {batch}: {total_steps} steps")
+    else:
+        total_steps = settings.steps or DEFAULT_STEPS
+    steps_per_epoch = min(settings.steps_per_epoch, total_steps)
+    if settings.resume:
+        # A short run's interval was capped at its --steps (3 of 100): an
+        # extension (--steps 6 --resume) keeps the interval it resolved to.
+        previous = run_state.read_previous_config(settings.out)
+        if previous.get("steps_per_epoch") == settings.steps_per_epoch and previous.get("steps_per_epoch_resolved"):
+            steps_per_epoch = int(previous["steps_per_epoch_resolved"])
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    return Plan(settings=settings, spec=spec, recipe=recipe, cluster=cluster,
+                data_epoch_steps=math.ceil(train_pairs / batch), total_steps=epochs * steps_per_epoch,
+                steps_per_epoch=steps_per_epoch, epochs=epochs,
+                end_epoch=epochs if settings.stop_at is None else min(epochs, settings.stop_at // steps_per_epoch))
 
 
 def _machine_memory():
@@ -322,24 +398,29 @@ class _StopOnInterrupt(keras.callbacks.Callback):
 
 
 def run_training(cfg, log=print):
-    """Trains `cfg.net` as configured; returns the results dict. The run
-    folder is locked for the run (`runlock`) and unlocked however it ends."""
+    """Trains `cfg.net` as configured (`cfg` is not changed); returns the
+    results dict. The run folder is locked for the run (`runlock`) and
+    unlocked however it ends."""
     session = {}
+
+    def out():  # the resolved --out, once known
+        return session["plan"].out if "plan" in session else cfg.out
+
     try:
         return _run_training(cfg, log, session)
     except KeyboardInterrupt:
-        raise RunError(_interrupted(cfg, session)) from None
+        raise RunError(_interrupted(out(), session)) from None
     except (OSError, tf.errors.OpError) as e:
         from tfdeblur.errors import disk_full, tf_error_reason
 
         if not disk_full(e):
             raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e)
-        raise RunError(f"--out {cfg.out}: disk full ({reason.split('; ')[-1]}); "
-                       f"{_kept(cfg)}; free space and resume with --resume") from e
+        raise RunError(f"--out {out()}: disk full ({reason.split('; ')[-1]}); "
+                       f"{_kept(out())}; free space and resume with --resume") from e
     finally:
         if session.get("lock") is not None:
-            _remove_leftovers(cfg.out)
+            _remove_leftovers(out())
             session["lock"].release()
 
 
@@ -358,189 +439,212 @@ def _remove_leftovers(out):
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
-def _kept(cfg):
-    latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints"))
+def _kept(out):
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
     return f"last complete checkpoint {latest}" if latest else "no checkpoint was written"
 
 
-def _interrupted(cfg, session):
+def _interrupted(out, session):
     """The Ctrl-C line: where the run stood and how to go on."""
     model = session.get("model")
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) if model is not None else 0
-    latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints")) if cfg.out else None
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) if out else None
     if latest is None:
         return f"interrupted at step {step}, before the first checkpoint; run it again (without --resume) to start afresh"
     return f"interrupted at step {step}; resume with --resume (from {os.path.basename(latest)})"
 
 
 def _run_training(cfg, log, session):
-    from tfdeblur.datasets import spec as data_spec
-    from tfdeblur.models import build, get_preset, get_recipe
+    """The run, step by step; each step reads the plan and what the steps
+    before it made."""
+    plan = session["plan"] = resolve(cfg, log)
+    session["lock"] = _prepare_out(plan.settings, plan.writer, log)
+    strategy, decision = _start_devices(plan, log)
+    model, state = _build_model(plan, strategy, log)
+    session["model"] = model
+    record = _run_record(plan, decision, strategy, model)
+    initial_epoch = _resume_point(plan, state, record, log) if plan.settings.resume else 0
+    if plan.writer:
+        _write_json(os.path.join(plan.out, "config.json"), record)
+    train, val, val_batches, augment = _data(plan, model, initial_epoch, log)
+    if getattr(model.loss, "perceptual_active", True) is False:
+        log("no --vgg-weights: training on the loss's MSE term alone (the perceptual term is off)")
+    log(f"training {plan.settings.net} ({model.count_params():,} parameters) on {plan.spec}: "
+        f"{plan.total_steps} steps x batch {plan.settings.batch_size}, crop {plan.settings.crop}, "
+        f"{decision.precision}, {strategy.num_replicas_in_sync} replica(s) -> {plan.out}")
+    divergence = run_state.Divergence()
+    callbacks, terms = _epoch_callbacks(plan.settings, model, state, divergence, val_batches, plan.steps_per_epoch,
+                                        plan.writer, log)
+    start = time.perf_counter()
+    if plan.cluster is not None:
+        _fit_multi_worker(plan.settings, model, strategy, plan.spec, callbacks, val_batches, initial_epoch,
+                          plan.end_epoch, plan.steps_per_epoch, log if plan.writer else None, augment)
+    elif initial_epoch < plan.end_epoch:
+        _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch)
+    train_seconds = time.perf_counter() - start
+    del train  # its tf.data threads run Python code: end them before exit
+    stopped = _session_end(plan, state, divergence, train_seconds, log)
+    if stopped is not None:
+        return stopped
+    return _finish(plan, model, val, terms, train_seconds, log)
 
-    _check_config(cfg)
-    cfg.out = cfg.out or os.path.join("runs", cfg.net)
-    spec = data_spec.parse_spec(cfg.data)
-    # TF_CONFIG first: MultiWorkerMirroredStrategy must exist before any TF op runs.
-    cluster = parse_tf_config(os.environ.get("TF_CONFIG"))
-    writer = cluster is None or cluster.is_chief
-    if cluster is not None and cfg.devices:
-        raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
-    session["lock"] = _prepare_out(cfg, writer, log)
 
-    strategy = choose_strategy(cfg.devices) if cluster is None else create_strategy(cluster, cfg.cluster_timeout)
+def _start_devices(plan, log):
+    """The distribution strategy, then the precision policy; returns
+    (strategy, the precision decision)."""
+    settings = plan.settings
+    strategy = (choose_strategy(settings.devices) if plan.cluster is None
+                else create_strategy(plan.cluster, settings.cluster_timeout))
     # After the strategy: on an AVX512-BF16 CPU without AMX the choice runs a
     # micro-benchmark (TF ops; then cached per machine).
     decision = apply_precision(choose_precision(
-        cfg.precision, width=lambda: network_width(cfg.net, **(cfg.model_overrides or {}))))
-    precision = decision.precision
+        settings.precision, width=lambda: network_width(settings.net, **(settings.model_overrides or {}))))
     log(f"precision {decision}")
     replicas = strategy.num_replicas_in_sync
-    if cfg.batch_size % replicas:
-        raise RunError(
-            f"--batch-size must be a multiple of the {replicas} replicas; got {cfg.batch_size}"
-        )
+    if settings.batch_size % replicas:
+        raise RunError(f"--batch-size must be a multiple of the {replicas} replicas; got {settings.batch_size}")
+    return strategy, decision
 
-    recipe = recipe_with_vgg_weights(get_recipe(cfg.recipe_name or cfg.net), cfg.vgg_weights, required=cfg.paper)
-    if cfg.phase is not None:
-        recipe = phases.phase_recipe(recipe, cfg.phase)
-    # One pass over the training set, in steps: what the recipe's epochs
-    # (run length, schedules) count. Generated data has no finite set: the
-    # papers' GoPro train split (GOPRO_TRAIN_PAIRS) stands in for it.
-    train_pairs = (len(data_spec.train_val_pairs(spec, cfg.crop)[0]) if spec.kind in FILE_KINDS
-                   else GOPRO_TRAIN_PAIRS)
-    data_epoch_steps = math.ceil(train_pairs / cfg.batch_size)
-    if cfg.epochs is not None:
-        total_steps = cfg.epochs * cfg.steps_per_epoch
-    elif cfg.steps is None and cfg.paper and paper_steps(recipe, train_pairs, cfg.batch_size):
-        total_steps = paper_steps(recipe, train_pairs, cfg.batch_size)
-        log(f"--paper: {recipe['epochs']} epochs of {train_pairs} training pairs at batch {cfg.batch_size}: "
-            f"{total_steps} steps")
-    else:
-        total_steps = cfg.steps or DEFAULT_STEPS
-    steps_per_epoch = min(cfg.steps_per_epoch, total_steps)
-    if cfg.resume:
-        # A short run's interval was capped at its --steps (3 of 100): an
-        # extension (--steps 6 --resume) keeps the interval it resolved to.
-        previous = run_state.read_previous_config(cfg.out)
-        if previous.get("steps_per_epoch") == cfg.steps_per_epoch and previous.get("steps_per_epoch_resolved"):
-            steps_per_epoch = int(previous["steps_per_epoch_resolved"])
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    total_steps = epochs * steps_per_epoch
+
+def _build_model(plan, strategy, log):
+    """The compiled model (its starting weights and frozen parts set) and
+    its checkpoint state, under the strategy; returns (model, state)."""
+    from tfdeblur.models import build
+
+    settings = plan.settings
     # Seeds weight initialization; the data draws from its own stateless
     # seeds (datasets/stream.py).
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(settings.seed)
     with strategy.scope():
-        model = build(cfg.net, **(cfg.model_overrides or {}))
-        if cfg.phase is not None or cfg.init_from:
-            phases.prepare_model(model, cfg, log)  # weights to start from, frozen parts
-        model.compile(**compile_args(recipe, total_steps, cfg.learning_rate, steps_per_epoch=data_epoch_steps),
-                      jit_compile=bool(cfg.jit))
+        model = build(settings.net, **(settings.model_overrides or {}))
+        if settings.phase is not None or settings.init_from:
+            phases.prepare_model(model, settings, log)  # weights to start from, frozen parts
+        model.compile(**compile_args(plan.recipe, plan.total_steps, settings.learning_rate,
+                                     steps_per_epoch=plan.data_epoch_steps),
+                      jit_compile=bool(settings.jit))
         model.optimizer.build(model.trainable_variables)
         # Non-chief workers save too (saving reads distributed variables
         # through collectives), into a temporary folder they delete.
-        ckpt_dir = os.path.join(cfg.out, "checkpoints") if writer else tempfile.mkdtemp(prefix="tfdeblur-worker-")
-        state = run_state.RunState(model, ckpt_dir, keep=cfg.keep_checkpoints if writer else 1)
-    session["model"] = model
-    if cfg.crop < model.min_size:
-        raise RunError(f"--crop must be at least {model.min_size} for {cfg.net}; got {cfg.crop}")
+        ckpt_dir = os.path.join(plan.out, "checkpoints") if plan.writer else tempfile.mkdtemp(prefix="tfdeblur-worker-")
+        state = run_state.RunState(model, ckpt_dir, keep=settings.keep_checkpoints if plan.writer else 1)
+    if settings.crop < model.min_size:
+        raise RunError(f"--crop must be at least {model.min_size} for {settings.net}; got {settings.crop}")
+    return model, state
 
-    resolved = dataclasses.asdict(cfg)
-    resolved.update(
-        precision_resolved=precision,
+
+def _run_record(plan, decision, strategy, model):
+    """config.json: the request as resolved, then what it resolved to."""
+    from tfdeblur.models import get_preset
+
+    record = dataclasses.asdict(plan.settings)
+    record.update(
+        precision_resolved=decision.precision,
         precision_reason=decision.reason,
-        replicas=replicas,
-        total_steps=total_steps,
-        epochs_resolved=epochs,
-        steps_per_epoch_resolved=steps_per_epoch,
-        recipe=recipe,
-        preset=dataclasses.asdict(get_preset(cfg.net), dict_factory=lambda kv: {k: v for k, v in kv if k != "cls"}),
+        replicas=strategy.num_replicas_in_sync,
+        total_steps=plan.total_steps,
+        epochs_resolved=plan.epochs,
+        steps_per_epoch_resolved=plan.steps_per_epoch,
+        recipe=plan.recipe,
+        preset=dataclasses.asdict(get_preset(plan.settings.net),
+                                  dict_factory=lambda kv: {k: v for k, v in kv if k != "cls"}),
         parameters=int(model.count_params()),
         tensorflow=tf.__version__,
         keras=keras.__version__,
     )
-    initial_epoch = 0
-    if cfg.resume:
-        mismatch = run_state.resume_mismatch(run_state.read_previous_config(cfg.out), resolved)
-        if mismatch:
-            raise RunError(f"--resume: {cfg.out} holds a different run: {mismatch}")
-        notice = run_state.resume_notice(run_state.read_previous_config(cfg.out), resolved)
-        if notice:
-            log(f"--resume: {notice}")
-        # Every task reads the chief's checkpoint (a shared folder on a cluster).
-        latest = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints"))
-        if latest is None:
-            raise RunError(f"--resume: {os.path.join(cfg.out, 'checkpoints')} holds no checkpoint (the run ended "
-                           "before its first one); run without --resume to start it afresh")
-        step = state.restore(cfg.net, path=latest)
-        if step % steps_per_epoch:
-            raise RunError(f"--resume: checkpoint {latest} is at step {step}, not a multiple of --steps-per-epoch {steps_per_epoch}")
-        initial_epoch = step // steps_per_epoch
-        log(f"resumed from {latest} (step {step}/{total_steps})")
-    if writer:
-        _write_json(os.path.join(cfg.out, "config.json"), resolved)
+    return record
 
-    # The stream starts at the checkpoint's data position: a resumed run sees
-    # exactly the batches the uninterrupted run would have seen.
-    start_step = initial_epoch * steps_per_epoch
-    d4, extra, skipped = augmentation(recipe)  # the recipe's "augment" entry
+
+def _resume_point(plan, state, record, log):
+    """--resume: checks that `record` continues the run in --out, restores
+    its last checkpoint (every task reads the chief's: a shared folder on a
+    cluster); returns the epoch to start from."""
+    out = plan.out
+    previous = run_state.read_previous_config(out)
+    mismatch = run_state.resume_mismatch(previous, record)
+    if mismatch:
+        raise RunError(f"--resume: {out} holds a different run: {mismatch}")
+    notice = run_state.resume_notice(previous, record)
+    if notice:
+        log(f"--resume: {notice}")
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    if latest is None:
+        raise RunError(f"--resume: {os.path.join(out, 'checkpoints')} holds no checkpoint (the run ended "
+                       "before its first one); run without --resume to start it afresh")
+    step = state.restore(plan.settings.net, path=latest)
+    if step % plan.steps_per_epoch:
+        raise RunError(f"--resume: checkpoint {latest} is at step {step}, not a multiple of --steps-per-epoch "
+                       f"{plan.steps_per_epoch}")
+    log(f"resumed from {latest} (step {step}/{plan.total_steps})")
+    return step // plan.steps_per_epoch
+
+
+def _data(plan, model, initial_epoch, log):
+    """(train stream, validation pairs, the small fixed set validated every
+    epoch, the stream's augmentation arguments). The stream starts at the
+    checkpoint's data position: a resumed run sees exactly the batches the
+    uninterrupted run would have seen."""
+    from tfdeblur.datasets import spec as data_spec
+
+    settings = plan.settings
+    d4, extra, skipped = augmentation(plan.recipe)  # the recipe's "augment" entry
     augment = dict(augment=d4, extra_augment=extra)
     if skipped:
         log(f"notice: the recipe's augmentations {', '.join(skipped)} are not implemented (tfdeblur/training/recipes.py)")
-    train = train_stream(spec, cfg.crop, cfg.seed, cfg.batch_size, start_step=start_step, min_size=model.min_size,
-                         jitter=cfg.jitter, **augment)
-    _, val = data_spec.train_val(spec, cfg.crop, seed=cfg.seed, min_size=model.min_size)
-    if cfg.val_images:
-        val = val.take(cfg.val_images)
+    train = train_stream(plan.spec, settings.crop, settings.seed, settings.batch_size,
+                         start_step=initial_epoch * plan.steps_per_epoch, min_size=model.min_size,
+                         jitter=settings.jitter, **augment)
+    _, val = data_spec.train_val(plan.spec, settings.crop, seed=settings.seed, min_size=model.min_size)
+    if settings.val_images:
+        val = val.take(settings.val_images)
     # Validated every epoch (val_loss/val_psnr/val_ssim, best.keras, images):
     # a small fixed set; the whole validation set is evaluated at the end.
-    val_batches = callbacks_lib.validation_batches(val)
+    return train, val, callbacks_lib.validation_batches(val), augment
 
-    if getattr(model.loss, "perceptual_active", True) is False:
-        log("no --vgg-weights: training on the loss's MSE term alone (the perceptual term is off)")
-    log(
-        f"training {cfg.net} ({model.count_params():,} parameters) on {spec}: "
-        f"{total_steps} steps x batch {cfg.batch_size}, crop {cfg.crop}, {precision}, "
-        f"{replicas} replica(s) -> {cfg.out}"
-    )
-    divergence = run_state.Divergence()
-    callbacks, terms = _epoch_callbacks(cfg, model, state, divergence, val_batches, steps_per_epoch, writer, log)
-    end_epoch = epochs if cfg.stop_at is None else min(epochs, cfg.stop_at // steps_per_epoch)
-    start = time.perf_counter()
-    if cluster is not None:
-        _fit_multi_worker(cfg, model, strategy, spec, callbacks, val_batches, initial_epoch, end_epoch,
-                          steps_per_epoch, log if writer else None, augment)
-    elif initial_epoch < end_epoch:
-        with _StopOnInterrupt(divergence) as stop:
-            model.fit(
-                train,
-                epochs=end_epoch,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps_per_epoch,
-                callbacks=[stop] + callbacks,
-                validation_data=val_batches,
-                shuffle=False,  # the datasets shuffle themselves
-                verbose=1 if sys.stdout.isatty() else 2,
-            )
-    train_seconds = time.perf_counter() - start
-    del train  # its tf.data threads run Python code: end them before exit
+
+def _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch):
+    """`model.fit` from `initial_epoch` to the plan's end, Ctrl-C ending it after a step."""
+    with _StopOnInterrupt(divergence) as stop:
+        model.fit(
+            train,
+            epochs=plan.end_epoch,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=plan.steps_per_epoch,
+            callbacks=[stop] + callbacks,
+            validation_data=val_batches,
+            shuffle=False,  # the datasets shuffle themselves
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+
+
+def _session_end(plan, state, divergence, train_seconds, log):
+    """How this session's training ended: raises for Ctrl-C or a divergence,
+    returns the results of a session that stops early (--stop-at, a
+    non-chief worker), None when the chief goes on to finish the run."""
     if divergence.what == _StopOnInterrupt.WHAT:
         raise KeyboardInterrupt  # after the stream is gone: run_training words it
-    if not writer:
+    if not plan.writer:
         shutil.rmtree(state.directory, ignore_errors=True)
     if divergence:
-        kept = tf.train.latest_checkpoint(os.path.join(cfg.out, "checkpoints")) or "none (no epoch finished)"
+        kept = tf.train.latest_checkpoint(os.path.join(plan.out, "checkpoints")) or "none (no epoch finished)"
         raise RunError(
             f"training diverged at step {divergence.step} ({divergence.what}); stopped. "
             f"Last good checkpoint kept: {kept}"
         )
-    if end_epoch < epochs:
-        log(f"stopped at step {end_epoch * steps_per_epoch} (--stop-at); continue with --resume")
-        return {"stopped_at": end_epoch * steps_per_epoch, "train_seconds": train_seconds}
-
-    if not writer:
-        log(f"worker {cluster.task_type}:{cluster.task_index} done; the chief writes {cfg.out}")
+    if plan.end_epoch < plan.epochs:
+        log(f"stopped at step {plan.end_epoch * plan.steps_per_epoch} (--stop-at); continue with --resume")
+        return {"stopped_at": plan.end_epoch * plan.steps_per_epoch, "train_seconds": train_seconds}
+    if not plan.writer:
+        cluster = plan.cluster
+        log(f"worker {cluster.task_type}:{cluster.task_index} done; the chief writes {plan.out}")
         return {"worker": f"{cluster.task_type}:{cluster.task_index}", "train_seconds": train_seconds}
-    save_model_atomic(model, os.path.join(cfg.out, "model.keras"))
+    return None
+
+
+def _finish(plan, model, val, terms, train_seconds, log):
+    """The chief's end of a finished run: model.keras, the validation scores
+    (results.json) and the samples sheet; returns the results."""
+    out = plan.out
+    save_model_atomic(model, os.path.join(out, "model.keras"))
     if terms is not None and terms.record["epoch_step"]:
         last = ", ".join(f"{n} {terms.record[f'epoch_{n}'][-1]:.4g}" for n in terms.names)
         log(f"loss terms, last epoch: {last} (per step: {terms.json_path}, plot: {terms.png_path})")
@@ -548,9 +652,10 @@ def _run_training(cfg, log, session):
     log("validating ...")
     summary, rows, kept = evaluate_pairs(model, val, keep=4)
     sheet = tio.contact_sheet([list(t) for t in kept], labels=["blurry", "output", "sharp"])
-    tio.write_image(os.path.join(cfg.out, "samples.png"), sheet)
-    results = dict(summary, train_seconds=train_seconds, steps=total_steps, net=cfg.net, data=str(spec))
-    _write_json(os.path.join(cfg.out, "results.json"), results)
+    tio.write_image(os.path.join(out, "samples.png"), sheet)
+    results = dict(summary, train_seconds=train_seconds, steps=plan.total_steps, net=plan.settings.net,
+                   data=str(plan.spec))
+    _write_json(os.path.join(out, "results.json"), results)
     log(
         f"validation ({summary['images']} images, 8-bit): "
         f"output PSNR {summary['psnr']:.2f} dB SSIM {summary['ssim']:.4f} | "
