@@ -35,8 +35,12 @@ def _parser():
     p.add_argument("--version", action="version", version=f"tfdeblur {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
+    # Train options default to None (flags to False): TrainConfig's defaults
+    # apply, and with --config only the options given replace the file's values.
     t = sub.add_parser("train", help="train a network")
-    t.add_argument("net", help="network preset, e.g. mtwdn (see `tfdeblur list`)")
+    t.add_argument("net", nargs="?", help="network preset, e.g. mtwdn (see `tfdeblur list`); optional with --config")
+    t.add_argument("--config", metavar="RUN/config.json", help="repeat or fork the run a config.json records (its values; "
+                   "the options given here replace them)")
     t.add_argument("--data", help=DATA_HELP + " (default synthetic; with --phase, the phase's default)")
     t.add_argument("--phase", choices=["1", "2", "3", "all"], help="phased training (glbdn, glbdn_db): phase 1 global branch on "
                    "globalblur, 2 local branch on dynamic, 3 the rest end to end with the global branch frozen; "
@@ -45,22 +49,22 @@ def _parser():
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="optimizer steps (default 1000)")
     budget.add_argument("--epochs", type=_positive_int, help="epochs of --steps-per-epoch steps")
-    t.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="checkpoint/validation interval")
+    t.add_argument("--steps-per-epoch", type=_positive_int, help="checkpoint/validation interval (default 100)")
     t.add_argument("--batch-size", type=_positive_int, help="global batch (default 4; the recipe's with --paper)")
     t.add_argument("--crop", type=_positive_int, help="square training crop, pixels (default 128; the recipe's with --paper)")
     t.add_argument("--out", help="run folder (default runs/NET)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (give the same options as the run)")
     t.add_argument("--take-over-lock", action="store_true", help="take over --out's train.lock when its holder (on another host) is known to be dead")
-    t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the last K checkpoints (default 3)")
+    t.add_argument("--keep-checkpoints", type=_positive_int, metavar="K", help="keep the last K checkpoints (default 3)")
     t.add_argument("--stop-at", type=_positive_int, metavar="STEP", help="end this session after the checkpoint of STEP (a multiple of --steps-per-epoch); --resume continues")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on AMX CPUs and GPUs of compute capability >= 8, measured (cached) on AVX512-BF16 CPUs without AMX, else fp32 (never fp16); fp16: loss scaling, for GPUs")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto (default): bf16 on AMX CPUs and GPUs of compute capability >= 8, measured (cached) on AVX512-BF16 CPUs without AMX, else fp32 (never fp16); fp16: loss scaling, for GPUs")
     t.add_argument("--jit", action="store_true", help="XLA-compile the training step (off by default)")
     t.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 (default: all GPUs when more than one)")
     t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
-    t.add_argument("--recipe", metavar="NAME", help="a named recipe instead of the network's (e.g. mtwdn_photos, the released model's); its crop, batch size and learning rate are the defaults")
+    t.add_argument("--recipe", dest="recipe_name", metavar="NAME", help="a named recipe instead of the network's (e.g. mtwdn_photos, the released model's); its crop, batch size and learning rate are the defaults")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--jitter", type=float, default=0.0, metavar="S", help="brightness/colour gain exp(U(-S,S)) * exp(U(-S/2,S/2)) per channel, "
+    t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--jitter", type=float, metavar="S", help="brightness/colour gain exp(U(-S,S)) * exp(U(-S/2,S/2)) per channel, "
                    "the same on blur and sharp, drawn per sample from --seed (resume stays exact); default 0 (off), e.g. 0.1")
     t.add_argument("--val-images", type=_positive_int, help="use only the first N validation images")
     t.add_argument("--vgg-weights", metavar="FILE", help="weights of keras.applications.VGG16(include_top=False) for a perceptual loss (fddn; see tfdeblur/perceptual.py)")
@@ -151,23 +155,11 @@ def _deblurrer(args, model):
 
 
 def _cmd_train(args):
-    from tfdeblur.training.run import TrainConfig, run_training
+    from tfdeblur.training.phased_run import run_phases
+    from tfdeblur.training.run import request_from_options, run_training
 
-    cfg = TrainConfig(
-        net=args.net, data=args.data if (args.phase or args.recipe) else (args.data or "synthetic"), steps=args.steps, epochs=args.epochs,
-        batch_size=args.batch_size, crop=args.crop, out=args.out, resume=args.resume,
-        precision=args.precision, learning_rate=args.learning_rate, seed=args.seed, paper=args.paper,
-        steps_per_epoch=args.steps_per_epoch, val_images=args.val_images, vgg_weights=args.vgg_weights,
-        keep_checkpoints=args.keep_checkpoints, stop_at=args.stop_at, jit=args.jit, jitter=args.jitter,
-        recipe_name=args.recipe, take_over_lock=args.take_over_lock, devices=[d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None,
-        init_from=None if args.phase else args.init_from,  # phases take --from as the first phase's start
-    )
-    if args.phase:
-        from tfdeblur.training.phased_run import run_phases
-
-        run_phases(cfg, args.phase, from_path=args.init_from)
-        return 0
-    run_training(cfg)
+    cfg = request_from_options(vars(args))
+    run_phases(cfg, args.phase, from_path=args.init_from) if args.phase else run_training(cfg)
     return 0
 
 

@@ -73,6 +73,49 @@ class TrainConfig:
     take_over_lock: bool = False  # take over a lock on --out whose holder cannot be checked (another host)
 
 
+# Session flags, not part of a run: `train --config` never takes them from the file.
+SESSION_FIELDS = ("resume", "take_over_lock", "stop_at")
+
+
+def config_from_file(path, **overrides):
+    """A `TrainConfig` repeating the run whose `config.json` is `path`
+    (`train --config`): its request's fields (the resolved values a run
+    records), then `overrides` (options given beside it). A missing or
+    unreadable file is one error naming it."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise RunError(f"--config {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise RunError(f"--config {path}: not a readable JSON file ({e.__class__.__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("net"), str):
+        raise RunError(f"--config {path}: not a run's config.json (no \"net\" name in it)")
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(SESSION_FIELDS)
+    fields = {k: v for k, v in data.items() if k in names}
+    return TrainConfig(**{**fields, **overrides})
+
+
+def request_from_options(options):
+    """The `TrainConfig` of `train`'s options (option name -> value; None,
+    or False for a flag, where not given): the run `options["config"]`
+    records when given, the options given replacing its values."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"phase", "init_from", "devices"}
+    given = {k: v for k, v in options.items() if k in names and v is not None and v is not False}
+    if options.get("devices"):
+        given["devices"] = [d.strip() for d in options["devices"].split(",") if d.strip()]
+    if options.get("init_from") and not options.get("phase"):  # phases take --from as the first phase's start
+        given["init_from"] = options["init_from"]
+    if options.get("config"):
+        return config_from_file(options["config"], **given)
+    if not given.get("net"):
+        raise RunError("train: give NET (e.g. mtwdn) or --config RUN/config.json")
+    if options.get("phase") or options.get("recipe_name"):
+        given.setdefault("data", None)  # the phase's or the recipe's data
+    return TrainConfig(**given)
+
+
 # `python cli.py train NET` with no options is a quick run that must finish
 # within 15 minutes on a 2-core CPU: 1000 steps of 128x128 crops, batch 4
 # (0.39 s/step in bf16 on a quiet CPU, 0.6-0.9 under load: 7 to 15 minutes). The papers'
