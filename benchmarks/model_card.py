@@ -258,7 +258,7 @@ def _leg_text(leg):
     lr = leg.get("learning_rate")
     sched = (leg.get("schedule") or {}).get("class", "")
     salvaged = " (salvaged from a checkpoint)" if leg.get("salvaged_from_checkpoint") else ""
-    return (f"leg {leg.get('leg')}: {leg.get('steps_done')} steps{salvaged} from {leg.get('init_from')}, seed {leg.get('seed')}, "
+    return (f"{leg.get('steps_done')} steps{salvaged} from {leg.get('init_from')}, seed {leg.get('seed')}, "
             f"crop {leg.get('crop')}, batch {leg.get('batch_size')}, lr {lr:g} {sched}, {leg.get('precision')}, "
             f"{_fmt_seconds(leg.get('wall_seconds'))}, load average {(leg.get('machine') or {}).get('load_average', ['?'])[0]}{gain}")
 

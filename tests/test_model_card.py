@@ -102,6 +102,6 @@ def test_card_of_weights_trained_in_legs_sums_the_legs(card):
     text = card.card_markdown(result)
     assert "| hardware | 2-core AMD EPYC (no AMX, no GPU) |" in text
     assert "| wall time | 1.3 h (4,800 s) in 2 leg(s) |" in text
-    assert "| leg 2 | leg 2: 700 steps from previous leg's shipped weights, seed 2, crop 128, batch 8, lr 0.0003 WarmupCosine" in text
+    assert "| leg 2 | 700 steps from previous leg's shipped weights, seed 2, crop 128, batch 8, lr 0.0003 WarmupCosine" in text
     assert "held-out photos 23.50 dB (+1.00)" in text
     assert "last leg" not in text  # the raw record is not dumped
