@@ -488,3 +488,65 @@ def test_calibration_images_are_centre_crops_of_the_photos(tmp_path):
     np.testing.assert_array_equal(to_uint8(images[0]), photos[0][y : y + 32, x : x + 32])
     padded = export.fit_to_size(np.arange(6, dtype=np.float32).reshape(2, 3, 1), (5, 4))
     assert padded[:, :, 0].tolist() == [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [0, 1, 2, 2], [0, 1, 2, 2]]
+
+
+# -- integer input/output (--integer-io) ----------------------------------------
+
+def test_integer_io_export_has_quantized_edges_and_runs_in_deblur(small, tmp_path):
+    """One uint8 conversion (minutes under load): the tensor details, the raw
+    integer tensors as an accelerator's runtime passes them, and
+    `tfdeblur.deblur` / `load_artifact` on the file."""
+    import tfdeblur
+    from tfdeblur.inference import load_artifact
+
+    model, _ = small
+    path = export.export_tflite(model, tmp_path / "q.tflite", quantize="int8",
+                                representative=export.representative_images(8, 32), integer_io="uint8")
+    with open(path, "rb") as f:
+        flatbuffer = f.read()
+    interpreter = builtin_interpreter(flatbuffer)
+    runner = interpreter.get_signature_runner(export.SIGNATURE_FLOAT)
+    given, returned = runner.get_input_details()["images"], runner.get_output_details()["deblurred"]
+    assert given["dtype"] == returned["dtype"] == np.uint8
+    # The input's scale is calibrated (int8 concatenations share one scale
+    # with their inputs), not 1/255: a runtime must read it.
+    assert given["quantization"][0] > 0 and returned["quantization"][0] > 0
+    plain = interpreter.get_signature_runner(export.SIGNATURE_UINT8).get_input_details()["images"]
+    assert plain["dtype"] == np.uint8 and plain["quantization"] == (0.0, 0)  # serving_default as before
+    assert json.loads(export.read_tflite_metadata(flatbuffer, export.INFO_METADATA))["integer_io"] == "uint8"
+
+    x = random_images(1, 37, 53, seed=3)
+    got = export.run_tflite(interpreter, x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert float_psnr(got, model(x).numpy()) >= 35
+    scale, zero = given["quantization"]
+    raw = runner(images=np.clip(np.rint(x / scale) + zero, 0, 255).astype(np.uint8))["deblurred"]
+    out_scale, out_zero = returned["quantization"]
+    np.testing.assert_allclose((raw.astype(np.float32) - out_zero) * out_scale, got, atol=1e-6)
+
+    image = to_uint8(random_images(1, 40, 52, seed=5))[0]
+    expected = to_uint8(np.clip(model(image[None] / np.float32(255)).numpy()[0], 0, 1))
+    restored = tfdeblur.deblur(image, model=str(path))
+    assert restored.dtype == np.uint8 and restored.shape == image.shape
+    assert float_psnr(restored / 255.0, expected / 255.0) >= 35
+    assert load_artifact(str(path))(image[None] / np.float32(255)).dtype == np.float32
+
+
+def test_integer_io_bad_combinations(small, tmp_path, capsys):
+    model, _ = small
+    model.save(tmp_path / "small.keras")
+    base = ["export", "--model", str(tmp_path / "small.keras")]
+    err = run_cli_error(capsys, base + ["--format", "tflite", "--integer-io", "--out", str(tmp_path / "q.tflite")])
+    assert err == "error: --integer-io applies to --format tflite --quantize int8 only; got --format tflite --quantize none"
+    err = run_cli_error(capsys, base + ["--format", "tflite", "--quantize", "fp16", "--integer-io", "int8",
+                                        "--out", str(tmp_path / "q.tflite")])
+    assert err == "error: --integer-io applies to --format tflite --quantize int8 only; got --format tflite --quantize fp16"
+    err = run_cli_error(capsys, base + ["--format", "saved_model", "--integer-io", "--out", str(tmp_path / "m")])
+    assert err == "error: --integer-io applies to --format tflite --quantize int8 only; got --format saved_model --quantize none"
+    assert sorted(os.listdir(tmp_path)) == ["small.keras"]  # no partial or temporary file
+    with pytest.raises(ValueError, match="integer_io applies to quantize='int8' only; got quantize='none'"):
+        export.convert_tflite(model, integer_io="uint8")
+    with pytest.raises(ValueError, match="--integer-io must be one of uint8, int8; got 'int16'"):
+        export.convert_tflite(model, "int8", export.representative_images(8, 32), integer_io="int16")
+    with pytest.raises(ValueError, match="apply to format 'tflite' only"):
+        export.export(model, tmp_path / "m", format="saved_model", integer_io="uint8")

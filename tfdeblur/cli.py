@@ -112,6 +112,7 @@ def _parser():
     x.add_argument("--calibration-data", metavar="DIR", help="int8: calibrate on your own photos in DIR (centre crops; default: synthetic blurry images)")
     x.add_argument("--input-size", metavar="HxW", help="a static graph for HxW images (multiples of the network's size multiple; "
                    "no padding ops; what GPU/NPU delegates and the LiteRT benchmark need); default: any size")
+    x.add_argument("--integer-io", nargs="?", const="uint8", choices=["uint8", "int8"], help="int8: deblur_float takes and returns quantized uint8 (default) or int8 tensors, for accelerators (docs/serving.md)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     b = sub.add_parser("bench", help="parameters, FLOPs, latency, memory and conv-ceiling efficiency per network")
@@ -224,7 +225,7 @@ def _cmd_export(args):
     from tfdeblur.inference import load_model
 
     count = export.check_options(args.out, args.format, args.overwrite, args.quantize, args.calibration_images,
-                                 args.calibration_data, args.input_size)
+                                 args.calibration_data, args.input_size, args.integer_io)
     # Read before the model: a bad folder fails first.
     representative = export.calibration_images(args.calibration_data, count) if args.calibration_data else None
     model = load_model(args.model, arg="--model")
@@ -233,8 +234,7 @@ def _cmd_export(args):
         representative = export.representative_images(count)
     path = export.export(
         model, args.out, format=args.format, quantize=args.quantize,
-        overwrite=args.overwrite, representative=representative, input_size=input_size,
-    )
+        overwrite=args.overwrite, representative=representative, input_size=input_size, integer_io=args.integer_io)
     shape = "any size" if input_size is None else f"static {input_size[0]}x{input_size[1]}"
     print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}, {shape}; "
           f"signatures: {', '.join(export.SIGNATURES)})")

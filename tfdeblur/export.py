@@ -53,6 +53,10 @@ INPUT_KEY = "images"
 OUTPUT_KEY = "deblurred"
 FORMATS = ("saved_model", "tflite")
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+# `--integer-io`: the int8 model's deblur_float signature takes and returns
+# quantized integers (scale and zero point in its tensor details) instead of
+# float32, for accelerators that run integer tensors only.
+INTEGER_IO_TYPES = ("uint8", "int8")
 # Fewer calibration images than this let one or two scenes set every
 # activation range of an int8 model.
 MIN_CALIBRATION_IMAGES = 8
@@ -67,7 +71,7 @@ INFO_METADATA = "tfdeblur"
 
 # -- helpers ------------------------------------------------------------------
 def check_options(out, format, overwrite=False, quantize="none", calibration_images=None, calibration_data=None,
-                  input_size=None):
+                  input_size=None, integer_io=None):
     """`export`'s checks before a model loads: the quantization options go
     together, `input_size` parses, `out` may be written (`check_target`).
     Returns the number of int8 calibration images (default 16)."""
@@ -77,6 +81,10 @@ def check_options(out, format, overwrite=False, quantize="none", calibration_ima
         raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {quantize}")
     if calibration_data is not None and quantize != "int8":
         raise ValueError(f"--calibration-data applies to --quantize int8 only; got --quantize {quantize}")
+    if integer_io is not None and quantize != "int8":
+        raise ValueError(f"--integer-io applies to --format tflite --quantize int8 only; got --format {format} "
+                         f"--quantize {quantize}")
+    _check_integer_io(integer_io)
     count = calibration_images or 16
     if quantize == "int8" and count < MIN_CALIBRATION_IMAGES:
         raise ValueError(f"--calibration-images must be at least {MIN_CALIBRATION_IMAGES} for int8; got {count}")
@@ -439,6 +447,13 @@ def fit_to_size(image, size):
     return image
 
 
+def _check_integer_io(integer_io, quantize="int8"):
+    if integer_io is not None and integer_io not in INTEGER_IO_TYPES:
+        raise ValueError(f"--integer-io must be one of {', '.join(INTEGER_IO_TYPES)}; got {integer_io!r}")
+    if integer_io is not None and quantize != "int8":
+        raise ValueError(f"integer_io applies to quantize='int8' only; got quantize={quantize!r}")
+
+
 def _calibration(quantize, representative, min_size, input_size=None):
     """Checks `quantize`/`representative`; the int8 calibration generator or None."""
     if quantize not in QUANTIZE_MODES:
@@ -497,8 +512,9 @@ class TFLiteExport:
             self.close()
             raise
 
-    def convert(self, quantize="none", representative=None):
+    def convert(self, quantize="none", representative=None, integer_io=None):
         """The TFLite flatbuffer (bytes), builtin ops only (see `convert_tflite`)."""
+        _check_integer_io(integer_io, quantize)
         calibration = _calibration(quantize, representative, self.min_size, self.input_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(self.saved_model, signature_keys=list(SIGNATURES))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -509,12 +525,16 @@ class TFLiteExport:
         elif quantize == "int8":
             converter.representative_dataset = calibration
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if integer_io is not None:
+                # Changes only float32 edges: serving_default is uint8 already.
+                converter.inference_input_type = converter.inference_output_type = tf.as_dtype(integer_io)
         with warnings.catch_warnings():
             # TF's int8 calibrator runs the deprecated tf.lite.Interpreter
             # internally; that warning is not about anything of ours.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             flatbuffer = converter.convert()
-        return add_tflite_metadata(flatbuffer, INFO_METADATA, json.dumps(self.info).encode())
+        info = dict(self.info, integer_io=integer_io) if integer_io is not None else self.info
+        return add_tflite_metadata(flatbuffer, INFO_METADATA, json.dumps(info).encode())
 
     def close(self):
         self._workdir.cleanup()
@@ -563,18 +583,23 @@ def read_tflite_metadata(flatbuffer, name):
     return None
 
 
-def convert_tflite(model, quantize="none", representative=None, input_size=None):
+def convert_tflite(model, quantize="none", representative=None, input_size=None, integer_io=None):
     """The TFLite flatbuffer (bytes) of `model`, builtin ops only.
 
     quantize: "none" (float32), "fp16" (float16 weights), "dynamic" (int8
     weights, float activations) or "int8" (int8 weights and activations,
     integer kernels only, calibrated on `representative`: at least
     `MIN_CALIBRATION_IMAGES` float images [H, W, 3] in [0, 1]; default
-    `representative_images()`). Inputs and outputs stay uint8 / float32.
+    `representative_images()`). Inputs and outputs stay uint8 / float32
+    unless `integer_io`.
     `input_size` (H, W or "HxW"): a static graph taking one [1, H, W, 3]
-    image (see `export_saved_model`).
+    image (see `export_saved_model`). `integer_io` ("uint8" or "int8",
+    int8 only): `deblur_float` then takes and returns that integer type,
+    quantized with the scale and zero point in its tensor details
+    (`run_tflite` converts); `serving_default` stays uint8.
     """
     _check_model(model)
+    _check_integer_io(integer_io, quantize)
     input_size = parse_input_size(input_size, model, arg="input_size")
     if quantize == "int8" and representative is None:
         representative = representative_images()
@@ -582,14 +607,16 @@ def convert_tflite(model, quantize="none", representative=None, input_size=None)
         representative = list(representative)
     _calibration(quantize, representative, model.min_size)  # bad arguments fail before the trace
     with TFLiteExport(model, input_size) as source:
-        return source.convert(quantize, representative)
+        return source.convert(quantize, representative, integer_io)
 
 
-def export_tflite(model, path, quantize="none", representative=None, overwrite=False, input_size=None):
+def export_tflite(model, path, quantize="none", representative=None, overwrite=False, input_size=None,
+                  integer_io=None):
     """Converts `model` (see `convert_tflite`) and writes it to `path`; returns `path`."""
     path = check_target(path, overwrite, kind="file")
     try:  # the converter writes a SavedModel under the temporary folder first
-        flatbuffer = convert_tflite(model, quantize=quantize, representative=representative, input_size=input_size)
+        flatbuffer = convert_tflite(model, quantize=quantize, representative=representative, input_size=input_size,
+                                    integer_io=integer_io)
     except (OSError, tf.errors.OpError) as e:
         from tfdeblur.errors import disk_full
 
@@ -624,28 +651,42 @@ def run_tflite(interpreter, images, signature=None):
     uint8 images go to "serving_default", float32 ones to "deblur_float"
     unless `signature` says otherwise. The signature runner resizes the
     input tensor to the batch's shape (ResizeInputTensor) before each run.
+    A quantized integer input (an `--integer-io` export's `deblur_float`)
+    takes float32 images too: they are quantized with the tensor's scale and
+    zero point, and its output dequantized back to float32.
     """
     images = np.asarray(images)
     if signature is None:
         signature = SIGNATURE_UINT8 if images.dtype == np.uint8 else SIGNATURE_FLOAT
     runner = interpreter.get_signature_runner(signature)
-    expected = runner.get_input_details()[INPUT_KEY]["dtype"]
+    details = runner.get_input_details()[INPUT_KEY]
+    expected = details["dtype"]
+    scale, zero_point = details["quantization"]
+    if scale and images.dtype == np.float32 and np.issubdtype(expected, np.integer):
+        limits = np.iinfo(expected)
+        images = np.clip(np.rint(images / scale) + zero_point, limits.min, limits.max).astype(expected)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != expected:
         raise ValueError(
             f"images must be {np.dtype(expected).name} [N, H, W, 3] for signature {signature!r}; "
             f"got {images.dtype.name} {list(images.shape)}"
         )
-    return runner(**{INPUT_KEY: images})[OUTPUT_KEY]
+    out = runner(**{INPUT_KEY: images})[OUTPUT_KEY]
+    scale, zero_point = runner.get_output_details()[OUTPUT_KEY]["quantization"]
+    if scale and details["quantization"][0]:  # quantized in, quantized out: dequantize
+        return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return out
 
 
 # -- one entry point for the CLI ----------------------------------------------
-def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None, input_size=None):
+def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None, input_size=None,
+           integer_io=None):
     """`export_saved_model` or `export_tflite`, by `format` (what `cli.py export` runs)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if format == "saved_model":
-        if quantize != "none":
-            raise ValueError(f"quantize applies to format 'tflite' only; got {quantize!r} for 'saved_model'")
+        if quantize != "none" or integer_io is not None:
+            raise ValueError(f"quantize and integer_io apply to format 'tflite' only; got quantize={quantize!r}, "
+                             f"integer_io={integer_io!r} for 'saved_model'")
         return export_saved_model(model, path, overwrite=overwrite, input_size=input_size)
     return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite,
-                         input_size=input_size)
+                         input_size=input_size, integer_io=integer_io)

@@ -219,7 +219,8 @@ def load_saved_model(path, arg="model"):
 
 def load_tflite_model(path, arg="model", num_threads=None):
     """An `ExportedModel` of a `.tflite` file written by `tfdeblur.export`
-    (any quantization; int8 models keep float32 signatures)."""
+    (any quantization; an `--integer-io` model's quantized `deblur_float`
+    is fed and read through its scale and zero point by `run_tflite`)."""
     from tfdeblur import export
 
     with open(path, "rb") as f:
