@@ -224,7 +224,12 @@ def live(tmp_path_factory):
 
 
 def test_live_server_rest_and_grpc(live):
-    url, grpc_target = live
+    check_live_server(*live)
+
+
+def check_live_server(url, grpc_target=None):
+    """The live test's client: REST `deblur_encoded` (and gRPC when given)
+    against `tiny_model()`'s output."""
     model = tiny_model()
     image = to_uint8(random_images(1, 19, 27, seed=6))[0]
     expected = keras_uint8(model, image[None])[0]
@@ -246,3 +251,63 @@ def test_live_server_rest_and_grpc(live):
         with grpc.insecure_channel(grpc_target) as channel:
             reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60.0)
         assert_close_uint8(tf.make_ndarray(reply.outputs["deblurred"])[0], expected)
+
+
+class StandInServer:
+    """A local stand-in for TF Serving's REST `:predict` on one SavedModel, so
+    the live test's client runs (and can fail) without a model server: the
+    row format (`instances`), `{"b64": ...}` for string inputs, and string
+    outputs named `*_bytes` returned as `{"b64": ...}`, as TF Serving does."""
+
+    def __init__(self, path, name="tiny"):
+        import http.server
+        import threading
+
+        loaded = tf.saved_model.load(str(path))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                if self.path != f"/v1/models/{name}:predict":
+                    return self._reply(404, {"error": f"no model at {self.path}"})
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fn = loaded.signatures[body.get("signature_name", "serving_default")]
+                (key, spec), = fn.structured_input_signature[1].items()
+                values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in body["instances"]]
+                (out_key, out), = fn(**{key: tf.constant(values, dtype=spec.dtype)}).items()
+                out = out.numpy()
+                rows = ([{"b64": base64.b64encode(v).decode()} for v in out] if out_key.endswith("_bytes")
+                        else out.tolist())
+                self._reply(200, {"predictions": rows})
+
+            def _reply(self, code, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/models/{name}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_live_client_runs_against_a_stand_in_rest_server(tmp_path):
+    """The opt-in live test's client code, exercised here: right model, it
+    passes; another model behind the same URL, it fails."""
+    with StandInServer(write_live_export(tmp_path / "tiny" / "1")) as server:
+        check_live_server(server.url)
+    other = export.export_saved_model(tiny_model(seed=1), tmp_path / "other" / "1")
+    with StandInServer(other) as server, pytest.raises(AssertionError):
+        check_live_server(server.url)
