@@ -662,7 +662,8 @@ def run_tflite(interpreter, images, signature=None):
     details = runner.get_input_details()[INPUT_KEY]
     expected = details["dtype"]
     scale, zero_point = details["quantization"]
-    if scale and images.dtype == np.float32 and np.issubdtype(expected, np.integer):
+    quantize = bool(scale) and images.dtype == np.float32 and np.issubdtype(expected, np.integer)
+    if quantize:  # integer tensors given as integers pass as they are, both ways
         limits = np.iinfo(expected)
         images = np.clip(np.rint(images / scale) + zero_point, limits.min, limits.max).astype(expected)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != expected:
@@ -672,7 +673,7 @@ def run_tflite(interpreter, images, signature=None):
         )
     out = runner(**{INPUT_KEY: images})[OUTPUT_KEY]
     scale, zero_point = runner.get_output_details()[OUTPUT_KEY]["quantization"]
-    if scale and details["quantization"][0]:  # quantized in, quantized out: dequantize
+    if quantize and scale:
         return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
     return out
 
