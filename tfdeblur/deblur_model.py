@@ -25,7 +25,6 @@ train/test steps feed it both.
 import collections.abc
 
 import keras
-import tensorflow as tf
 from tfdeblur import keras_private
 from tfdeblur.serialization import public
 
@@ -131,7 +130,7 @@ class DeblurModel(keras.Model):
         )
         keras_private.loss_tracker(self).update_state(
             keras_private.unscale_loss_for_distribution(loss),
-            sample_weight=tf.shape(x)[0],
+            sample_weight=keras.ops.shape(x)[0],
         )
         trackers = getattr(self, "_term_trackers", None)
         if trackers and isinstance(y_pred, collections.abc.Mapping):
@@ -140,6 +139,10 @@ class DeblurModel(keras.Model):
         return loss
 
     def train_step(self, data):
+        # TensorFlow here only: the networks themselves are backend-neutral
+        # Keras (tfdeblur.training.jax_leg trains them under JAX).
+        import tensorflow as tf
+
         x, y, sample_weight = _unpack(data)
         with tf.GradientTape() as tape:
             y_pred = self.training_outputs(x, y, training=True)

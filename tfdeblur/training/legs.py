@@ -208,12 +208,17 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print
         "started": datetime.datetime.fromtimestamp(config_time, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ended": datetime.datetime.fromtimestamp(end_time, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_seconds": round(end_time - config_time, 1),
-        "machine": machine(),
+        # A leg trained elsewhere (tfdeblur.training.jax_leg on a GPU
+        # machine, adopted here) records that machine in its config.
+        "machine": config.get("machine") or machine(),
         "val": {k: summary[k] for k in ("images", "psnr", "ssim", "input_psnr", "input_ssim")},
         "total_steps_all_legs": sum(int(leg.get("steps_done", 0)) for leg in lineage) + (steps_done if shipped else 0),
         "shipped": bool(shipped),
         "logged": _now(),
     }
+    for key in ("backend", "schedule_note", "data_note", "train_seconds"):
+        if key in config:
+            record[key] = config[key]
     if shipped:
         pack(model_path, name, dtype="fp16", out=weights_out, overwrite=True,
              summary={"legs": record["leg"], "steps": record["total_steps_all_legs"], "recipe": record["recipe_name"],
