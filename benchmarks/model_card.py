@@ -246,9 +246,11 @@ def _fmt_seconds(s):
 
 
 def _machine_text(machine):
-    gpus = ", ".join(machine.get("gpus") or []) or "no GPU"
-    amx = "AMX" if machine.get("amx") else "no AMX"
-    return f"{machine.get('cores', '?')}-core {machine.get('cpu', '?')} ({amx}, {gpus})"
+    gpus = ", ".join(machine.get("gpus") or [])
+    if gpus:  # a GPU leg: the GPU is what timed it
+        return f"{gpus} ({machine.get('cores', '?')} CPU cores)"
+    amx = {True: "AMX", False: "no AMX"}.get(machine.get("amx"), "AMX not recorded")
+    return f"{machine.get('cores', '?')}-core {machine.get('cpu', '?')} ({amx}, no GPU)"
 
 
 def _leg_text(leg):
@@ -258,9 +260,12 @@ def _leg_text(leg):
     lr = leg.get("learning_rate")
     sched = (leg.get("schedule") or {}).get("class", "")
     salvaged = " (salvaged from a checkpoint)" if leg.get("salvaged_from_checkpoint") else ""
+    machine = leg.get("machine") or {}
+    where = _machine_text(machine) if machine.get("gpus") else f"load average {(machine.get('load_average') or ['?'])[0]}"
+    backend = f", {leg['backend']}" if leg.get("backend") else ""
     return (f"{leg.get('steps_done')} steps{salvaged} from {leg.get('init_from')}, seed {leg.get('seed')}, "
             f"crop {leg.get('crop')}, batch {leg.get('batch_size')}, lr {lr:g} {sched}, {leg.get('precision')}, "
-            f"{_fmt_seconds(leg.get('wall_seconds'))}, load average {(leg.get('machine') or {}).get('load_average', ['?'])[0]}{gain}")
+            f"{_fmt_seconds(leg.get('wall_seconds'))}, {where}{backend}{gain}")
 
 
 def card_markdown(result):

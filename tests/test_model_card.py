@@ -105,3 +105,22 @@ def test_card_of_weights_trained_in_legs_sums_the_legs(card):
     assert "| leg 2 | 700 steps from previous leg's shipped weights, seed 2, crop 128, batch 8, lr 0.0003 WarmupCosine" in text
     assert "held-out photos 23.50 dB (+1.00)" in text
     assert "last leg" not in text  # the raw record is not dumped
+
+
+def test_card_names_the_gpu_of_a_gpu_leg(card):
+    """A leg trained by jax_leg on a GPU machine: the card names the GPU and
+    the backend, not a load average nobody recorded."""
+    cpu = {"cpu": "AMD EPYC", "cores": 2, "amx": False, "gpus": [], "load_average": [1.5, 1, 1]}
+    gpu = {"cpu": "x86-64 (model not recorded)", "cores": 16, "amx": None, "gpus": ["NVIDIA H100 80GB HBM3"],
+           "host": None, "load_average": None}
+    legs = [{"leg": i, "steps_done": 100, "init_from": "scratch", "seed": i, "crop": 128, "batch_size": 8,
+             "learning_rate": 3e-4, "schedule": {"class": "WarmupCosine"}, "precision": "fp32", "wall_seconds": 60.0,
+             "machine": m, **extra}
+            for i, m, extra in ((1, cpu, {}), (2, gpu, {"backend": "keras 3.15.1 on jax 0.11.2"}))]
+    result = {"label": "x-photos", "class": "LMFN", "preset": "lmfn", "params": 1, "sets": {},
+              "summary": {"legs": 2, "steps": 200}, "legs": legs}
+    text = card.card_markdown(result)
+    assert "| hardware | 2-core AMD EPYC (no AMX, no GPU); NVIDIA H100 80GB HBM3 (16 CPU cores) |" in text
+    assert "1.0 min (60 s), load average 1.5 |" in text
+    assert "1.0 min (60 s), NVIDIA H100 80GB HBM3 (16 CPU cores), keras 3.15.1 on jax 0.11.2 |" in text
+    assert "load average ?" not in text and "None" not in text

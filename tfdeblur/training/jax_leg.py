@@ -52,7 +52,7 @@ def _init_worker(photos_dir):
     bank = photos.PhotoBank(photos_dir)
     # Every photo of the folder trains: the folder holds only photos of the
     # training split (the held-out split stays on the TensorFlow machine).
-    bank.splits["train"] = bank.splits["train"] + bank.splits["val"]
+    bank.splits["train"] = photos.list_photos(photos_dir)
     _BANK = bank
 
 
@@ -190,9 +190,13 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
     import multiprocessing as mp
 
     t0 = time.time()
-    os.makedirs(out, exist_ok=True)
+    keras_mod = sys.modules.get("keras")
+    backend = keras_mod.backend.backend() if keras_mod else os.environ.get("KERAS_BACKEND")
+    if backend != "jax":
+        raise SystemExit(f"jax_leg runs under KERAS_BACKEND=jax; this process has {backend or 'tensorflow'}")
     if not os.path.isdir(photos_dir):
         raise SystemExit(f"--photos {photos_dir}: not a directory")
+    os.makedirs(out, exist_ok=True)
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     # Workers fork before JAX starts (forking a process that runs JAX's
     # threads can deadlock).
@@ -201,8 +205,6 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
     import jax.numpy as jnp
     import keras
 
-    if keras.backend.backend() != "jax":
-        raise SystemExit("jax_leg needs KERAS_BACKEND=jax")
     devices = [str(d) for d in jax.devices()]
     log(f"jax {jax.__version__}, keras {keras.__version__}, devices {devices}, {workers} data workers")
     trainees = [_Trainee(s, peak_lr) for s in specs]
@@ -277,17 +279,18 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
 
 
 def _machine(devices):
-    import platform
+    """legs.machine(), with the GPU names nvidia-smi gives (no TensorFlow here)."""
+    import subprocess
 
-    gpu = ""
+    from tfdeblur.training.legs import machine
+
     try:
-        import subprocess
-
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout.strip()
-    except Exception:  # noqa: BLE001 - no nvidia-smi: the device list says enough
-        pass
-    return {"gpu": gpu or ", ".join(devices), "cpus": os.cpu_count(), "platform": platform.platform()}
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=20).stdout.split("\n")
+        gpus = [n.strip() for n in names if n.strip()]
+    except (OSError, subprocess.SubprocessError):  # no nvidia-smi: JAX's device list says enough
+        gpus = []
+    return machine(gpus=gpus or [d for d in devices if not d.startswith("cpu")])
 
 
 # -- back on a TensorFlow machine ----------------------------------------------

@@ -66,8 +66,9 @@ def append_leg(name, record, log_dir=None):
     atomic_write(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
-def machine():
-    """What the leg ran on (timings differ several-fold between machines)."""
+def machine(gpus=None):
+    """What the leg ran on (timings differ several-fold between machines);
+    `gpus`: the GPU names, when the caller knows them (else TensorFlow's)."""
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -77,10 +78,13 @@ def machine():
     except OSError:
         amx = False
     try:
-        import tensorflow as tf
+        if gpus is not None:
+            gpus = list(gpus)
+        else:
+            import tensorflow as tf
 
-        gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                for g in tf.config.list_physical_devices("GPU")]
+            gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                    for g in tf.config.list_physical_devices("GPU")]
     except Exception:  # noqa: BLE001 - best effort description
         gpus = []
     return {"cpu": cpu, "cores": os.cpu_count(), "amx": amx, "gpus": gpus, "host": platform.node(),

@@ -1,0 +1,129 @@
+"""tfdeblur/training/jax_leg.py: a leg trained under Keras' JAX backend on a
+GPU machine without TensorFlow, adopted here as an ordinary leg. The JAX
+training loop itself runs only where JAX is installed (skipped otherwise);
+its schedule, data and the adoption run everywhere."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from tfdeblur.datasets import photos
+from tfdeblur.schedules import WarmupCosine
+from tfdeblur.training import jax_leg, legs
+
+
+def test_learning_rate_is_warmup_cosine_with_progress_in_place_of_steps():
+    """At the progress a step-counted leg of `decay` steps would have made,
+    the time-driven rate equals WarmupCosine's (tfdeblur/schedules.py)."""
+    peak, warmup, decay, final = 3e-4, 100, 1000, 0.05
+    sched = WarmupCosine(peak, decay, warmup_steps=warmup, final_fraction=final)
+    for step in (0, 1, 50, 99, 100, 101, 400, 777, 999, 1000):
+        progress = (step - warmup) / (decay - warmup)
+        got = jax_leg.learning_rate(step, progress, peak, warmup, final)
+        np.testing.assert_allclose(got, float(sched(step)), rtol=1e-5, err_msg=f"step {step}")
+    # Past the end of the time budget: the floor, never below it.
+    assert jax_leg.learning_rate(5000, 1.7, peak, warmup, final) == pytest.approx(peak * final)
+
+
+@pytest.fixture()
+def photo_dir(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        img = cv2.GaussianBlur((rng.random((80, 96, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), img)
+    monkeypatch.setattr(jax_leg, "_BANK", None)
+    return str(tmp_path)
+
+
+def test_batches_are_the_photos_stream_under_one_d4_transform_per_pair(photo_dir):
+    jax_leg._init_worker(photo_dir)
+    assert len(jax_leg._BANK.splits["train"]) == 3  # every photo of the folder trains
+    blur, sharp = jax_leg._make_batch((4, 1, 2, 32))
+    assert blur.shape == sharp.shape == (2, 32, 32, 3) and blur.dtype == np.uint8
+    again = jax_leg._make_batch((4, 1, 2, 32))
+    np.testing.assert_array_equal(blur, again[0])  # a batch is fixed by (seed, index)
+    assert not np.array_equal(blur, jax_leg._make_batch((4, 2, 2, 32))[0])
+    for j in range(2):
+        b, s = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2 + j), 32, split="train")
+        b8, s8 = (np.round(a * 255).astype(np.uint8) for a in (b, s))
+        d4 = [lambda a, k=k, f=f: (np.rot90(a, k)[:, ::-1] if f else np.rot90(a, k)) for k in range(4) for f in (0, 1)]
+        matches = [t for t in d4 if np.array_equal(t(b8), blur[j])]
+        assert matches, f"pair {j}: not a D4 transform of the stream's pair"
+        assert any(np.array_equal(t(s8), sharp[j]) for t in matches)  # the same transform on both
+
+
+def test_run_refuses_the_tensorflow_backend(photo_dir, tmp_path):
+    with pytest.raises(SystemExit, match="KERAS_BACKEND=jax"):
+        jax_leg.run([("lmfn-photos", "lmfn", "lmfn_photos")], photo_dir, str(tmp_path / "out"), 10)
+
+
+def _fake_leg_output(tmp_path, name="lmfn-photos"):
+    """What `run` writes for one model: NAME.npz (weights by path) + NAME.json."""
+    import tfdeblur.models as models
+
+    model = models.from_preset(name)
+    arrays = {v.path: v.numpy() + np.float32(0.01) for v in model.weights}
+    npz = tmp_path / f"{name}.npz"
+    np.savez(npz, **arrays)
+    meta = {
+        "name": name, "net": "lmfn", "recipe_name": "lmfn_photos",
+        "recipe": {**models.get_recipe("lmfn_photos"), "data": "synthetic"},
+        "init_from": name, "steps_done": 123, "crop": 256, "batch_size": 16, "learning_rate": 3e-4, "seed": 9,
+        "final": True, "data": "photos (test)", "schedule_note": "WarmupCosine over the leg's wall time (jax_leg)",
+        "started_unix": 1_700_000_000.0, "ended_unix": 1_700_000_500.0, "train_seconds": 440.0,
+        "loss_history": [0.05, 0.04], "precision": "fp32",
+        "machine": {"cpu": "x", "cores": 16, "amx": None, "gpus": ["Some GPU"], "host": None, "load_average": None},
+        "backend": "keras 3.15.1 on jax 0.11.2",
+    }
+    (tmp_path / f"{name}.json").write_text(json.dumps(meta))
+    return str(npz), arrays, meta
+
+
+def test_adopted_leg_finishes_like_any_leg(tmp_path):
+    npz, arrays, meta = _fake_leg_output(tmp_path)
+    log_dir, weights_out = str(tmp_path / "legs"), str(tmp_path / "weights")
+    os.makedirs(weights_out)
+    run = jax_leg.adopt(npz, str(tmp_path / "runs"), log_dir=log_dir, log=lambda *_: None)
+    assert run.endswith("lmfn-photos-leg1")
+    model = keras.saving.load_model(os.path.join(run, "model.keras"), compile=False)
+    got = {v.path: v.numpy() for v in model.weights}
+    assert set(got) == set(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(got[key], value)
+    assert os.path.getmtime(os.path.join(run, "config.json")) == meta["started_unix"]
+    assert os.path.getmtime(os.path.join(run, "model.keras")) == meta["ended_unix"]
+    rec = legs.finish("lmfn-photos", run, log_dir=log_dir, weights_out=weights_out, val_images=1, log=lambda *_: None)
+    assert rec["steps_done"] == 123 and rec["crop"] == 256 and rec["seed"] == 9 and rec["wall_seconds"] == 500.0
+    assert rec["machine"] == meta["machine"] and rec["backend"] == meta["backend"]
+    assert rec["init_from"] == "previous leg's shipped weights" and rec["shipped"]
+    assert os.path.exists(os.path.join(weights_out, "lmfn-photos.weights.npz"))
+    with pytest.raises(SystemExit, match="exists already"):
+        jax_leg.adopt(npz, str(tmp_path / "runs"), log_dir=str(tmp_path / "other-legs"), log=lambda *_: None)
+
+
+def test_adopt_names_a_missing_record(tmp_path):
+    npz, _, _ = _fake_leg_output(tmp_path)
+    os.remove(os.path.splitext(npz)[0] + ".json")
+    with pytest.raises(SystemExit, match=r"lmfn-photos\.json does not exist"):
+        jax_leg.adopt(npz, str(tmp_path / "runs"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                    reason="jax is not installed: the JAX-backend training loop is not rehearsed here")
+def test_jax_run_trains_and_writes_weights(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    cmd = [sys.executable, "-m", "tfdeblur.training.jax_leg", "run", "--model", "lmfn-photos:lmfn:lmfn_photos",
+           "--photos", photo_dir, "--seconds", "3", "--out", str(out), "--crop", "32", "--batch-size", "2",
+           "--workers", "1"]
+    subprocess.run(cmd, check=True, env=env, cwd=str(tmp_path), timeout=600)
+    meta = json.loads((out / "lmfn-photos.json").read_text())
+    assert meta["final"] and meta["steps_done"] >= 1
+    with np.load(out / "lmfn-photos.npz") as z:
+        assert len(z.files) == 166
