@@ -127,3 +127,25 @@ def test_jax_run_trains_and_writes_weights(photo_dir, tmp_path):
     assert meta["final"] and meta["steps_done"] >= 1
     with np.load(out / "lmfn-photos.npz") as z:
         assert len(z.files) == 166
+
+
+def test_bundle_carries_only_the_training_split(tmp_path):
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(23):
+        folder = root / "sub" if i % 2 else root
+        cv2.imwrite(str(folder / f"img{i:02d}.png"), (rng.random((70, 70, 3)) * 255).astype(np.uint8))
+    bank = photos.PhotoBank(str(root))
+    rel = lambda paths: {os.path.relpath(p, root) for p in paths}  # noqa: E731
+    out = tmp_path / "bundle"
+    n, size = jax_leg.bundle(str(root), str(out), every=1, log=lambda *_: None)
+    carried = dict(line.split("\t") for line in (out / "photos" / "MANIFEST.txt").read_text().splitlines())
+    assert n == len(carried) == len(bank.splits["train"]) == 21
+    assert set(carried.values()) == rel(bank.splits["train"]) and not set(carried.values()) & rel(bank.splits["val"])
+    assert size == sum(os.path.getsize(out / "photos" / k) for k in carried)
+    assert "KERAS_BACKEND=jax" in (out / "setup.sh").read_text()
+    n2, _ = jax_leg.bundle(str(root), str(out), every=2, log=lambda *_: None)
+    assert n2 == 11 and len(os.listdir(out / "photos")) == 12  # the earlier photos are gone (+ MANIFEST.txt)
+    with pytest.raises(ValueError, match="every must be >= 1"):
+        jax_leg.bundle(str(root), str(out), every=0)

@@ -6,14 +6,18 @@ network, no room to carry a TensorFlow wheel) can still train them. This
 module runs one leg of one or more released models there, on the photos
 stream of `tfdeblur.datasets.photos` (the same synthesis, made by a pool of
 CPU worker processes), and writes each model's weights as a float32 npz
-keyed by weight path, plus a JSON record of the leg. Back on a TensorFlow
+keyed by weight path, plus a JSON record of the leg (docs/models.md has
+the whole procedure and its measured speed). Back on a TensorFlow
 machine, `adopt` turns that into an ordinary leg run folder (`model.keras`
 + `config.json`), which `python -m tfdeblur.training.legs finish` scores,
 packs and logs like any other leg:
 
-    # on the GPU machine (KERAS_BACKEND=jax is set here)
-    python -m tfdeblur.training.jax_leg run --model mtwdn-photos:mtwdn:mtwdn_photos \\
-        --model lmfn-photos:lmfn:lmfn_photos --photos PHOTOS --seconds 420 --out OUT
+    # here: the training photos + setup.sh (+ Keras' wheels by hand), carried
+    python -m tfdeblur.training.jax_leg bundle --photos ../shared/data/sharp --out .gpuleg
+    # on the GPU machine (setup.sh sets KERAS_BACKEND=jax; run from outside the repo)
+    source .gpuleg/setup.sh && R=$PWD && cd /tmp && python3 -m tfdeblur.training.jax_leg run \\
+        --model mtwdn-photos:mtwdn:mtwdn_photos --model lmfn-photos:lmfn:lmfn_photos \\
+        --photos $R/.gpuleg/photos --seconds 900 --end-by 520 --out OUT
     # back here
     python -m tfdeblur.training.jax_leg adopt OUT/mtwdn-photos.npz --runs /work/runs
     python -m tfdeblur.training.legs finish mtwdn-photos --run /work/runs/mtwdn-photos-legK
@@ -293,6 +297,66 @@ def _machine(devices):
     return machine(gpus=gpus or [d for d in devices if not d.startswith("cpu")])
 
 
+# -- what the GPU machine needs --------------------------------------------------
+SETUP_SH = """# Sourced on the GPU machine from the repository root: Keras from the
+# carried wheels, tfdeblur importable without installing it (models/ and
+# datasets/ linked into a copy of the package, as the install maps them).
+# Then run jax_leg from outside the repository (cd /tmp): with `python -m`
+# the current folder comes first on sys.path.
+REPO=$PWD
+BUNDLE=${BUNDLE:-$(dirname "${BASH_SOURCE[0]}")}
+export KERAS_BACKEND=jax
+if [ -d "$BUNDLE/whl" ] && ls "$BUNDLE"/whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$BUNDLE"/whl/*.whl || return 1
+fi
+rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r "$REPO/tfdeblur" /tmp/pkg/ \\
+  && ln -s "$REPO/models" /tmp/pkg/tfdeblur/models && ln -s "$REPO/datasets" /tmp/pkg/tfdeblur/datasets
+export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1
+"""
+
+
+def bundle(photos_root, out, every=2, quality=95, max_mb=None, log=print):
+    """Writes what a GPU machine needs besides the repository into `out`:
+    OUT/photos/ (the *training* split of `photos_root`'s photos, every
+    `every`-th one, re-encoded as JPEG `quality`, with MANIFEST.txt naming
+    each source; the held-out split never leaves this machine) and
+    OUT/setup.sh. Keras' wheels go in OUT/whl/ by hand (see docs/models.md):
+    nothing here downloads. Returns (photos written, bytes)."""
+    import cv2
+
+    from tfdeblur.datasets import photos
+    from tfdeblur.io import atomic_write
+
+    if int(every) < 1:
+        raise ValueError(f"every must be >= 1; got {every!r}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100; got {quality!r}")
+    bank = photos.PhotoBank(photos_root)
+    dest = os.path.join(out, "photos")
+    os.makedirs(dest, exist_ok=True)
+    for old in os.listdir(dest):
+        os.remove(os.path.join(dest, old))
+    written, total, manifest = 0, 0, []
+    for i, path in enumerate(bank.splits["train"]):
+        if i % int(every):
+            continue
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"photos_root: cannot decode {path}")
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if max_mb is not None and total + len(buf) > max_mb * 1e6:
+            log(f"stopped at {max_mb} MB")
+            break
+        name = f"{i:05d}.jpg"
+        atomic_write(os.path.join(dest, name), buf.tobytes())
+        manifest.append(f"{name}\t{os.path.relpath(path, photos_root)}")
+        written, total = written + 1, total + len(buf)
+    atomic_write(os.path.join(dest, "MANIFEST.txt"), "\n".join(manifest) + "\n")
+    atomic_write(os.path.join(out, "setup.sh"), SETUP_SH)
+    log(f"{written} training photos ({total / 1e6:.1f} MB) and setup.sh in {out}")
+    return written, total
+
+
 # -- back on a TensorFlow machine ----------------------------------------------
 def adopt(npz_path, runs, log_dir=None, log=print):
     """Makes a leg run folder (`model.keras`, `config.json`) of jax_leg's
@@ -366,6 +430,12 @@ def main(argv=None):
     r.add_argument("--save-every", type=float, default=90.0)
     r.add_argument("--end-by", type=float, default=None,
                    help="end at most this many seconds after the start, set-up included (shortens --seconds)")
+    b = sub.add_parser("bundle", help="write the training photos and setup.sh a GPU machine needs")
+    b.add_argument("--photos", required=True, help="the photos folder of the leg's data (e.g. ../shared/data/sharp)")
+    b.add_argument("--out", required=True, help="a folder .git/info/exclude ignores (e.g. .gpuleg), carried to the machine")
+    b.add_argument("--every", type=int, default=2, help="every N-th training photo (the carried tree is limited)")
+    b.add_argument("--quality", type=int, default=95)
+    b.add_argument("--max-mb", type=float, default=None)
     a = sub.add_parser("adopt", help="turn run's NAME.npz into a leg run folder for `legs finish`")
     a.add_argument("npz")
     a.add_argument("--runs", required=True)
@@ -380,6 +450,8 @@ def main(argv=None):
         run(specs, args.photos, args.out, args.seconds, crop=args.crop, batch=args.batch_size, seed=args.seed,
             workers=args.workers, peak_lr=args.learning_rate, save_every=args.save_every, end_by=args.end_by,
             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    elif args.cmd == "bundle":
+        bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb)
     else:
         adopt(args.npz, args.runs)
 
