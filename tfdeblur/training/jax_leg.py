@@ -23,7 +23,8 @@ packs and logs like any other leg:
     python -m tfdeblur.training.legs finish mtwdn-photos --run /work/runs/mtwdn-photos-legK
 
 All models of a `run` see the same batches (one data stream feeds them
-all: the CPU workers, not the GPU, are the bottleneck). The leg is bounded
+all: the synthesis costs the same however many models train; on one H100
+with 15 workers the data waited under 2 % of the time). The leg is bounded
 by wall time, not steps: the learning rate follows the recipe's WarmupCosine
 (linear warm-up over its warm-up steps, then a half cosine to
 `final_fraction`), with the cosine's progress measured in the fraction of
