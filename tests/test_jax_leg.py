@@ -63,18 +63,23 @@ def test_run_refuses_the_tensorflow_backend(photo_dir, tmp_path):
         jax_leg.run([("lmfn-photos", "lmfn", "lmfn_photos")], photo_dir, str(tmp_path / "out"), 10)
 
 
-def _fake_leg_output(tmp_path, name="lmfn-photos"):
+TINY = {"widths": [4, 8, 8], "blocks_per_level": 1}
+
+
+def _fake_leg_output(tmp_path, name="mtwdn-jaxtest"):
     """What `run` writes for one model: NAME.npz (weights by path) + NAME.json."""
     import tfdeblur.models as models
 
-    model = models.from_preset(name)
-    arrays = {v.path: v.numpy() + np.float32(0.01) for v in model.weights}
+    model = models.build("mtwdn", **TINY)
+    rng = np.random.default_rng(0)
+    arrays = {v.path: (v.numpy() + rng.normal(0, 0.01, v.shape)).astype(np.float32) for v in model.weights}
     npz = tmp_path / f"{name}.npz"
     np.savez(npz, **arrays)
     meta = {
-        "name": name, "net": "lmfn", "recipe_name": "lmfn_photos",
-        "recipe": {**models.get_recipe("lmfn_photos"), "data": "synthetic"},
-        "init_from": name, "steps_done": 123, "crop": 256, "batch_size": 16, "learning_rate": 3e-4, "seed": 9,
+        "name": name, "net": "mtwdn", "recipe_name": "mtwdn_photos",
+        "recipe": {**models.get_recipe("mtwdn_photos"), "data": "synthetic"},
+        "init_from": None, "model_config": model.get_config(), "steps_done": 123, "crop": 256, "batch_size": 16,
+        "learning_rate": 3e-4, "seed": 9,
         "final": True, "data": "photos (test)", "schedule_note": "WarmupCosine over the leg's wall time (jax_leg)",
         "started_unix": 1_700_000_000.0, "ended_unix": 1_700_000_500.0, "train_seconds": 440.0,
         "loss_history": [0.05, 0.04], "precision": "fp32",
@@ -85,12 +90,16 @@ def _fake_leg_output(tmp_path, name="lmfn-photos"):
     return str(npz), arrays, meta
 
 
-def test_adopted_leg_finishes_like_any_leg(tmp_path):
+def test_adopted_leg_finishes_like_any_leg(tmp_path, monkeypatch):
+    from tfdeblur.weights import pack as pack_module
+
+    packed = []  # packing is tested in test_weights/test_legs; here: what finish hands it
+    monkeypatch.setattr(pack_module, "pack", lambda model_path, name, **kw: packed.append((model_path, name, kw)))
     npz, arrays, meta = _fake_leg_output(tmp_path)
     log_dir, weights_out = str(tmp_path / "legs"), str(tmp_path / "weights")
     os.makedirs(weights_out)
     run = jax_leg.adopt(npz, str(tmp_path / "runs"), log_dir=log_dir, log=lambda *_: None)
-    assert run.endswith("lmfn-photos-leg1")
+    assert run.endswith("mtwdn-jaxtest-leg1")
     model = keras.saving.load_model(os.path.join(run, "model.keras"), compile=False)
     got = {v.path: v.numpy() for v in model.weights}
     assert set(got) == set(arrays)
@@ -98,11 +107,12 @@ def test_adopted_leg_finishes_like_any_leg(tmp_path):
         np.testing.assert_array_equal(got[key], value)
     assert os.path.getmtime(os.path.join(run, "config.json")) == meta["started_unix"]
     assert os.path.getmtime(os.path.join(run, "model.keras")) == meta["ended_unix"]
-    rec = legs.finish("lmfn-photos", run, log_dir=log_dir, weights_out=weights_out, val_images=1, log=lambda *_: None)
+    rec = legs.finish("mtwdn-jaxtest", run, log_dir=log_dir, weights_out=weights_out, val_images=1, log=lambda *_: None)
     assert rec["steps_done"] == 123 and rec["crop"] == 256 and rec["seed"] == 9 and rec["wall_seconds"] == 500.0
     assert rec["machine"] == meta["machine"] and rec["backend"] == meta["backend"]
-    assert rec["init_from"] == "previous leg's shipped weights" and rec["shipped"]
-    assert os.path.exists(os.path.join(weights_out, "lmfn-photos.weights.npz"))
+    assert rec["init_from"] == "scratch" and rec["shipped"] and rec["val"]["images"] == 1
+    assert [(p, n, kw["out"]) for p, n, kw in packed] == [(os.path.join(run, "model.keras"), "mtwdn-jaxtest", weights_out)]
+    assert packed[0][2]["summary"]["last_leg"]["machine"]["gpus"] == ["Some GPU"]
     with pytest.raises(SystemExit, match="exists already"):
         jax_leg.adopt(npz, str(tmp_path / "runs"), log_dir=str(tmp_path / "other-legs"), log=lambda *_: None)
 
@@ -110,7 +120,7 @@ def test_adopted_leg_finishes_like_any_leg(tmp_path):
 def test_adopt_names_a_missing_record(tmp_path):
     npz, _, _ = _fake_leg_output(tmp_path)
     os.remove(os.path.splitext(npz)[0] + ".json")
-    with pytest.raises(SystemExit, match=r"lmfn-photos\.json does not exist"):
+    with pytest.raises(SystemExit, match=r"mtwdn-jaxtest\.json does not exist"):
         jax_leg.adopt(npz, str(tmp_path / "runs"))
 
 

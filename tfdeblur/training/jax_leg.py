@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import time
+import types
 
 SPLIT_TAG = 31  # photos.SPLIT_TAGS["train"]
 
@@ -229,7 +230,7 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
         now = time.time()
         return {
             "name": t.name, "net": t.net, "recipe_name": t.recipe_name, "recipe": t.recipe,
-            "init_from": t.init_from, "steps_done": t.steps, "crop": crop, "batch_size": batch,
+            "init_from": t.init_from, "model_config": t.model.get_config(), "steps_done": t.steps, "crop": crop, "batch_size": batch,
             "learning_rate": t.peak, "seed": seed, "final": final,
             "data": "photos (jax_leg: the training split of photos:../shared/data/sharp, every other photo, JPEG q95)",
             "schedule_note": "WarmupCosine over the leg's wall time (jax_leg)",
@@ -379,16 +380,12 @@ def adopt(npz_path, runs, log_dir=None, log=print):
     with np.load(npz_path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     name = meta["name"]
-    model = models.from_preset(name) if meta.get("init_from") else models.build(meta["net"])
-    manifest = W.read_manifest(name) if meta.get("init_from") else None
-
-    class _Stub:
-        pass
-
-    if manifest is None:
-        manifest = _Stub()
-        manifest.name, manifest.preset, manifest.weights_path = name, meta["net"], npz_path
-    W.assign(model, manifest, arrays)
+    if meta.get("model_config"):  # the network exactly as it trained
+        model = models.get_preset(meta["net"]).cls.from_config(meta["model_config"])
+    else:
+        model = models.from_preset(name) if meta.get("init_from") else models.build(meta["net"])
+    where = types.SimpleNamespace(name=name, preset=meta["net"], weights_path=npz_path)  # for assign's errors
+    W.assign(model, where, arrays)
     leg = len(legs.read_legs(name, log_dir)) + 1
     out = os.path.join(runs, f"{name}-leg{leg}")
     if os.path.exists(out):
