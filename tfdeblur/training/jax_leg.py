@@ -94,16 +94,16 @@ def learning_rate(step, progress, peak, warmup_steps, final_fraction):
 def _save_npz(path, arrays):
     import numpy as np
 
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    from tfdeblur.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+        np.savez(f, **arrays)
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    from tfdeblur.io import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 class _Trainee:
