@@ -39,6 +39,7 @@ back with `--data pairs:OUT/blur,OUT/sharp`.
 import argparse
 import functools
 import json
+import logging
 import os
 import sys
 from types import MappingProxyType
@@ -47,6 +48,8 @@ import numpy as np
 
 from tfdeblur.datasets import kernels
 from tfdeblur.datasets.synthetic import blur_image, dead_leaves, quantize8
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_COUNTS = MappingProxyType({"motion": 32, "gaussian": 16, "defocus": 8})
 KINDS = tuple(DEFAULT_COUNTS)
@@ -244,6 +247,7 @@ def write_globalblur(out_dir, sharp_dir=None, kernel_file=None, counts=None, see
     (the sharp image repeated, so `pairs:OUT/blur,OUT/sharp` reads it), the
     kernels as OUT/kernels.npz and OUT/manifest.json. Files appear atomically.
     Returns the number of pairs."""
+    log = log or logger.info
     from tfdeblur.io import atomic_path, atomic_write, write_image
 
     out_dir = os.fspath(out_dir)

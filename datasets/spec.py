@@ -28,6 +28,7 @@ RGB float32 in [0, 1] (gray replicated, alpha dropped, 16-bit / 65535).
 Unknown or malformed specs raise `DataSpecError` with a one-line message.
 """
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -36,6 +37,8 @@ from tfdeblur.datasets import layouts as _layouts
 from tfdeblur.datasets import pairs as _pairs
 from tfdeblur.datasets.augment import paired_flip_rot
 from tfdeblur.datasets.synthetic import synthetic_dataset
+
+logger = logging.getLogger(__name__)
 
 # The --data help of the command line.
 HELP = (
@@ -327,6 +330,7 @@ def prepare(spec, out, count=None, seed=None, size=None, shards=1, crop=None, ov
     prepare`; read back with `tfrecord:OUT`); returns (meta, one summary line).
     Generated kinds (`tfrecord.GENERATED_KINDS`) need `count` and take `seed`
     and `size`; file kinds refuse those. Errors name the option."""
+    log = log or logger.info
     from tfdeblur.datasets import tfrecord as _tfrecord
 
     spec = parse_spec(spec) if isinstance(spec, str) else spec

@@ -28,6 +28,7 @@ The folder appears atomically: everything is written into a hidden
 temporary folder beside DIR, which is renamed to DIR at the end.
 """
 import json
+import logging
 import os
 
 import cv2
@@ -36,6 +37,8 @@ import tensorflow as tf
 
 from tfdeblur.datasets.augment import paired_flip_rot, paired_random_crop
 from tfdeblur.io import ImageError, atomic_path, read_image_samples
+
+logger = logging.getLogger(__name__)
 
 META = "meta.json"
 FORMAT = "tfdeblur-pairs-v1"
@@ -92,6 +95,7 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
 
     Returns the metadata dict also written to `out/meta.json`.
     """
+    log = log or logger.info
     def samples():
         for (blur_path, sharp_path), name in zip(pairs, names):
             blur = read_image_samples(blur_path, allow_conversion=True)
@@ -211,6 +215,7 @@ def generated_samples(spec, count, seed=0, size=None):
 def write_generated(spec, count, out, seed=0, size=None, shards=1, crop=None, overwrite=False, log=None):
     """Writes `count` generated pairs of `spec` (see `generated_samples`) like
     `write_tfrecords`; meta.json also records seed and size."""
+    log = log or logger.info
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"--count must be a positive integer; got {count!r}")
     if not isinstance(seed, int) or seed < 0:

@@ -21,11 +21,14 @@ here and why (`tfdeblur.training.precision.choose_precision`); the machine
 line says whether the CPU has AMX and AVX512-BF16.
 """
 import json
+import logging
 import os
 import subprocess
 import sys
 
 from tfdeblur.timing import conv_width, median, median_seconds, seconds_each  # noqa: F401  (bench.* is the harness benchmarks/ use)
+
+logger = logging.getLogger(__name__)
 
 SIZES = {"256x256": (256, 256), "1280x720": (720, 1280)}
 CEILING_LAYERS = 8
@@ -107,10 +110,11 @@ def run_worker(net, precision, repeats):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def report(nets, precisions, repeats, out=None, log=print):
+def report(nets, precisions, repeats, out=None, log=None):
     """Measures every network in every precision (`run_worker`, one process
     each; `log` says when each is done); returns the dated markdown table,
     also written to `out` (atomically) when given."""
+    log = log or logger.info
     import time
 
     from tfdeblur.io import write_text

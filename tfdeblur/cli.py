@@ -188,7 +188,7 @@ def _cmd_prepare(args):
     from tfdeblur.datasets import spec as data_spec
 
     _, line = data_spec.prepare(args.data, args.out, count=args.count, seed=args.seed, size=args.size,
-                                shards=args.shards, crop=args.crop, overwrite=args.overwrite, log=print)
+                                shards=args.shards, crop=args.crop, overwrite=args.overwrite)
     print(line)
     return 0
 
@@ -210,7 +210,7 @@ def _cmd_deblur(args):
     deblurrer = _deblurrer(args, load_artifact(args.model, arg="--model"))
     bar = Progress(len(targets))
     failures = deblur_files.restore_files(deblurrer, targets, truths, tlc.option_window(args.tlc, args.tlc_window),
-                                          quality=quality, progress=bar, log=lambda line: print(line, flush=True))
+                                          quality=quality, progress=bar)
     bar.close()
     for message in failures:
         print(f"error: {message}", file=sys.stderr)

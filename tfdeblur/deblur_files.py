@@ -4,9 +4,12 @@ which input goes to which output, and the input | output | truth sheets.
 Every check runs before the model loads, so a bad command line costs no
 time; errors are one line naming the option or file.
 """
+import logging
 import os
 
 from tfdeblur import io as tio
+
+logger = logging.getLogger(__name__)
 
 
 def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False, gt=None, fmt="same"):
@@ -105,13 +108,14 @@ def remove_stale_temps(out):
         tio.remove_stale_temps(folder)
 
 
-def restore_files(deblurrer, targets, truths=None, window=None, quality=None, progress=None, log=print):
+def restore_files(deblurrer, targets, truths=None, window=None, quality=None, progress=None, log=None):
     """Restores every (input, output, sheet or None) of `output_plan` with
     `deblurrer`, writing each output (and its input | output | truth sheet)
     atomically and logging `input -> output`. An input that fails (unreadable,
     too small for the TLC `window`, out of memory) is skipped; returns the
     one-line messages of those failures, each naming its file. `progress`: a
     `tfdeblur.console.Progress` over the files, moved tile by tile."""
+    log = log or logger.info
     import tensorflow as tf
 
     from tfdeblur import tlc

@@ -23,12 +23,16 @@ the model on a probe image). The local model shares every other layer, and
 so every weight, with the original: a later `set_weights` on either shows
 in both.
 """
+import logging
+
 import keras
 import numpy as np
 
 from tfdeblur.layers.channel_attention import ContrastPooling
 from tfdeblur.layers.local_pooling import LocalAveragePooling2D, LocalContrastPooling
 from tfdeblur.deblur_model import DeblurModel
+
+logger = logging.getLogger(__name__)
 
 # TLC's window: 1.5x the training size (Chu et al. 2022, sec. 4: "1.5x").
 WINDOW_FACTOR = 1.5
@@ -138,10 +142,11 @@ def check_window_fits(window, height, width, source="image"):
         )
 
 
-def apply_tlc_option(model, train_size, window=None, log=print, notice=None):
+def apply_tlc_option(model, train_size, window=None, log=None, notice=None):
     """The CLI's `--tlc TRAIN_SIZE [--tlc-window W]`: the local model and its
     window, or the original model and None, with a notice (to `notice`, else
     `log`) when it has no global pooling."""
+    log = log or logger.info
     try:
         local = to_local(model, train_size, window)
     except NoPoolingError as e:

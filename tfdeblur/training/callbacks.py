@@ -11,8 +11,12 @@ With `validation_data` and tfdeblur's PSNR/SSIM metrics compiled in
 (`tfdeblur.training.compile_args`), every epoch line and the TensorBoard
 callback carry `val_psnr` and `val_ssim`.
 """
+import logging
+
 import keras
 import tensorflow as tf
+
+logger = logging.getLogger(__name__)
 
 VAL_PAIRS = 8  # validated every epoch: small and fixed, so epochs stay comparable
 VAL_CROP = 256  # centre crop of larger validation images, pixels
@@ -39,6 +43,7 @@ class BestModel(keras.callbacks.Callback):
     save(model, path): writes the file; pass an atomic writer (the `train`
     command passes its own) so that a kill mid-save leaves the previous best.
     best: the value to beat (a resumed run's best so far), None: any.
+    log(line): where the new-best line goes (default: this module's logger, INFO).
     """
 
     def __init__(self, path, monitor="val_psnr", mode="max", save=None, best=None, log=None):
@@ -47,7 +52,7 @@ class BestModel(keras.callbacks.Callback):
             raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
         self.path, self.monitor, self.mode = path, monitor, mode
         self.save = save or (lambda model, p: model.save(p))
-        self.log = log
+        self.log = log or logger.info
         self.best = None if best is None else float(best)
         self.best_epoch = None
 
@@ -62,8 +67,7 @@ class BestModel(keras.callbacks.Callback):
         if value == value and self._better(value):  # NaN never wins
             self.best, self.best_epoch = value, epoch + 1
             self.save(self.model, self.path)
-            if self.log:
-                self.log(f"best {self.monitor} {value:.4f} (epoch {epoch + 1}) -> {self.path}")
+            self.log(f"best {self.monitor} {value:.4f} (epoch {epoch + 1}) -> {self.path}")
 
 
 class ValidationImages(keras.callbacks.Callback):

@@ -26,10 +26,13 @@ repeats another's batches.
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import sys
 import time
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LOG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "legs")
 
@@ -96,11 +99,12 @@ def _now():
 
 
 def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir=None, from_weights=None,
-          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=print):
+          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=None):
     """Runs the next leg of release `name`; returns its run folder.
 
     `crop`, `batch_size`, `learning_rate` replace the recipe's (a GPU leg
     affords larger crops and batches; the log records what each leg used)."""
+    log = log or logger.info
     import tempfile
 
     import tfdeblur.models as models
@@ -155,7 +159,7 @@ def _salvage(run):
     return path, int(step)
 
 
-def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print, ship_anyway=False):
+def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None, ship_anyway=False):
     """Scores the leg in `run`, packs it as weights `name` unless it scores
     below the weights shipped now, logs it; returns the record.
 
@@ -166,6 +170,7 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=print
     not count in ``total_steps_all_legs``, the training behind the shipped
     weights.
     """
+    log = log or logger.info
     from tfdeblur.datasets import spec as data_spec
     from tfdeblur.evaluate import evaluate_pairs
     from tfdeblur.inference import load_model
@@ -261,6 +266,9 @@ def main(argv=None):
     f.add_argument("--log-dir")
     f.add_argument("--ship-anyway", action="store_true", help="ship the leg even if it scores below the shipped weights")
     args = p.parse_args(argv)
+    from tfdeblur import console
+
+    console.configure_logging()  # the library's progress lines (the 'tfdeblur' logger) on stdout, as the CLI
     started = time.perf_counter()
     try:
         if args.command == "start":

@@ -6,6 +6,7 @@ prepared and its loss chosen: `tfdeblur.training.phases`, which
 `run_training` uses; this module sits above both.
 """
 import dataclasses
+import logging
 import os
 
 import keras
@@ -20,6 +21,8 @@ from tfdeblur.training.errors import RunError
 from tfdeblur.training.phases import PHASES, check_phase_data, phases_of
 from tfdeblur.training.run import _write_json, run_training
 from tfdeblur.training.state import read_previous_config
+
+logger = logging.getLogger(__name__)
 
 
 def _first_weights(out, phase):
@@ -64,12 +67,13 @@ def _feature_picture(model, blur, sharp, path):
     return labels
 
 
-def run_phases(cfg, phase, from_path=None, log=print):
+def run_phases(cfg, phase, from_path=None, log=None):
     """Runs `phase` (1, 2, 3 or "all") of `cfg.net`; returns {phase: results}.
 
     `cfg.data` None takes each phase's default; `from_path` replaces the
     previous phase's weights of the first phase run.
     """
+    log = log or logger.info
     get_preset(cfg.net)  # unknown preset: the registry's error
     phases = phases_of(cfg.net)
     if str(phase) == "all":

@@ -19,8 +19,11 @@ OUT/phase3/features.png shows the branch features of one validation image
 (mean |Psi_G|, mean |Psi_L|, the attention mask), as the paper's Fig. 1.
 """
 import copy
+import logging
 
 from tfdeblur.training.errors import RunError
+
+logger = logging.getLogger(__name__)
 
 PHASES = (1, 2, 3)
 UNIFORM_KINDS = ("globalblur", "synthetic")  # --data kinds known to be uniform blur
@@ -45,9 +48,10 @@ def phase_recipe(recipe, phase):
     return out
 
 
-def prepare_model(model, cfg, log=print):
+def prepare_model(model, cfg, log=None):
     """Loads `cfg.init_from` (if any) and sets the trainable parts of `cfg.phase`.
     Call before compiling."""
+    log = log or logger.info
     if cfg.init_from:
         from tfdeblur import checksum
 
@@ -81,8 +85,9 @@ def prepare_model(model, cfg, log=print):
         layer(name).trainable = False
 
 
-def check_phase_data(phase, spec, log=print):
+def check_phase_data(phase, spec, log=None):
     """Warns (does not stop) when phase 1's data is not known to be uniform blur."""
+    log = log or logger.info
     if phase == 1 and spec.kind not in UNIFORM_KINDS:
         log(f"warning: phase 1 trains the global branch on uniform (global) blur; --data {spec} "
             f"is not known to be uniform ({' or '.join(UNIFORM_KINDS)} are)")

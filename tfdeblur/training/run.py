@@ -17,6 +17,7 @@ images in `logs/images`. The multi-worker loop does not validate yet.
 """
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -41,6 +42,8 @@ from tfdeblur.training import phases
 from tfdeblur.training import runlock
 from tfdeblur.training import loss_terms
 from tfdeblur.training.recipes import GOPRO_TRAIN_PAIRS, augmentation, compile_args, paper_steps
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -222,9 +225,11 @@ class Plan:
         return self.cluster is None or self.cluster.is_chief
 
 
-def resolve(cfg, log=print):
+def resolve(cfg, log=None):
     """The `Plan` of request `cfg` (not changed): checks every value, fills
-    the defaults, parses --data and TF_CONFIG, and sizes the run."""
+    the defaults, parses --data and TF_CONFIG, and sizes the run. `log`:
+    where its notes go (default: this module's logger, INFO)."""
+    log = log or logger.info
     from tfdeblur.datasets import spec as data_spec
     from tfdeblur.models import get_recipe
 
@@ -287,9 +292,10 @@ def _check_batch_memory(cfg, memory=None):
                        f"than this machine's {memory / 2**30:.1f} GiB; use a smaller --batch-size or --crop")
 
 
-def _prepare_out(cfg, writer=True, log=print):
+def _prepare_out(cfg, writer=True, log=None):
     """Checks --out against --resume and locks it (`runlock`); returns the
     lock, or None on a non-chief worker."""
+    log = log or logger.info
     out = cfg.out
     if not writer:  # a non-chief worker writes nothing here; the chief checks the folder
         if cfg.resume:
@@ -440,10 +446,13 @@ class _StopOnInterrupt(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def run_training(cfg, log=print):
+def run_training(cfg, log=None):
     """Trains `cfg.net` as configured (`cfg` is not changed); returns the
     results dict. The run folder is locked for the run (`runlock`) and
-    unlocked however it ends."""
+    unlocked however it ends. Progress lines go to `log` (a callable taking
+    one line), by default to `logging.getLogger("tfdeblur.training.run")` at
+    INFO: silent until the application configures logging (the CLI does)."""
+    log = log or logger.info
     session = {}
 
     def out():  # the resolved --out, once known

@@ -10,6 +10,7 @@ proved stale from here (flock over NFS is not reliable): it is refused
 until `--take-over-lock` says its run is dead.
 """
 import json
+import logging
 import os
 import socket
 import time
@@ -20,6 +21,8 @@ except ImportError:  # Windows: the O_EXCL file alone, stale ones need the flag
     fcntl = None
 
 from tfdeblur.training.errors import RunError
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = "train.lock"
 
@@ -49,9 +52,10 @@ def _holder(text):
         return "an unknown holder (unreadable lock file)", {}
 
 
-def acquire(out, take_over=False, log=print):
+def acquire(out, take_over=False, log=None):
     """Locks run folder `out` (which exists) for this process, or raises
     `RunError` naming the holder."""
+    log = log or logger.info
     path = os.path.join(out, LOCK_NAME)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -32,6 +32,7 @@ extend a run, with a notice: the learning-rate schedule then spans the new
 total, so the continuation is no longer the run it would have been.
 """
 import json
+import logging
 import math
 import os
 
@@ -40,6 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfdeblur.training.errors import RunError
+
+logger = logging.getLogger(__name__)
 
 
 class ResumeError(RunError):
@@ -169,13 +172,13 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     last good checkpoint (Keras' `TerminateOnNaN` would let the epoch end,
     and a checkpoint of NaN weights be written)."""
 
-    def __init__(self, state, steps_per_epoch, batch_size, divergence, log=print):
+    def __init__(self, state, steps_per_epoch, batch_size, divergence, log=None):
         super().__init__()
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.batch_size = batch_size
         self.divergence = divergence
-        self.log = log
+        self.log = log or logger.info
 
     def _step(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
