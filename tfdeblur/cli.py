@@ -160,7 +160,11 @@ def _cmd_train(args):
     from tfdeblur.training.run import request_from_options, run_training
 
     cfg = request_from_options(vars(args))
-    run_phases(cfg, args.phase, from_path=args.init_from) if args.phase else run_training(cfg)
+    # Keras' own epoch display (a bar on a terminal); the other lines through the 'tfdeblur' logger.
+    if args.phase:
+        run_phases(cfg, args.phase, from_path=args.init_from, progress=True)
+    else:
+        run_training(cfg, progress=True)
     return 0
 
 

@@ -99,11 +99,12 @@ def _now():
 
 
 def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir=None, from_weights=None,
-          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=None):
+          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=None, progress=False):
     """Runs the next leg of release `name`; returns its run folder.
 
     `crop`, `batch_size`, `learning_rate` replace the recipe's (a GPU leg
-    affords larger crops and batches; the log records what each leg used)."""
+    affords larger crops and batches; the log records what each leg used).
+    `log`, `progress`: as `tfdeblur.training.run.run_training`'s."""
     log = log or logger.info
     import tempfile
 
@@ -128,7 +129,7 @@ def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir
                       crop=crop, batch_size=batch_size, learning_rate=learning_rate)
     log(f"leg {leg} of {name}: {steps} steps from {source or 'scratch'} -> {out}")
     try:
-        run_training(cfg, log=log)
+        run_training(cfg, log=log, progress=progress)
     finally:
         if tmp:
             import shutil
@@ -274,7 +275,7 @@ def main(argv=None):
         if args.command == "start":
             start(args.name, args.net, args.recipe, args.steps, args.runs, data=args.data,
                   steps_per_epoch=args.steps_per_epoch, log_dir=args.log_dir, from_weights=args.from_weights,
-                  crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate)
+                  crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate, progress=True)
         else:
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway)

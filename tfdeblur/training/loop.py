@@ -28,6 +28,11 @@ import tensorflow as tf
 from tfdeblur import keras_private
 
 
+def epoch_line(step, total_steps, logs):
+    """The epoch line: `step S/T: loss: ... - val_psnr: ...`."""
+    return f"step {step}/{total_steps}: " + " - ".join(f"{k}: {float(v):.4f}" for k, v in logs.items())
+
+
 def distributed_fit(model, strategy, dataset_fn, *, epochs, steps_per_epoch, initial_epoch=0, callbacks=(),
                     validation_data=None, log=None):
     """Trains epochs `initial_epoch` .. `epochs - 1` of `steps_per_epoch`
@@ -78,8 +83,7 @@ def distributed_fit(model, strategy, dataset_fn, *, epochs, steps_per_epoch, ini
         if validate is not None:
             epoch_logs.update({f"val_{k}": v for k, v in validate(callbacks).items()})
         if log is not None:
-            step = epoch * steps_per_epoch + batch + 1
-            log(f"step {step}/{epochs * steps_per_epoch}: " + " - ".join(f"{k}: {v:.4f}" for k, v in epoch_logs.items()))
+            log(epoch_line(epoch * steps_per_epoch + batch + 1, epochs * steps_per_epoch, epoch_logs))
         callbacks.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break

@@ -67,11 +67,12 @@ def _feature_picture(model, blur, sharp, path):
     return labels
 
 
-def run_phases(cfg, phase, from_path=None, log=None):
+def run_phases(cfg, phase, from_path=None, log=None, progress=False):
     """Runs `phase` (1, 2, 3 or "all") of `cfg.net`; returns {phase: results}.
 
     `cfg.data` None takes each phase's default; `from_path` replaces the
-    previous phase's weights of the first phase run.
+    previous phase's weights of the first phase run. `log`, `progress`: as
+    `run_training`'s.
     """
     log = log or logger.info
     get_preset(cfg.net)  # unknown preset: the registry's error
@@ -103,7 +104,7 @@ def run_phases(cfg, phase, from_path=None, log=None):
         resume = cfg.resume and os.path.exists(os.path.join(out, "config.json"))
         sub = dataclasses.replace(cfg, data=data, out=out, phase=p, init_from=init, resume=resume)
         log(f"--- phase {p} of {cfg.net}: data {spec} -> {sub.out}")
-        result = run_training(sub, log=log)
+        result = run_training(sub, log=log, progress=progress)
         model_path = os.path.join(sub.out, "model.keras")
         key = phases[p]["loss"]["weights"]
         key = next(iter(key)) if len(key) == 1 else "image"

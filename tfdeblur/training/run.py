@@ -408,6 +408,20 @@ def _quiet(*args):
     pass
 
 
+class _EpochLine(keras.callbacks.Callback):
+    """The epoch line (`loop.epoch_line`, as the multi-worker loop logs it) to `log`."""
+
+    def __init__(self, plan, log):
+        super().__init__()
+        self.plan, self.log = plan, log
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tfdeblur.training.loop import epoch_line
+
+        steps = self.plan.steps_per_epoch
+        self.log(epoch_line((epoch + 1) * steps, self.plan.end_epoch * steps, logs or {}))
+
+
 class _StopOnInterrupt(keras.callbacks.Callback):
     """Ctrl-C ends training after the current step instead of wherever
     Python happens to be (a KeyboardInterrupt thrown into Keras' loop, with
@@ -446,12 +460,15 @@ class _StopOnInterrupt(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def run_training(cfg, log=None):
+def run_training(cfg, log=None, progress=False):
     """Trains `cfg.net` as configured (`cfg` is not changed); returns the
     results dict. The run folder is locked for the run (`runlock`) and
     unlocked however it ends. Progress lines go to `log` (a callable taking
     one line), by default to `logging.getLogger("tfdeblur.training.run")` at
-    INFO: silent until the application configures logging (the CLI does)."""
+    INFO: silent until the application configures logging (the CLI does),
+    the epoch lines included. `progress`: Keras' own display on stdout
+    instead of the epoch lines (a bar on a terminal, one line per epoch
+    otherwise), as `tfdeblur train` shows it."""
     log = log or logger.info
     session = {}
 
@@ -459,7 +476,7 @@ def run_training(cfg, log=None):
         return session["plan"].out if "plan" in session else cfg.out
 
     try:
-        return _run_training(cfg, log, session)
+        return _run_training(cfg, log, session, progress)
     except KeyboardInterrupt:
         raise RunError(_interrupted(out(), session)) from None
     except (OSError, tf.errors.OpError) as e:
@@ -506,7 +523,7 @@ def _interrupted(out, session):
     return f"interrupted at step {step}; resume with --resume (from {os.path.basename(latest)})"
 
 
-def _run_training(cfg, log, session):
+def _run_training(cfg, log, session, progress=False):
     """The run, step by step; each step reads the plan and what the steps
     before it made."""
     plan = session["plan"] = resolve(cfg, log)
@@ -532,7 +549,7 @@ def _run_training(cfg, log, session):
         _fit_multi_worker(plan.settings, model, strategy, plan.spec, callbacks, val_batches, initial_epoch,
                           plan.end_epoch, plan.steps_per_epoch, log if plan.writer else None, augment)
     elif initial_epoch < plan.end_epoch:
-        _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch)
+        _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch, None if progress else log)
     train_seconds = time.perf_counter() - start
     del train  # its tf.data threads run Python code: end them before exit
     stopped = _session_end(plan, state, divergence, train_seconds, log)
@@ -653,8 +670,14 @@ def _data(plan, model, initial_epoch, log):
     return train, val, callbacks_lib.validation_batches(val), augment
 
 
-def _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch):
-    """`model.fit` from `initial_epoch` to the plan's end, Ctrl-C ending it after a step."""
+def _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch, log=None):
+    """`model.fit` from `initial_epoch` to the plan's end, Ctrl-C ending it after a step.
+    With `log`, the epoch lines go to it and Keras prints nothing; without,
+    Keras shows its own (a progress bar on a terminal, a line per epoch otherwise)."""
+    if log is not None:
+        callbacks, verbose = [_EpochLine(plan, log)] + callbacks, 0
+    else:
+        verbose = 1 if sys.stdout.isatty() else 2
     with _StopOnInterrupt(divergence) as stop:
         model.fit(
             train,
@@ -664,7 +687,7 @@ def _fit(plan, model, train, val_batches, callbacks, divergence, initial_epoch):
             callbacks=[stop] + callbacks,
             validation_data=val_batches,
             shuffle=False,  # the datasets shuffle themselves
-            verbose=1 if sys.stdout.isatty() else 2,
+            verbose=verbose,
         )
 
 
