@@ -35,6 +35,7 @@ leaves its latest weights.
 """
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -42,6 +43,7 @@ import time
 import types
 
 SPLIT_TAG = 31  # photos.SPLIT_TAGS["train"]
+logger = logging.getLogger(__name__)
 
 
 # -- data: CPU worker processes ------------------------------------------------
@@ -188,13 +190,14 @@ class _Trainee:
 
 
 def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=None, peak_lr=None,
-        save_every=90.0, end_by=None, log=print):
+        save_every=90.0, end_by=None, log=None):
     """Trains each (name, net, recipe) in `specs` for `seconds` of wall time
     after set-up, or less so as to end `end_by` seconds after the call (a
     machine lent for a fixed time: set-up and compile times vary); writes
     OUT/NAME.npz and OUT/NAME.json; returns the records."""
     import multiprocessing as mp
 
+    log = log or logger.info
     t0 = time.time()
     keras_mod = sys.modules.get("keras")
     backend = keras_mod.backend.backend() if keras_mod else os.environ.get("KERAS_BACKEND")
@@ -317,7 +320,7 @@ export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1
 """
 
 
-def bundle(photos_root, out, every=2, quality=95, max_mb=None, log=print):
+def bundle(photos_root, out, every=2, quality=95, max_mb=None, log=None):
     """Writes what a GPU machine needs besides the repository into `out`:
     OUT/photos/ (the *training* split of `photos_root`'s photos, every
     `every`-th one, re-encoded as JPEG `quality`, with MANIFEST.txt naming
@@ -329,6 +332,7 @@ def bundle(photos_root, out, every=2, quality=95, max_mb=None, log=print):
     from tfdeblur.datasets import photos
     from tfdeblur.io import atomic_write
 
+    log = log or logger.info
     if int(every) < 1:
         raise ValueError(f"every must be >= 1; got {every!r}")
     if not 1 <= int(quality) <= 100:
@@ -360,7 +364,7 @@ def bundle(photos_root, out, every=2, quality=95, max_mb=None, log=print):
 
 
 # -- back on a TensorFlow machine ----------------------------------------------
-def adopt(npz_path, runs, log_dir=None, log=print):
+def adopt(npz_path, runs, log_dir=None, log=None):
     """Makes a leg run folder (`model.keras`, `config.json`) of jax_leg's
     output `npz_path` (+ its JSON beside it) under `runs`; returns its path,
     ready for `legs finish`."""
@@ -371,6 +375,7 @@ def adopt(npz_path, runs, log_dir=None, log=print):
     from tfdeblur.training import legs
     from tfdeblur.training.run import save_model_atomic
 
+    log = log or logger.info
     meta_path = os.path.splitext(npz_path)[0] + ".json"
     for p in (npz_path, meta_path):
         if not os.path.isfile(p):
@@ -449,9 +454,9 @@ def main(argv=None):
             workers=args.workers, peak_lr=args.learning_rate, save_every=args.save_every, end_by=args.end_by,
             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     elif args.cmd == "bundle":
-        bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb)
+        bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb, log=print)
     else:
-        adopt(args.npz, args.runs)
+        adopt(args.npz, args.runs, log=print)
 
 
 if __name__ == "__main__":
