@@ -252,7 +252,7 @@ def write_globalblur(out_dir, sharp_dir=None, kernel_file=None, counts=None, see
 
     out_dir = os.fspath(out_dir)
     if os.path.exists(os.path.join(out_dir, "manifest.json")):
-        raise ValueError(f"--out {out_dir}: already holds a global blur dataset (manifest.json)")
+        raise ValueError(f"`out_dir` {out_dir}: already holds a global blur dataset (manifest.json)")
     gb = GlobalBlurSet(sharp_dir, kernel_file, counts, seed, max_size, noise_sigma, num_synthetic,
                        synthetic_size)
     os.makedirs(out_dir, exist_ok=True)
@@ -282,7 +282,7 @@ def main(argv=None):
         prog="python -m tfdeblur.datasets.globalblur",
         description="Write GLBDN's global blur dataset (sharp images x kernels) to a folder.",
     )
-    p.add_argument("--out", required=True, help="output folder (blur/, sharp/, kernels.npz, manifest.json)")
+    p.add_argument("--out", dest="out_dir", required=True, help="output folder (blur/, sharp/, kernels.npz, manifest.json)")
     p.add_argument("--sharp", help="folder of sharp images (default: 68 synthetic scenes)")
     p.add_argument("--kernels", help="real kernels to add (.npz, .png or folder), e.g. levin09.npz")
     for kind in KINDS:
@@ -292,13 +292,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         n = write_globalblur(
-            args.out, args.sharp, args.kernels, {k: getattr(args, k) for k in KINDS}, args.seed,
+            args.out_dir, args.sharp, args.kernels, {k: getattr(args, k) for k in KINDS}, args.seed,
             noise_sigma=args.noise, log=lambda m: print(m, flush=True),
         )
     except (ValueError, OSError) as e:
-        print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        from tfdeblur.errors import first_line, flags, flags_for
+
+        print(f"error: {flags_for(first_line(e), flags(p))}", file=sys.stderr)
         return 2
-    print(f"wrote {n} pairs to {args.out}")
+    print(f"wrote {n} pairs to {args.out_dir}")
     return 0
 
 

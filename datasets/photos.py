@@ -101,7 +101,7 @@ def list_photos(root):
 
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise PhotoError(f"--data photos: {root} is not a directory")
+        raise PhotoError(f"`data` photos: {root} is not a directory")
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -122,7 +122,7 @@ class PhotoBank:
         self.root = os.fspath(root)
         paths = list_photos(self.root)
         if len(paths) < 2:
-            raise PhotoError(f"--data photos: {self.root} holds {len(paths)} image(s); at least 2 are needed")
+            raise PhotoError(f"`data` photos: {self.root} holds {len(paths)} image(s); at least 2 are needed")
         self.min_side = int(min_side)
         self.splits = {
             "train": [p for i, p in enumerate(paths) if i % VAL_EVERY != VAL_EVERY - 1],
@@ -141,7 +141,7 @@ class PhotoBank:
         if img is None:
             raw = cv2.imread(path, cv2.IMREAD_COLOR)
             if raw is None:
-                raise PhotoError(f"--data photos: cannot decode {path}")
+                raise PhotoError(f"`data` photos: cannot decode {path}")
             img = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
             with self._lock:
                 if len(self._cache) >= _CACHE_LIMIT:
@@ -310,10 +310,10 @@ def _mix_probs(mix):
     mix = dict(DEFAULT_MIX if mix is None else mix)
     unknown = sorted(set(mix) - set(MODES))
     if unknown:
-        raise PhotoError(f"--data photos mix keys must be in {list(MODES)}; got {unknown}")
+        raise PhotoError(f"`data` photos mix keys must be in {list(MODES)}; got {unknown}")
     p = np.array([float(mix.get(m, 0.0)) for m in MODES])
     if np.any(p < 0) or not p.sum() > 0:
-        raise PhotoError(f"--data photos mix weights must be non-negative with a positive sum; got {mix}")
+        raise PhotoError(f"`data` photos mix weights must be non-negative with a positive sum; got {mix}")
     return p / p.sum()
 
 

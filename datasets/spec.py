@@ -89,7 +89,7 @@ def parse_spec(spec):
     if kind == "pairs" and sep:
         parts = [p for p in rest.split(",")]
         if len(parts) != 2 or not all(parts):
-            raise DataSpecError(f"--data pairs needs two folders, pairs:BLUR_DIR,SHARP_DIR; got {spec!r}")
+            raise DataSpecError(f"`data` pairs needs two folders, pairs:BLUR_DIR,SHARP_DIR; got {spec!r}")
         return DataSpec("pairs", tuple(os.path.expanduser(p) for p in parts))
     if kind in LOADER_OPTIONS and sep:
         return _parse_loader(kind, rest, spec)
@@ -97,13 +97,13 @@ def parse_spec(spec):
         return _parse_synthesis(kind, sep, rest, spec)
     if kind == "photos":
         return _parse_photos(sep, rest, spec)
-    raise DataSpecError(f"--data must be one of {', '.join(KINDS)}; got {spec!r}")
+    raise DataSpecError(f"`data` must be one of {', '.join(KINDS)}; got {spec!r}")
 
 
 def _parse_loader(kind, rest, spec):
     root, *fields = [p.strip() for p in rest.split(",")]
     if not root:
-        raise DataSpecError(f"--data {kind} needs a path, {kind}:PATH; got {spec!r}")
+        raise DataSpecError(f"`data` {kind} needs a path, {kind}:PATH; got {spec!r}")
     allowed = LOADER_OPTIONS[kind]
     options = {}
     for field in fields:
@@ -111,15 +111,15 @@ def _parse_loader(kind, rest, spec):
         if not eq and kind == "realblur" and field in _layouts.REALBLUR_CAMERAS:
             key, value = "camera", field
         elif not eq:
-            raise DataSpecError(f"--data {kind} options are key=value after the path; got {field!r} in {spec!r}")
+            raise DataSpecError(f"`data` {kind} options are key=value after the path; got {field!r} in {spec!r}")
         if key not in allowed:
             known = ", ".join(allowed) or "none"
-            raise DataSpecError(f"--data {kind} option {key!r} is unknown (options: {known}); got {spec!r}")
+            raise DataSpecError(f"`data` {kind} option {key!r} is unknown (options: {known}); got {spec!r}")
         if value not in allowed[key]:
-            raise DataSpecError(f"--data {kind} {key} must be one of {', '.join(allowed[key])}; got {value!r}")
+            raise DataSpecError(f"`data` {kind} {key} must be one of {', '.join(allowed[key])}; got {value!r}")
         options[key] = value
     if kind == "realblur" and "camera" not in options:
-        raise DataSpecError(f"--data realblur needs the camera, realblur:ROOT,J or realblur:ROOT,R; got {spec!r}")
+        raise DataSpecError(f"`data` realblur needs the camera, realblur:ROOT,J or realblur:ROOT,R; got {spec!r}")
     return DataSpec(kind, (os.path.expanduser(root),), tuple(sorted(options.items())))
 
 
@@ -131,16 +131,16 @@ KINDS = KINDS + ("globalblur[:SHARP_DIR[,KERNEL_FILE]]", "dynamic")
 def _parse_synthesis(kind, sep, rest, spec):
     if kind == "dynamic":
         if sep:
-            raise DataSpecError(f"--data dynamic takes no path (procedural dynamic scenes); got {spec!r}")
+            raise DataSpecError(f"`data` dynamic takes no path (procedural dynamic scenes); got {spec!r}")
         return DataSpec("dynamic")
     parts = [p.strip() for p in rest.split(",")] if sep else []
     if len(parts) > 2 or (sep and not any(parts)):
-        raise DataSpecError(f"--data globalblur takes at most a sharp folder and a kernel file, "
+        raise DataSpecError(f"`data` globalblur takes at most a sharp folder and a kernel file, "
                             f"globalblur[:SHARP_DIR[,KERNEL_FILE]]; got {spec!r}")
     for i, p in enumerate(parts):
         if p and not os.path.exists(os.path.expanduser(p)):
             what = "sharp image folder" if i == 0 else "kernel file"
-            raise DataSpecError(f"--data globalblur: {what} {p} does not exist")
+            raise DataSpecError(f"`data` globalblur: {what} {p} does not exist")
     return DataSpec("globalblur", tuple(os.path.expanduser(p) for p in parts))
 
 
@@ -152,22 +152,22 @@ def _parse_photos(sep, rest, spec):
 
     root, *fields = [p.strip() for p in rest.split(",")] if sep else [""]
     if not root:
-        raise DataSpecError(f"--data photos needs a folder of sharp photos, photos:DIR; got {spec!r}")
+        raise DataSpecError(f"`data` photos needs a folder of sharp photos, photos:DIR; got {spec!r}")
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
-        raise DataSpecError(f"--data photos: {root} is not a directory")
+        raise DataSpecError(f"`data` photos: {root} is not a directory")
     options = {}
     for field in fields:
         key, eq, value = field.partition("=")
         if not eq or key not in MODES:
-            raise DataSpecError(f"--data photos options are MODE=WEIGHT with MODE in {', '.join(MODES)}; "
+            raise DataSpecError(f"`data` photos options are MODE=WEIGHT with MODE in {', '.join(MODES)}; "
                                 f"got {field!r} in {spec!r}")
         try:
             weight = float(value)
         except ValueError:
             weight = -1.0
         if not weight >= 0:
-            raise DataSpecError(f"--data photos {key} weight must be a non-negative number; got {value!r}")
+            raise DataSpecError(f"`data` photos {key} weight must be a non-negative number; got {value!r}")
         options[key] = value
     return DataSpec("photos", (root,), tuple(sorted(options.items())))
 
@@ -227,7 +227,7 @@ def spec_pairs(spec, split):
     if spec.kind == "list":
         return _layouts.list_pairs(root)
     raise DataSpecError(
-        f"--data {spec}: not a file-based spec; this needs pairs, gopro, hide, realblur, kohler or list"
+        f"`data` {spec}: not a file-based spec; this needs pairs, gopro, hide, realblur, kohler or list"
     )
 
 
@@ -280,7 +280,7 @@ def train_val(spec, crop, seed=0, min_size=1, augment=True, shard=None):
     if spec.kind == "photos":
         return _photos_train_val(spec, crop, seed * 1024 + shard[1] if shard and shard[0] > 1 else seed, augment)
     if spec.kind == "kohler":
-        raise DataSpecError(f"--data {spec}: Köhler's 48 photos are an evaluation benchmark; train on another dataset")
+        raise DataSpecError(f"`data` {spec}: Köhler's 48 photos are an evaluation benchmark; train on another dataset")
     if spec.kind == "tfrecord":
         from tfdeblur.datasets import tfrecord as _tfrecord
 
@@ -335,10 +335,10 @@ def prepare(spec, out, count=None, seed=None, size=None, shards=1, crop=None, ov
 
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if seed is not None and seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer; got {seed}")
+        raise ValueError(f"`seed` must be a non-negative integer; got {seed}")
     if spec.kind in _tfrecord.GENERATED_KINDS:
         if count is None:
-            raise ValueError(f"prepare {spec}: generated data needs --count N (the number of pairs to write)")
+            raise ValueError(f"prepare {spec}: generated data needs `count` N (the number of pairs to write)")
         meta = _tfrecord.write_generated(spec, count, out, seed=seed or 0, size=size, shards=shards, crop=crop,
                                          overwrite=overwrite, log=log)
         return meta, (f"{spec}: {meta['pairs']} generated pairs (seed {meta['seed']}) -> {meta['records']} records "

@@ -111,14 +111,14 @@ def write_tfrecords(pairs, names, out, shards=1, crop=None, source="", overwrite
 def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
     """Writes (label, name, blur, sharp) integer samples; see `write_tfrecords`."""
     if not isinstance(shards, int) or shards < 1:
-        raise ValueError(f"--shards must be a positive integer; got {shards!r}")
+        raise ValueError(f"`shards` must be a positive integer; got {shards!r}")
     if crop is not None and (not isinstance(crop, int) or crop < 1):
-        raise ValueError(f"--crop must be a positive integer; got {crop!r}")
+        raise ValueError(f"`crop` must be a positive integer; got {crop!r}")
     if shards > total:
-        raise ValueError(f"--shards must be at most the {total} pairs; got {shards}")
+        raise ValueError(f"`shards` must be at most the {total} pairs; got {shards}")
     out = os.path.abspath(out)
     if os.path.exists(out) and not (os.path.isdir(out) and (overwrite or not os.listdir(out))):
-        raise ValueError(f"--out {out}: already exists; choose another folder or pass --overwrite")
+        raise ValueError(f"`out` {out}: already exists; choose another folder or pass `overwrite`")
     try:
         with atomic_path(out) as tmp:
             os.makedirs(tmp)
@@ -127,7 +127,7 @@ def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
             records = 0
             for k, (label, name, blur, sharp) in enumerate(samples):
                 if crop and min(blur.shape[:2]) < crop:
-                    raise ImageError(f"{label}: {blur.shape[1]}x{blur.shape[0]} is smaller than --crop {crop}")
+                    raise ImageError(f"{label}: {blur.shape[1]}x{blur.shape[0]} is smaller than `crop` {crop}")
                 blur, sharp = _same_depth(blur, sharp)
                 for tile_name, b, s in _tiles(name, blur, sharp, crop):
                     i = records % shards
@@ -151,7 +151,7 @@ def _write(samples, total, out, shards, crop, meta_extra, overwrite, log):
         if not disk_full(e):
             raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e).split("; ")[-1]
-        raise ValueError(f"--out {out}: disk full ({reason}); nothing was written") from e
+        raise ValueError(f"`out` {out}: disk full ({reason}); nothing was written") from e
     return meta
 
 
@@ -186,7 +186,7 @@ def generated_samples(spec, count, seed=0, size=None):
         raise ValueError(f"{spec}: not a generated spec ({', '.join(GENERATED_KINDS)})")
     if kind == "globalblur":
         if size is not None:
-            raise ValueError("--size applies to synthetic and dynamic; globalblur pairs have their images' size")
+            raise ValueError("`size` applies to synthetic and dynamic; globalblur pairs have their images' size")
         from tfdeblur.datasets.globalblur import GlobalBlurSet
 
         sharp_dir, kernel_file = (list(spec.paths) + [None, None])[:2]
@@ -198,7 +198,7 @@ def generated_samples(spec, count, seed=0, size=None):
     else:
         size = DEFAULT_GENERATED_SIZE if size is None else size
         if not isinstance(size, int) or size < 1:
-            raise ValueError(f"--size must be a positive integer; got {size!r}")
+            raise ValueError(f"`size` must be a positive integer; got {size!r}")
         if kind == "synthetic":
             from tfdeblur.datasets.synthetic import SPLIT_TAGS, make_pair
         else:
@@ -217,9 +217,9 @@ def write_generated(spec, count, out, seed=0, size=None, shards=1, crop=None, ov
     `write_tfrecords`; meta.json also records seed and size."""
     log = log or logger.info
     if not isinstance(count, int) or count < 1:
-        raise ValueError(f"--count must be a positive integer; got {count!r}")
+        raise ValueError(f"`count` must be a positive integer; got {count!r}")
     if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")
+        raise ValueError(f"`seed` must be a non-negative integer; got {seed!r}")
     samples = generated_samples(spec, count, seed, size)
     extra = {"source": str(spec), "seed": seed,
              "size": None if spec.kind == "globalblur" else (size or DEFAULT_GENERATED_SIZE)}
@@ -399,4 +399,4 @@ def damaged_data_line(data, e):
         found = damaged_shard(data.split(":", 1)[1])
         if found:
             return f"{found[0]}: damaged TFRecord shard ({found[1]}); prepare it again"
-    return f"--data {data}: damaged data ({tf_error_reason(e)})"
+    return f"`data` {data}: damaged data ({tf_error_reason(e)})"

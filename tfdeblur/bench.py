@@ -123,7 +123,7 @@ def report(nets, precisions, repeats, out=None, log=None):
     for net in nets:
         get_preset(net)  # unknown names fail before any measuring
     if out and os.path.isdir(out):
-        raise ValueError(f"--out {out}: is a directory")
+        raise ValueError(f"`out` {out}: is a directory")
     results = []
     for net in nets:
         for precision in precisions:

@@ -37,7 +37,7 @@ def atomic_path(path):
     tio.atomic_write(side, f"{digest}  {os.path.basename(path)}\n")
 
 
-def verify(path, arg="--model"):
+def verify(path, arg="`path`"):
     """Raises a one-line `ValueError` naming `path` when its sidecar exists
     and records another digest (a damaged, truncated or edited file)."""
     path = os.fspath(path)

@@ -6,9 +6,14 @@ work, and prints; the work lives in its module (docs/architecture.md).
 
 Bad input (missing files, unknown names, unusable images, a folder holding
 another run) ends with a one-line `error: ...` on stderr and exit code 2.
+Library errors name the Python argument, `crop` (`tfdeblur.errors.arg`);
+here each becomes the flag argparse has for that dest, --crop
+(`tfdeblur.errors.flags`).
 """
 import argparse
 import sys
+
+from tfdeblur.errors import arg
 
 EXIT_USAGE = 2
 
@@ -72,8 +77,8 @@ def _parser():
     e = sub.add_parser("eval", help="PSNR/SSIM of a trained model on (blur, sharp) pairs")
     e.add_argument("--model", required=True, help=ANY_MODEL_HELP)
     e.add_argument("--data", required=True, help=DATA_HELP + "; eval reads the test split unless split= is given")
-    e.add_argument("--json", help="write the summary as JSON to this file")
-    e.add_argument("--csv", help="write the per-image scores as CSV to this file")
+    e.add_argument("--json", dest="json_path", help="write the summary as JSON to this file")
+    e.add_argument("--csv", dest="csv_path", help="write the per-image scores as CSV to this file")
     e.add_argument("--protocol", help="scoring protocol: whole (= gopro, hide; default), realblur (aligned, masked), kohler (best sharp frame), "
                    "levin (best integer shift within 3 px); see tfdeblur/protocols.py")
     _add_inference_options(e)
@@ -162,7 +167,7 @@ def _cmd_train(args):
     cfg = request_from_options(vars(args))
     # Keras' own epoch display (a bar on a terminal); the other lines through the 'tfdeblur' logger.
     if args.phase:
-        run_phases(cfg, args.phase, from_path=args.init_from, progress=True)
+        run_phases(cfg, args.phase, init_from=args.init_from, progress=True)
     else:
         run_training(cfg, progress=True)
     return 0
@@ -176,15 +181,15 @@ def _cmd_eval(args):
 
     spec = data_spec.parse_spec(args.data)
     protocol = protocols.for_data(spec.kind, args.protocol)
-    check_report_paths(args.json, args.csv)
-    model = load_artifact(args.model, arg="--model")
+    check_report_paths(args.json_path, args.csv_path)
+    model = load_artifact(args.model, arg=arg("model"))
     deblurrer = _deblurrer(args, model)
     dataset, names = evaluation_pairs(spec, protocol, min_size=model.min_size)
     if args.tlc is not None:
         dataset = tlc.checked_pairs(tlc.option_window(args.tlc, args.tlc_window), deblurrer, dataset, names)
     summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
     print("\n".join(report_lines(summary, rows)))
-    write_reports(summary, rows, json_path=args.json, csv_path=args.csv)
+    write_reports(summary, rows, json_path=args.json_path, csv_path=args.csv_path)
     return 0
 
 
@@ -200,6 +205,7 @@ def _cmd_prepare(args):
 def _cmd_deblur(args):
     from tfdeblur import deblur_files, tlc
     from tfdeblur.console import Progress
+    from tfdeblur.errors import flags, flags_for
     from tfdeblur.inference import default_weights, load_artifact
 
     quality = deblur_files.photo_options(args.format, args.quality)
@@ -209,15 +215,16 @@ def _cmd_deblur(args):
     truths = deblur_files.truth_index(args.gt)
     deblur_files.remove_stale_temps(args.out)  # a deblur killed mid-write (kill -9) left them
     if args.model is None:
-        args.model = default_weights("--model")
+        args.model = default_weights(arg("model"))
         print(f"model: {args.model} (the default shipped weights; --model to choose)", flush=True)
-    deblurrer = _deblurrer(args, load_artifact(args.model, arg="--model"))
+    deblurrer = _deblurrer(args, load_artifact(args.model, arg=arg("model")))
     bar = Progress(len(targets))
     failures = deblur_files.restore_files(deblurrer, targets, truths, tlc.option_window(args.tlc, args.tlc_window),
                                           quality=quality, progress=bar)
     bar.close()
+    names = flags(_parser(), "deblur")
     for message in failures:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {flags_for(message, names)}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
         return EXIT_USAGE
@@ -231,8 +238,9 @@ def _cmd_export(args):
     count = export.check_options(args.out, args.format, args.overwrite, args.quantize, args.calibration_images,
                                  args.calibration_data, args.input_size, args.integer_io)
     # Read before the model: a bad folder fails first.
-    representative = export.calibration_images(args.calibration_data, count) if args.calibration_data else None
-    model = load_model(args.model, arg="--model")
+    representative = (export.calibration_images(args.calibration_data, count, arg=arg("calibration_data"))
+                      if args.calibration_data else None)
+    model = load_model(args.model, arg=arg("model"))
     input_size = export.parse_input_size(args.input_size, model)
     if representative is None and args.quantize == "int8":
         representative = export.representative_images(count)
@@ -267,12 +275,19 @@ def main(argv=None):
     # before the parser, whose --data help comes from tfdeblur.datasets (TensorFlow)
     verbose = any(a in ("-v", "--verbose") for a in (sys.argv[1:] if argv is None else argv))
     console.import_tensorflow_quietly(verbose)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     console.configure_logging(args.verbose)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
-    from tfdeblur.errors import first_line
+    from tfdeblur.errors import first_line, flags, flags_for
+
+    names = flags(parser, args.command)
+
+    def error(message):
+        print(f"error: {flags_for(message, names)}", file=sys.stderr)
+        return EXIT_USAGE
 
     # Process-wide, so the readers inside tf.data pipelines see it too;
     # restored for callers that run main() in-process (tests).
@@ -280,19 +295,16 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
-        print(f"error: {first_line(e)}", file=sys.stderr)
-        return EXIT_USAGE
+        return error(first_line(e))
     except KeyboardInterrupt:  # train says where it stopped (a RunError); the others leave nothing partial
-        print(f"error: {args.command} interrupted", file=sys.stderr)
-        return EXIT_USAGE
+        return error(f"{args.command} interrupted")
     except Exception as e:  # an image or data error raised inside TensorFlow or Keras
         from tfdeblur.datasets.tfrecord import damaged_data_line
 
         message = tio.image_error_inside(e) or damaged_data_line(getattr(args, "data", None), e)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return error(message)
     finally:
         tio.set_max_decode_pixels(saved_limit)
 

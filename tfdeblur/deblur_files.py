@@ -21,13 +21,13 @@ def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False,
     input, two inputs writing one output, and existing outputs (unless
     `overwrite`)."""
     if not out.strip():
-        raise ValueError(f"--out must be a folder; got {out!r} (use --out . for the current folder)")
+        raise ValueError(f"`out` must be a folder; got {out!r} (use . for the current folder)")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out}: exists and is not a directory")
+        raise ValueError(f"`out` {out}: exists and is not a directory")
     if gt is not None and not os.path.isdir(gt):
-        raise ValueError(f"--gt {gt}: not a directory")
+        raise ValueError(f"`gt` {gt}: not a directory")
     if gt is not None and not compare:
-        raise ValueError("--gt applies to --compare only; pass --compare")
+        raise ValueError("`gt` applies to `compare` only; pass `compare`")
     paths = tio.expand_inputs(inputs)
     _check_out_apart(inputs, paths, out, out_in_input, fmt)
     targets, seen = [], {}
@@ -40,15 +40,16 @@ def output_plan(inputs, out, overwrite=False, out_in_input=False, compare=False,
         sheet = os.path.join(out, "compare", stem + ".png") if compare else None
         for t in (target, sheet):
             if t and os.path.exists(t) and not overwrite:
-                raise ValueError(f"{t}: already exists; pass --overwrite to replace it")
+                raise ValueError(f"{t}: already exists; pass `overwrite` to replace it")
         targets.append((path, target, sheet))
     return targets
 
 
-def photo_options(fmt, quality):
+def photo_options(format, quality):
     """Checks `--format` and `--quality` (as typed); returns the JPEG quality."""
+    fmt = format
     if fmt not in (*tio.PHOTO_FORMATS, "same"):
-        raise ValueError(f"--format must be png, jpg or same; got {fmt!r}")
+        raise ValueError(f"`format` must be png, jpg or same; got {fmt!r}")
     if quality is None:
         return tio.DEFAULT_JPEG_QUALITY
     try:
@@ -56,9 +57,9 @@ def photo_options(fmt, quality):
     except ValueError:
         value = None
     if value is None or not 1 <= value <= 100:
-        raise ValueError(f"--quality must be an integer from 1 to 100; got {quality!r}")
+        raise ValueError(f"`quality` must be an integer from 1 to 100; got {quality!r}")
     if fmt == "png":
-        raise ValueError("--quality applies to JPEG output; got --format png (lossless)")
+        raise ValueError("`quality` applies to JPEG output; got `format` png (lossless)")
     return value
 
 
@@ -76,7 +77,7 @@ def output_name(path, fmt):
 def check_fits_format(path, image, target):
     """Refuses, before restoring it, an image with alpha bound for a JPEG."""
     if target.endswith(".jpg") and image.ndim == 3 and image.shape[2] in (2, 4):
-        raise ValueError(f"{path}: has an alpha channel, which JPEG cannot hold (--format png keeps it)")
+        raise ValueError(f"{path}: has an alpha channel, which JPEG cannot hold (`format` png keeps it)")
 
 
 def _check_out_apart(inputs, paths, out_arg, out_in_input, fmt):
@@ -93,12 +94,12 @@ def _check_out_apart(inputs, paths, out_arg, out_in_input, fmt):
         for folder, below in dict.fromkeys(folders):
             real = os.path.realpath(folder)
             if out == real or (below and out.startswith(real.rstrip(os.sep) + os.sep)):
-                raise ValueError(f"--out {out_arg}: is {'' if out == real else 'inside '}the input folder {folder}; "
-                                 "choose another --out or pass --out-in-input")
+                raise ValueError(f"`out` {out_arg}: is {'' if out == real else 'inside '}the input folder {folder}; "
+                                 "choose another `out` or pass `out_in_input`")
     for path in paths:
         target = os.path.realpath(os.path.join(out_arg, output_name(path, fmt)))
         if target in real_inputs:
-            raise ValueError(f"--out {out_arg}: would replace the input {path}; choose another --out")
+            raise ValueError(f"`out` {out_arg}: would replace the input {path}; choose another `out`")
 
 
 def remove_stale_temps(out):

@@ -1,4 +1,6 @@
-"""One line out of a TensorFlow runtime error, for `error: ...` messages.
+"""One line out of a TensorFlow runtime error, for `error: ...` messages;
+argument names in library errors (`arg`), which the command line shows as
+its flags (`flags`, `flags_for`).
 
 TensorFlow's messages carry graph plumbing around the part a user needs:
 `{{function_node __wrapped__SaveV2_...}} /run/checkpoints/ckpt-1_temp/part-...;
@@ -10,6 +12,45 @@ import re
 _PLUMBING = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$|\s*name:\s*$")
 # Reasons meaning the disk (or a file-size limit) is full, as the OS words them.
 DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
+# An argument's name as `arg` writes it: a Python identifier in backticks.
+_ARG = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def arg(name):
+    """A Python argument's name as library errors write it, `crop`: a library
+    caller reads the argument it passed (`TrainConfig(crop=...)`), and the
+    command line rewrites it to the option's flag, --crop (`flags_for`)."""
+    return f"`{name}`"
+
+
+def flags(parser, command=None):
+    """argparse dest -> how the command line names it: the long option string
+    of an option (`batch_size` -> --batch-size, `init_from` -> --from), the
+    metavar (else the dest) of a positional (prepare's `data` -> SPEC); with
+    `command`, the options of that subcommand and the parser's own. Read
+    from the parser's actions, so a new option maps without a table."""
+    import argparse
+
+    actions = list(parser._actions)
+    if command is not None:
+        commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        actions += commands[command]._actions
+    names = {}
+    for action in actions:
+        if isinstance(action, argparse._SubParsersAction):
+            continue
+        if action.option_strings:
+            names[action.dest] = max(action.option_strings, key=lambda o: (o.startswith("--"), len(o)))
+        else:
+            names[action.dest] = action.metavar if isinstance(action.metavar, str) else action.dest
+    return names
+
+
+def flags_for(message, names):
+    """`message` with each argument name written by `arg` whose name is a key
+    of `names` (argparse dest -> flag, `flags`) replaced by its flag; other
+    text, and names `names` does not hold, stay as they are."""
+    return _ARG.sub(lambda m: names.get(m.group(1), m.group(0)), message)
 
 
 def first_line(e):

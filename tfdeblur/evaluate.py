@@ -76,9 +76,9 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
 
 def check_report_paths(json_path=None, csv_path=None):
     """Refuses report files that are folders, before anything is scored."""
-    for flag, path in (("--json", json_path), ("--csv", csv_path)):
+    for name, path in (("json_path", json_path), ("csv_path", csv_path)):
         if path and os.path.isdir(path):
-            raise ValueError(f"{flag} {path}: is a directory")
+            raise ValueError(f"`{name}` {path}: is a directory")
 
 
 def evaluation_pairs(spec, protocol, min_size=1):

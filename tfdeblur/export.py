@@ -76,24 +76,24 @@ def check_options(out, format, overwrite=False, quantize="none", calibration_ima
     together, `input_size` parses, `out` may be written (`check_target`).
     Returns the number of int8 calibration images (default 16)."""
     if format == "saved_model" and quantize != "none":
-        raise ValueError(f"--quantize applies to --format tflite only; got --quantize {quantize}")
+        raise ValueError(f"`quantize` applies to `format` tflite only; got `quantize` {quantize}")
     if calibration_images is not None and quantize != "int8":
-        raise ValueError(f"--calibration-images applies to --quantize int8 only; got --quantize {quantize}")
+        raise ValueError(f"`calibration_images` applies to `quantize` int8 only; got `quantize` {quantize}")
     if calibration_data is not None and quantize != "int8":
-        raise ValueError(f"--calibration-data applies to --quantize int8 only; got --quantize {quantize}")
+        raise ValueError(f"`calibration_data` applies to `quantize` int8 only; got `quantize` {quantize}")
     if integer_io is not None and quantize != "int8":
-        raise ValueError(f"--integer-io applies to --format tflite --quantize int8 only; got --format {format} "
-                         f"--quantize {quantize}")
+        raise ValueError(f"`integer_io` applies to `format` tflite `quantize` int8 only; got `format` {format} "
+                         f"`quantize` {quantize}")
     _check_integer_io(integer_io)
     count = calibration_images or 16
     if quantize == "int8" and count < MIN_CALIBRATION_IMAGES:
-        raise ValueError(f"--calibration-images must be at least {MIN_CALIBRATION_IMAGES} for int8; got {count}")
+        raise ValueError(f"`calibration_images` must be at least {MIN_CALIBRATION_IMAGES} for int8; got {count}")
     parse_input_size(input_size)
     check_target(out, overwrite, kind="dir" if format == "saved_model" else "file")
     return count
 
 
-def parse_input_size(text, model=None, arg="--input-size"):
+def parse_input_size(text, model=None, arg="`input_size`"):
     """(H, W) from "HxW" (or a pair); with `model`, H and W must be multiples
     of its size multiple (a static graph then needs no padding) and at least
     its minimum size. None stays None (dynamic shape)."""
@@ -277,7 +277,7 @@ def check_target(path, overwrite=False, kind="file"):
         raise ValueError("out must be a path; got an empty string")
     if os.path.lexists(path):
         if not overwrite:
-            raise ValueError(f"{path}: already exists; pass --overwrite to replace it")
+            raise ValueError(f"{path}: already exists; pass `overwrite` to replace it")
         if kind == "dir" and not os.path.isdir(path):
             raise ValueError(f"{path}: exists and is not a directory (a SavedModel is one)")
         if kind == "file" and os.path.isdir(path):
@@ -297,7 +297,7 @@ def export_saved_model(model, path, overwrite=False, input_size=None):
     that size (multiples of the network's size multiple). Returns `path`.
     """
     _check_model(model)
-    input_size = parse_input_size(input_size, model, arg="input_size")
+    input_size = parse_input_size(input_size, model)
     path = check_target(path, overwrite, kind="dir")
     try:  # an old SavedModel folder is swapped out only once the new one is whole
         with atomic_path(path) as tmp:
@@ -405,7 +405,7 @@ def representative_images(count=16, size=128, seed=0):
     return [blur.numpy() for blur, _ in ds]
 
 
-def calibration_images(folder, count=None, size=256, arg="--calibration-data"):
+def calibration_images(folder, count=None, size=256, arg="`folder`"):
     """Up to `count` float32 [size, size, 3] crops (the centre of each image,
     mirror-padded when smaller) of the photos in `folder`, for int8
     calibration: the user's own pictures set the activation ranges.
@@ -449,7 +449,7 @@ def fit_to_size(image, size):
 
 def _check_integer_io(integer_io, quantize="int8"):
     if integer_io is not None and integer_io not in INTEGER_IO_TYPES:
-        raise ValueError(f"--integer-io must be one of {', '.join(INTEGER_IO_TYPES)}; got {integer_io!r}")
+        raise ValueError(f"`integer_io` must be one of {', '.join(INTEGER_IO_TYPES)}; got {integer_io!r}")
     if integer_io is not None and quantize != "int8":
         raise ValueError(f"integer_io applies to quantize='int8' only; got quantize={quantize!r}")
 
@@ -500,7 +500,7 @@ class TFLiteExport:
 
     def __init__(self, model, input_size=None):
         _check_model(model)
-        self.input_size = parse_input_size(input_size, model, arg="input_size")
+        self.input_size = parse_input_size(input_size, model)
         self.min_size = model.min_size
         self.info = model_info(model, self.input_size)
         self._workdir = tempfile.TemporaryDirectory(prefix="tfdeblur-tflite-")
@@ -600,7 +600,7 @@ def convert_tflite(model, quantize="none", representative=None, input_size=None,
     """
     _check_model(model)
     _check_integer_io(integer_io, quantize)
-    input_size = parse_input_size(input_size, model, arg="input_size")
+    input_size = parse_input_size(input_size, model)
     if quantize == "int8" and representative is None:
         representative = representative_images()
     if representative is not None:

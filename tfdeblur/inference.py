@@ -84,7 +84,7 @@ def inference_fn(model):
     return run
 
 
-def load_model(path=None, arg="--model"):
+def load_model(path=None, arg="`path`"):
     """A tfdeblur model from a `.keras` file, a shipped weights name (e.g.
     "mtwdn-photos", `tfdeblur.models.available_weights()`) or a weights
     manifest `NAME.json`; None means the default shipped weights
@@ -191,7 +191,7 @@ def _info_or_default(info, path):
         raise ValueError(f"{path}: damaged tfdeblur export facts ({e})") from e
 
 
-def load_saved_model(path, arg="model"):
+def load_saved_model(path, arg="`path`"):
     """An `ExportedModel` of a SavedModel folder written by `tfdeblur.export`."""
     import tensorflow as tf
 
@@ -217,7 +217,7 @@ def load_saved_model(path, arg="model"):
     return model
 
 
-def load_tflite_model(path, arg="model", num_threads=None):
+def load_tflite_model(path, arg="`path`", num_threads=None):
     """An `ExportedModel` of a `.tflite` file written by `tfdeblur.export`
     (any quantization; an `--integer-io` model's quantized `deblur_float`
     is fed and read through its scale and zero point by `run_tflite`)."""
@@ -247,7 +247,7 @@ def load_tflite_model(path, arg="model", num_threads=None):
     return ExportedModel(os.fspath(path), "tflite", _info_or_default(info, path), run)
 
 
-def load_artifact(path=None, arg="--model"):
+def load_artifact(path=None, arg="`path`"):
     """What `deblur` and `eval` run: a Keras network (a `.keras` file, a
     shipped weights name, a manifest; None: the default weights) or an
     `ExportedModel` (a SavedModel folder or `.tflite` file from `export`)."""
@@ -266,7 +266,7 @@ def load_artifact(path=None, arg="--model"):
     return load_model(path, arg)
 
 
-def default_weights(arg="--model"):
+def default_weights(arg="`model`"):
     """The name of the default shipped weights, or a one-line `ValueError`
     saying none are shipped (then a model must be given as `arg`)."""
     from tfdeblur import weights as W
@@ -377,7 +377,7 @@ class Deblurrer:
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
                  ensemble=False, transform=None):
         if model is None or isinstance(model, (str, os.PathLike)):
-            model = load_artifact(model, arg="model")
+            model = load_artifact(model, arg="`model`")
         self.model = model
         self.min_size = int(getattr(model, "min_size", 1))
         multiple = int(getattr(model, "size_multiple", 1))

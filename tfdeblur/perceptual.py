@@ -144,14 +144,14 @@ def recipe_with_vgg_weights(recipe, vgg_weights, required=False):
     if loss.get("class") != "PerceptualLoss":
         if vgg_weights is not None:
             raise ValueError(
-                f"--vgg-weights is used only by a perceptual loss; this recipe's loss is {loss.get('class')!r}"
+                f"`vgg_weights` is used only by a perceptual loss; this recipe's loss is {loss.get('class')!r}"
             )
         return recipe
     if vgg_weights is not None:
         loss["vgg_weights"] = os.fspath(vgg_weights)
     elif required and float(loss.get("weight", 0.1)) > 0:
         raise ValueError(
-            "--vgg-weights FILE is required: the recipe's loss has a VGG-16 perceptual term "
+            "`vgg_weights` FILE is required: the recipe's loss has a VGG-16 perceptual term "
             f"(weight {loss.get('weight', 0.1)}); see tfdeblur/perceptual.py for how to make the file"
         )
     return dict(recipe, loss=loss)

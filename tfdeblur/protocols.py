@@ -75,17 +75,17 @@ class Frames:
         return to_uint8(read_image(self.paths[(len(self.paths) + 1) // 2 - 1], allow_conversion=True))
 
 
-def for_data(kind, name=None):
-    """`name`, checked; without one, the protocol of a benchmark's own --data
-    kind (realblur:, kohler:, ...), else `DEFAULT_PROTOCOL`."""
-    name = name or (kind if kind in PROTOCOLS else DEFAULT_PROTOCOL)
-    check_protocol(name)
-    return name
+def for_data(kind, protocol=None):
+    """`protocol`, checked; without one, the protocol of a benchmark's own
+    --data kind (realblur:, kohler:, ...), else `DEFAULT_PROTOCOL`."""
+    protocol = protocol or (kind if kind in PROTOCOLS else DEFAULT_PROTOCOL)
+    check_protocol(protocol)
+    return protocol
 
 
 def check_protocol(name):
     if name not in PROTOCOLS:
-        raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}; got {name!r}")
+        raise ValueError(f"`protocol` must be one of {', '.join(PROTOCOLS)}; got {name!r}")
     return name
 
 

@@ -138,7 +138,7 @@ def check_window_fits(window, height, width, source="image"):
     if window >= min(height, width):
         raise ValueError(
             f"{source}: {width}x{height} is not larger than the TLC window {window}; "
-            f"TLC would change nothing (use a smaller window or omit --tlc)"
+            f"TLC would change nothing (use a smaller window or omit `tlc`)"
         )
 
 
@@ -161,28 +161,28 @@ def apply_tlc_option(model, train_size, window=None, log=None, notice=None):
 
 
 
-def option_window(train_size, window=None):
-    """The window (image pixels) of `--tlc TRAIN_SIZE [--tlc-window W]`, or
-    None without `--tlc`; checks both."""
-    if train_size is None:
-        if window is not None:
-            raise ValueError("--tlc-window needs --tlc TRAIN_SIZE")
+def option_window(tlc, tlc_window=None):
+    """The window (image pixels) of `--tlc TRAIN_SIZE [--tlc-window W]`
+    (`tlc`, `tlc_window`), or None without `tlc`; checks both."""
+    if tlc is None:
+        if tlc_window is not None:
+            raise ValueError("`tlc_window` needs `tlc` TRAIN_SIZE")
         return None
-    if train_size < 1:
-        raise ValueError(f"--tlc must be a positive training size in pixels; got {train_size}")
-    if window is not None and window < 1:
-        raise ValueError(f"--tlc-window must be a positive integer (pixels); got {window}")
-    return window if window is not None else int(round(WINDOW_FACTOR * train_size))
+    if tlc < 1:
+        raise ValueError(f"`tlc` must be a positive training size in pixels; got {tlc}")
+    if tlc_window is not None and tlc_window < 1:
+        raise ValueError(f"`tlc_window` must be a positive integer (pixels); got {tlc_window}")
+    return tlc_window if tlc_window is not None else int(round(WINDOW_FACTOR * tlc))
 
 
-def option_transform(train_size, window=None, notice=None):
-    """The `Deblurrer` model transform of `--tlc`, or None without it
-    (`apply_tlc_option`: the conversion line to stdout, `notice` for a
-    network without global pooling)."""
-    window = option_window(train_size, window)
+def option_transform(tlc, tlc_window=None, notice=None):
+    """The `Deblurrer` model transform of `--tlc` (`tlc`, `tlc_window`), or
+    None without it (`apply_tlc_option`: the conversion line to stdout,
+    `notice` for a network without global pooling)."""
+    window = option_window(tlc, tlc_window)
     if window is None:
         return None
-    return lambda model: apply_tlc_option(model, train_size, window, notice=notice)[0]
+    return lambda model: apply_tlc_option(model, tlc, window, notice=notice)[0]
 
 
 def checked_pairs(window, deblurrer, pairs, names=None):

@@ -150,7 +150,7 @@ def _salvage(run):
     config = run_state.read_previous_config(run)
     latest = tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))
     if latest is None:
-        raise ValueError(f"--run {run}: no model.keras and no checkpoint to salvage")
+        raise ValueError(f"`run` {run}: no model.keras and no checkpoint to salvage")
     model = models.build(config["net"], **(config.get("model_overrides") or {}))
     model.compile(**compile_args(config["recipe"], config["total_steps"], config["learning_rate"]))
     model.optimizer.build(model.trainable_variables)
@@ -280,7 +280,9 @@ def main(argv=None):
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway)
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        from tfdeblur.errors import flags, flags_for
+
+        print(f"error: {flags_for(str(e), flags(p, args.command))}", file=sys.stderr)
         return 2
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -67,10 +67,10 @@ def _feature_picture(model, blur, sharp, path):
     return labels
 
 
-def run_phases(cfg, phase, from_path=None, log=None, progress=False):
+def run_phases(cfg, phase, init_from=None, log=None, progress=False):
     """Runs `phase` (1, 2, 3 or "all") of `cfg.net`; returns {phase: results}.
 
-    `cfg.data` None takes each phase's default; `from_path` replaces the
+    `cfg.data` None takes each phase's default; `init_from` replaces the
     previous phase's weights of the first phase run. `log`, `progress`: as
     `run_training`'s.
     """
@@ -82,17 +82,17 @@ def run_phases(cfg, phase, from_path=None, log=None, progress=False):
     elif str(phase) in ("1", "2", "3"):
         todo = [int(phase)]
     else:
-        raise RunError(f"--phase must be 1, 2, 3 or all; got {phase!r}")
+        raise RunError(f"`phase` must be 1, 2, 3 or all; got {phase!r}")
     base = cfg.out or os.path.join("runs", cfg.net)
-    init = from_path
+    init = init_from
     if init is not None and not os.path.isfile(init):
-        raise RunError(f"--from {init}: no such file")
+        raise RunError(f"`init_from` {init}: no such file")
     if init is None and todo[0] > 1:
         init = _first_weights(base, todo[0])
         if not os.path.isfile(init) and not cfg.resume:
             raise RunError(
-                f"--phase {todo[0]}: no phase-{todo[0] - 1} weights at {init}; run --phase {todo[0] - 1} "
-                f"with the same --out first, or pass --from FILE.keras"
+                f"`phase` {todo[0]}: no phase-{todo[0] - 1} weights at {init}; run `phase` {todo[0] - 1} "
+                f"with the same `out` first, or pass `init_from` FILE.keras"
             )
     results = {}
     for p in todo:

@@ -35,7 +35,7 @@ def phases_of(net):
 
     phases = get_recipe(net).get("phases")
     if not phases:
-        raise RunError(f"--phase: {net} has no phased training (its recipe defines no phases)")
+        raise RunError(f"`phase`: {net} has no phased training (its recipe defines no phases)")
     return phases
 
 
@@ -56,14 +56,14 @@ def prepare_model(model, cfg, log=None):
         from tfdeblur import checksum
 
         try:
-            checksum.verify(cfg.init_from, "--from")
+            checksum.verify(cfg.init_from, "`init_from`")
         except ValueError as e:
             raise RunError(str(e)) from e
         try:
             model.load_weights(cfg.init_from)
         except Exception as e:  # Keras raises several types for a mismatch
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise RunError(f"--from {cfg.init_from}: its weights do not fit {cfg.net} ({first})") from e
+            raise RunError(f"`init_from` {cfg.init_from}: its weights do not fit {cfg.net} ({first})") from e
         log(f"phase {cfg.phase}: starting from {cfg.init_from}")
     if cfg.phase is None:
         return
@@ -73,7 +73,7 @@ def prepare_model(model, cfg, log=None):
         try:
             return model.get_layer(name)
         except ValueError:
-            raise RunError(f"--phase {cfg.phase}: {cfg.net} has no layer {name!r} (phased training needs both branches)") from None
+            raise RunError(f"`phase` {cfg.phase}: {cfg.net} has no layer {name!r} (phased training needs both branches)") from None
 
     if "train" in spec:
         keep = [layer(n) for n in spec["train"]]

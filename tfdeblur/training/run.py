@@ -89,12 +89,12 @@ def config_from_file(path, **overrides):
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise RunError(f"--config {path}: no such file") from None
+        raise RunError(f"`config` {path}: no such file") from None
     except (OSError, ValueError) as e:
-        raise RunError(f"--config {path}: not a readable JSON file ({e.__class__.__name__}: "
+        raise RunError(f"`config` {path}: not a readable JSON file ({e.__class__.__name__}: "
                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(data, dict) or not isinstance(data.get("net"), str):
-        raise RunError(f"--config {path}: not a run's config.json (no \"net\" name in it)")
+        raise RunError(f"`config` {path}: not a run's config.json (no \"net\" name in it)")
     names = {f.name for f in dataclasses.fields(TrainConfig)} - set(SESSION_FIELDS)
     fields = {k: v for k, v in data.items() if k in names}
     return TrainConfig(**{**fields, **overrides})
@@ -113,7 +113,7 @@ def request_from_options(options):
     if options.get("config"):
         return config_from_file(options["config"], **given)
     if not given.get("net"):
-        raise RunError("train: give NET (e.g. mtwdn) or --config RUN/config.json")
+        raise RunError("train: give NET (e.g. mtwdn) or `config` RUN/config.json")
     if options.get("phase") or options.get("recipe_name"):
         given.setdefault("data", None)  # the phase's or the recipe's data
     return TrainConfig(**given)
@@ -147,7 +147,7 @@ def choose_strategy(devices=None):
         for d in devices:
             name = d.lower().replace("/device:", "/")
             if name not in {v.replace("/device:", "/") for v in visible}:
-                raise RunError(f"--devices: no device {d!r} here; visible: {', '.join(sorted(visible))}")
+                raise RunError(f"`devices`: no device {d!r} here; visible: {', '.join(sorted(visible))}")
         return tf.distribute.MirroredStrategy(devices=list(devices))
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -160,12 +160,12 @@ def _check_config(cfg):
     from tfdeblur.models import get_preset, get_recipe
 
     if cfg.init_from is not None and not os.path.isfile(cfg.init_from):
-        raise RunError(f"--from {cfg.init_from}: no such file")
+        raise RunError(f"`init_from` {cfg.init_from}: no such file")
     get_preset(cfg.net)  # raises with the known names
     try:
         recipe = get_recipe(cfg.recipe_name or cfg.net)
     except ValueError as e:
-        raise RunError(f"--recipe: {e}") from e
+        raise RunError(f"`recipe_name`: {e}") from e
     cfg = resolve_defaults(cfg, recipe)
     # A named recipe may name its data (the released models' do).
     cfg = dataclasses.replace(cfg, data=cfg.data if cfg.data is not None else recipe.get("data", "synthetic"),
@@ -173,23 +173,23 @@ def _check_config(cfg):
     for arg in ("batch_size", "crop", "steps_per_epoch", "keep_checkpoints"):
         value = getattr(cfg, arg)
         if not isinstance(value, int) or value < 1:
-            raise RunError(f"--{arg.replace('_', '-')} must be a positive integer; got {value!r}")
+            raise RunError(f"`{arg}` must be a positive integer; got {value!r}")
     for arg in ("steps", "epochs"):
         value = getattr(cfg, arg)
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise RunError(f"--{arg} must be a positive integer; got {value!r}")
+            raise RunError(f"`{arg}` must be a positive integer; got {value!r}")
     if not isinstance(cfg.learning_rate, (int, float)) or not cfg.learning_rate > 0:
-        raise RunError(f"--learning-rate must be a positive number; got {cfg.learning_rate!r}")
+        raise RunError(f"`learning_rate` must be a positive number; got {cfg.learning_rate!r}")
     if cfg.stop_at is not None and (not isinstance(cfg.stop_at, int) or cfg.stop_at < 1
                                     or cfg.stop_at % cfg.steps_per_epoch):
-        raise RunError(f"--stop-at must be a positive multiple of --steps-per-epoch {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
+        raise RunError(f"`stop_at` must be a positive multiple of `steps_per_epoch` {cfg.steps_per_epoch}; got {cfg.stop_at!r}")
     if cfg.steps is not None and cfg.epochs is not None:
-        raise RunError("--steps and --epochs are exclusive; got both")
+        raise RunError("`steps` and `epochs` are exclusive; got both")
     _check_batch_memory(cfg)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise RunError(f"--seed must be a non-negative integer; got {cfg.seed!r}")
+        raise RunError(f"`seed` must be a non-negative integer; got {cfg.seed!r}")
     if not isinstance(cfg.jitter, (int, float)) or not 0 <= cfg.jitter <= 1:
-        raise RunError(f"--jitter must be a number in [0, 1]; got {cfg.jitter!r}")
+        raise RunError(f"`jitter` must be a number in [0, 1]; got {cfg.jitter!r}")
     return cfg
 
 
@@ -237,7 +237,7 @@ def resolve(cfg, log=None):
     spec = data_spec.parse_spec(settings.data)
     cluster = parse_tf_config(os.environ.get("TF_CONFIG"))
     if cluster is not None and settings.devices:
-        raise RunError("--devices applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
+        raise RunError("`devices` applies to single-worker runs; with TF_CONFIG each worker uses its local devices")
     recipe = recipe_with_vgg_weights(get_recipe(settings.recipe_name or settings.net), settings.vgg_weights,
                                      required=settings.paper)
     if settings.phase is not None:
@@ -287,9 +287,9 @@ def _check_batch_memory(cfg, memory=None):
     memory = memory or _machine_memory()
     need = 4 * cfg.batch_size * cfg.crop * cfg.crop * 3 * 4
     if memory and need > memory:
-        raise RunError(f"--batch-size {cfg.batch_size}: one batch of {cfg.crop}x{cfg.crop} crops needs at least "
+        raise RunError(f"`batch_size` {cfg.batch_size}: one batch of {cfg.crop}x{cfg.crop} crops needs at least "
                        f"{need / 2**30:.1f} GiB (blurry, sharp, output and its gradient, before any activation), more "
-                       f"than this machine's {memory / 2**30:.1f} GiB; use a smaller --batch-size or --crop")
+                       f"than this machine's {memory / 2**30:.1f} GiB; use a smaller `batch_size` or `crop`")
 
 
 def _prepare_out(cfg, writer=True, log=None):
@@ -302,7 +302,7 @@ def _prepare_out(cfg, writer=True, log=None):
             run_state.read_previous_config(out)
         return None
     if os.path.exists(out) and not os.path.isdir(out):
-        raise RunError(f"--out {out}: exists and is not a directory")
+        raise RunError(f"`out` {out}: exists and is not a directory")
     if cfg.resume:
         run_state.read_previous_config(out)  # before creating anything
     created = not os.path.isdir(out)
@@ -332,7 +332,7 @@ def _check_out(cfg, out, log):
         previous = run_state.read_previous_config(out)
         if previous.get("net") != cfg.net:
             raise RunError(
-                f"--resume: {out} holds a run of {previous.get('net')!r}, not {cfg.net!r}"
+                f"`resume`: {out} holds a run of {previous.get('net')!r}, not {cfg.net!r}"
             )
     elif has_run:
         # A run that ended before its first checkpoint left nothing to keep:
@@ -342,7 +342,7 @@ def _check_out(cfg, out, log):
             log(f"--out {out}: holds a run that ended before its first checkpoint; starting afresh")
             return
         raise RunError(
-            f"--out {out}: already holds a run; pass --resume to continue it or choose another --out"
+            f"`out` {out}: already holds a run; pass `resume` to continue it or choose another `out`"
         )
 
 
@@ -485,8 +485,8 @@ def run_training(cfg, log=None, progress=False):
         if not disk_full(e):
             raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else tf_error_reason(e)
-        raise RunError(f"--out {out()}: disk full ({reason.split('; ')[-1]}); "
-                       f"{_kept(out())}; free space and resume with --resume") from e
+        raise RunError(f"`out` {out()}: disk full ({reason.split('; ')[-1]}); "
+                       f"{_kept(out())}; free space and resume with `resume`") from e
     finally:
         if session.get("lock") is not None:
             _remove_leftovers(out())
@@ -571,7 +571,7 @@ def _start_devices(plan, log):
     log(f"precision {decision}")
     replicas = strategy.num_replicas_in_sync
     if settings.batch_size % replicas:
-        raise RunError(f"--batch-size must be a multiple of the {replicas} replicas; got {settings.batch_size}")
+        raise RunError(f"`batch_size` must be a multiple of the {replicas} replicas; got {settings.batch_size}")
     return strategy, decision
 
 
@@ -597,7 +597,7 @@ def _build_model(plan, strategy, log):
         ckpt_dir = os.path.join(plan.out, "checkpoints") if plan.writer else tempfile.mkdtemp(prefix="tfdeblur-worker-")
         state = run_state.RunState(model, ckpt_dir, keep=settings.keep_checkpoints if plan.writer else 1)
     if settings.crop < model.min_size:
-        raise RunError(f"--crop must be at least {model.min_size} for {settings.net}; got {settings.crop}")
+        raise RunError(f"`crop` must be at least {model.min_size} for {settings.net}; got {settings.crop}")
     return model, state
 
 
@@ -631,17 +631,17 @@ def _resume_point(plan, state, record, log):
     previous = run_state.read_previous_config(out)
     mismatch = run_state.resume_mismatch(previous, record)
     if mismatch:
-        raise RunError(f"--resume: {out} holds a different run: {mismatch}")
+        raise RunError(f"`resume`: {out} holds a different run: {mismatch}")
     notice = run_state.resume_notice(previous, record)
     if notice:
         log(f"--resume: {notice}")
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
     if latest is None:
-        raise RunError(f"--resume: {os.path.join(out, 'checkpoints')} holds no checkpoint (the run ended "
-                       "before its first one); run without --resume to start it afresh")
+        raise RunError(f"`resume`: {os.path.join(out, 'checkpoints')} holds no checkpoint (the run ended "
+                       "before its first one); run without `resume` to start it afresh")
     step = state.restore(plan.settings.net, path=latest)
     if step % plan.steps_per_epoch:
-        raise RunError(f"--resume: checkpoint {latest} is at step {step}, not a multiple of --steps-per-epoch "
+        raise RunError(f"`resume`: checkpoint {latest} is at step {step}, not a multiple of `steps_per_epoch` "
                        f"{plan.steps_per_epoch}")
     log(f"resumed from {latest} (step {step}/{plan.total_steps})")
     return step // plan.steps_per_epoch

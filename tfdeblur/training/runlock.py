@@ -65,8 +65,8 @@ def acquire(out, take_over=False, log=None):
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     who, _ = _holder(_read(fd))
-                    raise RunError(f"--out {out}: in use by another train ({who}; lock {path}); "
-                                   "wait for it to finish or choose another --out") from None
+                    raise RunError(f"`out` {out}: in use by another train ({who}; lock {path}); "
+                                   "wait for it to finish or choose another `out`") from None
         except BaseException:
             os.close(fd)
             raise
@@ -85,8 +85,8 @@ def acquire(out, take_over=False, log=None):
             who, info = _holder(previous)
             proved = fcntl is not None and info.get("host") == socket.gethostname()
             if not (proved or take_over):
-                raise RunError(f"--out {out}: locked by {who} ({path}), which cannot be checked from this host; "
-                               "if that run is dead, pass --take-over-lock")
+                raise RunError(f"`out` {out}: locked by {who} ({path}), which cannot be checked from this host; "
+                               "if that run is dead, pass `take_over_lock`")
             log(f"--out {out}: taking over the stale lock of {who}: that process is gone")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),

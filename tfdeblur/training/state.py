@@ -46,24 +46,25 @@ logger = logging.getLogger(__name__)
 
 
 class ResumeError(RunError):
-    """`--resume` on a folder that holds no run, or a different run."""
+    """`resume` on a folder that holds no run, or a different run."""
 
 
-# config.json key -> the option that sets it (for the error message).
+# config.json key -> the `TrainConfig` argument that sets it (for the error
+# message; `arg` form, which the command line shows as the flag).
 TRAJECTORY_KEYS = {
-    "net": "NET",
+    "net": "`net`",
     "preset": "the preset's arguments",
-    "model_overrides": "model_overrides",
-    "data": "--data",
-    "seed": "--seed",
-    "crop": "--crop",
-    "batch_size": "--batch-size",
-    "learning_rate": "--learning-rate",
-    "steps_per_epoch_resolved": "--steps-per-epoch",
-    "precision_resolved": "--precision",
-    "phase": "--phase",
-    "jitter": "--jitter",
-    "recipe_name": "--recipe",
+    "model_overrides": "`model_overrides`",
+    "data": "`data`",
+    "seed": "`seed`",
+    "crop": "`crop`",
+    "batch_size": "`batch_size`",
+    "learning_rate": "`learning_rate`",
+    "steps_per_epoch_resolved": "`steps_per_epoch`",
+    "precision_resolved": "`precision`",
+    "phase": "`phase`",
+    "jitter": "`jitter`",
+    "recipe_name": "`recipe_name`",
 }
 # Value of a key that configs written before it existed lack.
 _ABSENT = {"jitter": 0.0, "recipe_name": None}
@@ -102,12 +103,12 @@ def resume_notice(previous, current):
 def read_previous_config(out):
     path = os.path.join(out, "config.json")
     if not os.path.exists(path):
-        raise ResumeError(f"--resume: {out} holds no run to resume (no config.json)")
+        raise ResumeError(f"`resume`: {out} holds no run to resume (no config.json)")
     try:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        raise ResumeError(f"--resume: {path} is not readable JSON ({e.__class__.__name__})") from e
+        raise ResumeError(f"`resume`: {path} is not readable JSON ({e.__class__.__name__})") from e
 
 
 class RunState:
@@ -131,13 +132,13 @@ class RunState:
         """Restores the latest (or `path`) checkpoint; returns its step."""
         path = path or self.latest
         if path is None:
-            raise ResumeError(f"--resume: {self.directory} holds no checkpoint")
+            raise ResumeError(f"`resume`: {self.directory} holds no checkpoint")
         try:
             status = self.checkpoint.restore(path)
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
-            raise ResumeError(f"--resume: checkpoint {path} does not fit {net} ({first})") from e
+            raise ResumeError(f"`resume`: checkpoint {path} does not fit {net} ({first})") from e
         status.expect_partial()
         return int(self.step.numpy())
 
