@@ -347,7 +347,7 @@ def prepare(spec, out, count=None, seed=None, size=None, shards=1, crop=None, ov
         raise ValueError(f"prepare {spec}: already TFRecords written by prepare; give a file-based or generated spec")
     for option, value in (("count", count), ("seed", seed), ("size", size)):
         if value is not None:
-            raise ValueError(f"prepare --{option} applies to generated specs ({', '.join(_tfrecord.GENERATED_KINDS)}); got {spec}")
+            raise ValueError(f"`{option}` applies to generated specs ({', '.join(_tfrecord.GENERATED_KINDS)}); got {spec}")
     pairs, names = spec_pairs(spec, "train")
     _pairs.check_pairs(pairs, min_size=crop or 1)
     meta = _tfrecord.write_tfrecords(pairs, names, out, shards=shards, crop=crop, source=str(spec),

@@ -144,5 +144,5 @@ def test_artifacts_of_the_wrong_kind_are_one_line_errors(artifacts, photo, tmp_p
     err = run_cli_error(capsys, ["export", "--model", artifacts["saved_model"], "--format", "tflite", "--out", str(tmp_path / "m.tflite")])
     assert "a SavedModel export; this needs the Keras network" in err
     err = run_cli_error(capsys, ["deblur", "--model", artifacts["tflite"], "--tlc", "64", str(tmp_path / "a.png"), "--out", out])
-    assert "a model transform (--tlc) needs the Keras network; got a tflite export" in err
+    assert "--tlc (a model transform) needs the Keras network; got a tflite export" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.tflite").exists()

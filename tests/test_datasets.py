@@ -273,7 +273,7 @@ def test_spec_parsing_errors():
         ("gopro:/d,variant=gamma", "variant must be one of blur, blur_gamma; got 'gamma'"),
         ("hide:/d,variant=blur", "option 'variant' is unknown"),
         ("gopro:/d,test", "options are key=value"),
-        ("imagenet:/d", "--data must be one of"),
+        ("imagenet:/d", "^`data` must be one of"),
     ]:
         with pytest.raises(spec.DataSpecError, match=message):
             spec.parse_spec(bad)

@@ -388,7 +388,7 @@ def test_export_refuses_other_models_and_existing_targets(small, tmp_path):
     with pytest.raises(ValueError, match="model must be a tfdeblur network"):
         export.export_saved_model(plain, tmp_path / "plain")
     (tmp_path / "taken").mkdir()
-    with pytest.raises(ValueError, match=r"taken: already exists; pass --overwrite"):
+    with pytest.raises(ValueError, match=r"taken: already exists; pass `overwrite`"):
         export.export_saved_model(model, tmp_path / "taken")
     (tmp_path / "file.tflite").write_bytes(b"old")
     with pytest.raises(ValueError, match=r"file.tflite: already exists"):
@@ -546,7 +546,7 @@ def test_integer_io_bad_combinations(small, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["small.keras"]  # no partial or temporary file
     with pytest.raises(ValueError, match="integer_io applies to quantize='int8' only; got quantize='none'"):
         export.convert_tflite(model, integer_io="uint8")
-    with pytest.raises(ValueError, match="--integer-io must be one of uint8, int8; got 'int16'"):
+    with pytest.raises(ValueError, match="`integer_io` must be one of uint8, int8; got 'int16'"):
         export.convert_tflite(model, "int8", export.representative_images(8, 32), integer_io="int16")
     with pytest.raises(ValueError, match="apply to format 'tflite' only"):
         export.export(model, tmp_path / "m", format="saved_model", integer_io="uint8")

@@ -171,9 +171,9 @@ def test_missing_or_wrong_vgg_weights_give_one_line_errors(tmp_path):
     other.save_weights(tmp_path / "other.weights.h5")
     with pytest.raises(ValueError, match=r"vgg_weights .*other.weights.h5: not the weights of keras.applications.VGG16"):
         PerceptualLoss(weight=0.1, vgg_weights=tmp_path / "other.weights.h5")
-    with pytest.raises(ValueError, match="--vgg-weights FILE is required"):
+    with pytest.raises(ValueError, match="`vgg_weights` FILE is required"):
         recipe_with_vgg_weights(models.get_recipe("fddn"), None, required=True)
-    with pytest.raises(ValueError, match="--vgg-weights is used only by a perceptual loss"):
+    with pytest.raises(ValueError, match="`vgg_weights` is used only by a perceptual loss"):
         recipe_with_vgg_weights(models.get_recipe("lmfn"), tmp_path / "x.weights.h5")
     with pytest.raises(ValueError, match="missing_weights must be one of"):
         PerceptualLoss(weight=0.0, missing_weights="skip")

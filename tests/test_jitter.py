@@ -73,8 +73,8 @@ def test_stop_and_resume_with_jitter_is_bit_identical(tmp_path):
 
 def test_jitter_is_part_of_the_trajectory(capsys):
     # A resume with another --jitter is refused; configs from before --jitter mean 0.
-    assert resume_mismatch({"jitter": 0.2}, {"jitter": 0.1}) == "--jitter is 0.1 but the run being resumed has 0.2"
+    assert resume_mismatch({"jitter": 0.2}, {"jitter": 0.1}) == "`jitter` is 0.1 but the run being resumed has 0.2"
     assert resume_mismatch({}, {"jitter": 0.0}) is None
-    assert resume_mismatch({}, {"jitter": 0.1}) == "--jitter is 0.1 but the run being resumed has 0.0"
+    assert resume_mismatch({}, {"jitter": 0.1}) == "`jitter` is 0.1 but the run being resumed has 0.0"
     err = run_cli_error(capsys, ["train", "mtwdn", "--jitter", "1.5", "--out", "/nonexistent/run"])
     assert err == "error: --jitter must be a number in [0, 1]; got 1.5"

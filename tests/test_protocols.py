@@ -98,7 +98,7 @@ def test_kohler_finds_the_frame_shift_and_gain():
 
 
 def test_protocol_errors():
-    with pytest.raises(ValueError, match="--protocol must be one of"):
+    with pytest.raises(ValueError, match="`protocol` must be one of"):
         protocols.score("dpdd", np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8))
     with pytest.raises(ValueError, match="same shape"):
         protocols.score("realblur", np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8))

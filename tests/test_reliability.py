@@ -218,7 +218,7 @@ def test_stale_locks(tmp_path):
     out.mkdir()
     lock_file = out / "train.lock"
     lock_file.write_text(json.dumps({"pid": 999999, "host": "elsewhere", "started": "t"}))
-    with pytest.raises(RunError, match=r"locked by pid 999999 on elsewhere, started t .*pass --take-over-lock$"):
+    with pytest.raises(RunError, match=r"locked by pid 999999 on elsewhere, started t .*pass `take_over_lock`$"):
         runlock.acquire(str(out))
     assert "elsewhere" in lock_file.read_text()  # left as it was
     lines = []
@@ -535,7 +535,7 @@ def test_impossible_batch_size_refused_before_allocating(tmp_path, capsys):
     # The bound is a lower one: what the quick run and the paper recipes ask fits in 1 GiB with room to spare.
     cfg = _tiny_train_cfg(out, batch_size=16, crop=256)
     run._check_batch_memory(cfg, memory=1 << 30)
-    with pytest.raises(run.RunError, match="--batch-size 300: one batch of 256x256 crops needs at least 0.9 GiB"):
+    with pytest.raises(run.RunError, match="`batch_size` 300: one batch of 256x256 crops needs at least 0.9 GiB"):
         run._check_batch_memory(_tiny_train_cfg(out, batch_size=300, crop=256), memory=1 << 29)
 
 

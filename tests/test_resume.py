@@ -114,15 +114,15 @@ def test_resume_refuses_other_runs(straight_run, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(straight_run / "config.json", bare / "config.json")
-    with pytest.raises(RunError, match=f"--resume: {bare}/checkpoints holds no checkpoint"):
+    with pytest.raises(RunError, match=f"`resume`: {bare}/checkpoints holds no checkpoint"):
         run_training(_cfg(bare, resume=True), log=_quiet)
     # Another network (CLI: one error line, exit 2).
     err = run_cli_error(capsys, ["train", "mtwdn_oneway", "--out", str(straight_run), "--resume"])
     assert err == f"error: --resume: {straight_run} holds a run of 'mtwdn', not 'mtwdn_oneway'"
     # Other preset arguments, other batch size: named.
-    with pytest.raises(RunError, match=r"model_overrides is .*'widths': \[8, 8, 16\].* but the run being resumed has"):
+    with pytest.raises(RunError, match=r"`model_overrides` is .*'widths': \[8, 8, 16\].* but the run being resumed has"):
         run_training(_cfg(straight_run, resume=True, model_overrides=dict(TINY, widths=[8, 8, 16])), log=_quiet)
-    with pytest.raises(RunError, match="--batch-size is 4 but the run being resumed has 2"):
+    with pytest.raises(RunError, match="`batch_size` is 4 but the run being resumed has 2"):
         run_training(_cfg(straight_run, resume=True, batch_size=4), log=_quiet)
     # A checkpoint that does not fit the network (config edited to agree).
     other = tmp_path / "other"

@@ -52,7 +52,7 @@ def test_readme_python_snippet_trains_with_model_fit():
 def test_precision_auto_never_picks_fp16_on_cpu():
     assert resolve_precision("auto") in ("bf16", "fp32")
     assert resolve_precision("fp32") == "fp32"
-    with pytest.raises(ValueError, match="--precision must be one of"):
+    with pytest.raises(ValueError, match="`precision` must be one of"):
         resolve_precision("int4")
 
 
@@ -105,7 +105,7 @@ def test_quick_run_defaults_and_paper_flag():
 def test_bad_learning_rate_is_named():
     from tfdeblur.training.run import RunError, TrainConfig, _check_config
 
-    with pytest.raises(RunError, match="--learning-rate must be a positive number; got -1"):
+    with pytest.raises(RunError, match="`learning_rate` must be a positive number; got -1"):
         _check_config(TrainConfig(net="mtwdn", learning_rate=-1.0))
 
 

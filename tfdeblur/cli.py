@@ -152,8 +152,10 @@ def _add_inference_options(p):
 def _deblurrer(args, model):
     """A `Deblurrer` from the inference options; model transforms (e.g. --tlc) hook in here."""
     from tfdeblur import tlc
-    from tfdeblur.inference import Deblurrer
+    from tfdeblur.inference import Deblurrer, ExportedModel
 
+    if args.tlc is not None and isinstance(model, ExportedModel):  # the library names its `transform`
+        raise ValueError(f"`tlc` (a model transform) needs the Keras network; got a {model.kind} export ({model.path})")
     # A model -> callable hook: the test-time local converter; its notices go to stderr.
     transform = tlc.option_transform(args.tlc, args.tlc_window, notice=lambda m: print(m, file=sys.stderr))
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,

@@ -407,7 +407,7 @@ class Deblurrer:
         self.size_multiple = multiple
         if isinstance(model, ExportedModel):
             if transform is not None:
-                raise ValueError(f"a model transform (--tlc) needs the Keras network; got a {model.kind} export "
+                raise ValueError(f"`transform` (a model transform) needs the Keras network; got a {model.kind} export "
                                  f"({model.path})")
             self._fn = None
         else:

@@ -519,8 +519,8 @@ def _interrupted(out, session):
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) if model is not None else 0
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) if out else None
     if latest is None:
-        return f"interrupted at step {step}, before the first checkpoint; run it again (without --resume) to start afresh"
-    return f"interrupted at step {step}; resume with --resume (from {os.path.basename(latest)})"
+        return f"interrupted at step {step}, before the first checkpoint; run it again (without `resume`) to start afresh"
+    return f"interrupted at step {step}; resume with `resume` (from {os.path.basename(latest)})"
 
 
 def _run_training(cfg, log, session, progress=False):
