@@ -437,7 +437,7 @@ def test_deblur_out_in_input_folder(tiny_model, tmp_path, capsys):
     assert main(["deblur", "--model", tiny_model, str(src), "--out", str(src / "restored"), "--out-in-input"]) == 0
     assert os.listdir(src / "restored") == ["a.png"]
     err = run_cli_error(capsys, ["deblur", "--model", tiny_model, str(src / "a.png"), "--out", ""])
-    assert err == "error: --out must be a folder; got '' (use --out . for the current folder)"
+    assert err == "error: --out must be a folder; got '' (use . for the current folder)"
 
 
 def test_non_finite_model_output_is_an_error_not_a_black_image(tmp_path, capsys):
