@@ -258,7 +258,7 @@ def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
         (out / name).write_bytes(b"partial")
     (out / "checkpoints" / "ckpt-7_temp").mkdir(parents=True)
     with pytest.raises(RunError, match=r"holds no checkpoint \(the run ended before its first one\); "
-                                       r"run without --resume to start it afresh$"):
+                                       r"run without `resume` to start it afresh$"):
         run_training(_tiny_train_cfg(out, resume=True), log=lambda m: None)
     lines = []
     run_training(_tiny_train_cfg(out), log=lines.append)
