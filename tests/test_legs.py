@@ -22,6 +22,16 @@ def _dirs(root):
     return {"runs": str(root / "runs"), "log": str(root / "legs"), "weights": str(weights)}
 
 
+@pytest.fixture(autouse=True)
+def small_precision_check(monkeypatch):
+    """`finish` packs; packing's fp32-vs-packed check (tested in
+    test_weights at full size) on one 64 px image here, for time."""
+    from tfdeblur.weights import pack
+
+    monkeypatch.setattr(pack, "CHECK_IMAGES", 1)
+    monkeypatch.setattr(pack, "CHECK_SIZE", 64)
+
+
 @pytest.fixture()
 def dirs(tmp_path, monkeypatch):
     dirs = _dirs(tmp_path)
