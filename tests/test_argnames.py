@@ -76,3 +76,21 @@ def test_the_cli_names_the_flag(capsys, tmp_path):
     assert err == "error: --seed must be a non-negative integer; got -1"
     err = run_cli_error(capsys, ["prepare", "imagenet:/d", "--out", str(tmp_path / "p")])
     assert err.startswith("error: SPEC must be one of ")
+
+
+def test_pack_names_its_arguments_and_python_m_tfdeblur_weights_its_flags(tmp_path, capsys):
+    from tfdeblur.weights.__main__ import main as weights_main
+    from tfdeblur.weights.pack import pack
+
+    with pytest.raises(ValueError, match=r"^`dtype` must be one of fp16, bf16, fp32; got 'fp8'$"):
+        pack("/nonexistent/model.keras", "mtwdn-x", dtype="fp8")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(ValueError, match=r"^`out` .*file: exists and is not a directory$"):
+        pack("/nonexistent/model.keras", "mtwdn-x", out=str(not_a_dir))
+    assert weights_main(["pack", "--model", "/nonexistent/model.keras", "--name", "mtwdn-x", "--out", str(not_a_dir)]) == 2
+    assert capsys.readouterr().err == f"error: --out {not_a_dir}: exists and is not a directory\n"
+    assert weights_main(["pack", "--model", str(tmp_path / "missing.keras"), "--name", "mtwdn-x",
+                         "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model ") and "`" not in err  # pack's model_path is the --model option

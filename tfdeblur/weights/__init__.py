@@ -197,7 +197,7 @@ def encode(array, dtype):
     if dtype == "fp16":
         big = np.abs(a) > np.finfo(np.float16).max
         if big.any():
-            raise ValueError(f"a weight of magnitude {np.abs(a).max():.3g} overflows fp16; use --dtype bf16 or fp32")
+            raise ValueError(f"a weight of magnitude {np.abs(a).max():.3g} overflows fp16; use `dtype` bf16 or fp32")
         return a.astype(np.float16)
     if dtype == "bf16":
         # (np.ascontiguousarray would turn a scalar weight into shape (1,).)

@@ -94,41 +94,41 @@ def pack(model_path, name, dtype="fp16", summary=None, out=None, overwrite=False
 
     W.check_name(name)
     if dtype not in W.DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(W.DTYPES)}; got {dtype!r}")
+        raise ValueError(f"`dtype` must be one of {', '.join(W.DTYPES)}; got {dtype!r}")
     out = os.path.abspath(out or W.weights_dir())
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out}: exists and is not a directory")
+        raise ValueError(f"`out` {out}: exists and is not a directory")
     manifest_path = os.path.join(out, name + W.MANIFEST_SUFFIX)
     weights_path = os.path.join(out, name + W.WEIGHTS_SUFFIX)
     for path in (manifest_path, weights_path):
         if os.path.exists(path) and not overwrite:
-            raise ValueError(f"{path}: already exists; pass --overwrite to replace it")
+            raise ValueError(f"{path}: already exists; pass `overwrite` to replace it")
     if isinstance(summary, (str, os.PathLike)):
-        summary = _read_json(os.fspath(summary), "--summary")
+        summary = _read_json(os.fspath(summary), "`summary`")
     if summary is not None and not isinstance(summary, dict):
-        raise ValueError(f"--summary must hold a JSON object; got {type(summary).__name__}")
+        raise ValueError(f"`summary` must hold a JSON object; got {type(summary).__name__}")
 
-    model = load_model(model_path, arg="--model")
+    model = load_model(model_path, arg="`model_path`")
     preset = preset or model.name
     if preset not in models.available():
-        raise ValueError(f"--model {model_path}: network name {model.name!r} is not a registered preset; "
-                         f"pass --preset NET (known: {', '.join(models.available())})")
+        raise ValueError(f"`model_path` {model_path}: network name {model.name!r} is not a registered preset; "
+                         f"pass `preset` NET (known: {', '.join(models.available())})")
     if models.get_preset(preset).cls is not type(model):
-        raise ValueError(f"--preset {preset!r} is a {models.get_preset(preset).cls.__name__}; "
-                         f"--model {model_path} holds a {type(model).__name__}")
+        raise ValueError(f"`preset` {preset!r} is a {models.get_preset(preset).cls.__name__}; "
+                         f"`model_path` {model_path} holds a {type(model).__name__}")
     if name.split("-")[0] != preset:
-        raise ValueError(f"--name must start with the network preset and a hyphen, '{preset}-...'; got {name!r}")
+        raise ValueError(f"`name` must start with the network preset and a hyphen, '{preset}-...'; got {name!r}")
 
     config = model.get_config()
     variables = list(model.weights)
     paths = [v.path for v in variables]
     if len(set(paths)) != len(paths):
         dup = sorted({p for p in paths if paths.count(p) > 1})
-        raise ValueError(f"--model {model_path}: weight names are not unique ({', '.join(dup[:3])}); name the layers")
+        raise ValueError(f"`model_path` {model_path}: weight names are not unique ({', '.join(dup[:3])}); name the layers")
     values = {v.path: keras.ops.convert_to_numpy(v) for v in variables}
     bad = [p for p, a in values.items() if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
     if bad:
-        raise ValueError(f"--model {model_path}: weight {bad[0]!r} holds NaN or infinite values; not packing a diverged model")
+        raise ValueError(f"`model_path` {model_path}: weight {bad[0]!r} holds NaN or infinite values; not packing a diverged model")
     stored = {p: W.encode(a, dtype) for p, a in values.items()}
 
     # What the stored precision costs, measured before anything is written.
