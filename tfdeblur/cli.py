@@ -4,28 +4,16 @@ train, eval, prepare, deblur, export, bench, list (`tfdeblur COMMAND --help`).
 Each command parses its options, calls the library function that does the
 work, and prints; the work lives in its module (docs/architecture.md).
 
-Bad input (missing files, unknown names, unusable images, a folder holding
-another run) ends with a one-line `error: ...` on stderr and exit code 2.
-Library errors name the Python argument, `crop` (`tfdeblur.errors.arg`);
-here each becomes the flag argparse has for that dest, --crop
-(`tfdeblur.errors.flags`).
+Bad input ends with a one-line `error: ...` on stderr and exit code 2; the
+library's `crop` (`tfdeblur.errors.arg`) shows as --crop (`errors.flags`).
 """
 import argparse
 import sys
 
+from tfdeblur.console import positive_int as _positive_int
 from tfdeblur.errors import arg
 
 EXIT_USAGE = 2
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
 
 
 MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g. mtwdn-photos (see `tfdeblur list`)"
@@ -167,11 +155,7 @@ def _cmd_train(args):
     from tfdeblur.training.run import request_from_options, run_training
 
     cfg = request_from_options(vars(args))
-    # Keras' own epoch display (a bar on a terminal); the other lines through the 'tfdeblur' logger.
-    if args.phase:
-        run_phases(cfg, args.phase, init_from=args.init_from, progress=True)
-    else:
-        run_training(cfg, progress=True)
+    run_phases(cfg, args.phase, init_from=args.init_from, progress=True) if args.phase else run_training(cfg, progress=True)
     return 0
 
 

@@ -138,3 +138,16 @@ class Progress:
     def close(self):
         """Draws the finished bar and ends its line."""
         self.update(self.total)
+
+
+def positive_int(text):
+    """argparse `type=` of the CLI's counts: an int >= 1, else argparse's own error."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
