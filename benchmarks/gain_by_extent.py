@@ -1,0 +1,116 @@
+"""Gain over the blurry input as a function of the blur's extent.
+
+    python benchmarks/gain_by_extent.py mtwdn-photos lmfn-photos [--photos 8]
+
+Where does a model stop helping? Held-out photos (CBSD68, never in the
+`photos:` training data) are centre-cropped to --crop px and blurred in linear
+light, 8-bit, no noise (`tfdeblur.datasets.blur_image`, as the model card's
+CBSD68 row) by:
+
+- straight motion of length L px (`linear_motion_kernel`) at --angles angles
+  spread over 180 degrees, for each L of --lengths;
+- each of Levin et al.'s 8 real camera-shake kernels, with its extent (the
+  side of the bounding box holding 99 % of its mass).
+
+For each (model, kernel) it prints the mean input PSNR, output PSNR and gain
+(dB, whole image). The photos stream's blur sizes (datasets/photos.py:
+MAX_SHIFT, UNIFORM_SIZE_BIAS) are printed beside, so the table says whether a
+weak row is a size the training data rarely shows.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def extent(kernel, mass=0.99):
+    """Side (px) of the smallest centred-on-mass bounding box holding `mass`
+    of the kernel: rows and columns trimmed from both ends while the dropped
+    weight stays under (1 - mass) / 2 per axis end pair."""
+    k = np.asarray(kernel, np.float64)
+    k = k / k.sum()
+    sides = []
+    for axis in (0, 1):
+        profile = k.sum(axis=1 - axis)
+        c = np.cumsum(profile)
+        lo = int(np.searchsorted(c, (1 - mass) / 2))
+        hi = int(np.searchsorted(c, 1 - (1 - mass) / 2))
+        sides.append(hi - lo + 1)
+    return max(sides)
+
+
+def kernels_to_test(lengths, angles, levin_path):
+    from tfdeblur.datasets import kernels as K
+
+    out = []
+    for L in lengths:
+        ks = [K.linear_motion_kernel(L, 180.0 * i / angles + 10.0) for i in range(angles)]
+        out.append((f"line {L:g} px", L, ks))
+    if levin_path and os.path.exists(levin_path):
+        for i, k in enumerate(K.load_kernels(levin_path)):
+            out.append((f"Levin k{i + 1}", extent(k), [k]))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="+", metavar="NAME", help="shipped weights names or .keras files")
+    p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"))
+    p.add_argument("--photos", type=int, default=8, help="CBSD68 photos used (first N, sorted)")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lengths", default="5,9,13,17,21,25,31")
+    p.add_argument("--angles", type=int, default=2)
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    from tfdeblur import io as tio
+    from tfdeblur import protocols
+    from tfdeblur.datasets import blur_image, photos as P
+    from tfdeblur.inference import inference_fn, load_model
+
+    folder = os.path.join(args.shared, "data", "cbsd68")
+    if not os.path.isdir(folder):
+        sys.exit(f"error: {folder} not found (--shared)")
+    sharp = []
+    for path in tio.list_images(folder)[: args.photos]:
+        img = tio.read_image(path, allow_conversion=True)
+        h, w = img.shape[:2]
+        s = min(args.crop, h, w) // 8 * 8
+        y, x = (h - s) // 2, (w - s) // 2
+        sharp.append(img[y:y + s, x:x + s])
+    lengths = [float(v) for v in args.lengths.split(",")]
+    table = kernels_to_test(lengths, args.angles, os.path.join(args.shared, "data", "kernels", "levin09.npz"))
+    print(f"# {len(sharp)} CBSD68 photos, centre {args.crop} px; photos stream: camera shift <= {P.MAX_SHIFT:g} px, "
+          f"uniform kernels <= {P.MAX_KERNEL} px (size bias {P.UNIFORM_SIZE_BIAS:g}); load {os.getloadavg()[0]:.2f}")
+    models = []
+    for name in args.names:
+        m = load_model(name, arg="names")
+        models.append((name, inference_fn(m)))
+    head = f"{'kernel':<14}{'extent':>7}{'input':>8}" + "".join(f"{n[:18]:>20}" for n, _ in models)
+    print(head)
+    started = time.perf_counter()
+    for label, ext, ks in table:
+        inp, outs = [], [[] for _ in models]
+        for k in ks:
+            for img in sharp:
+                blurry = blur_image(img, k, noise_sigma=0, gamma=2.2, quantize=True)
+                inp.append(protocols.score("whole", blurry, img)["psnr"])
+                with tf.device("/CPU:0"):
+                    for j, (_, fn) in enumerate(models):
+                        out = np.clip(fn(blurry[None]).numpy()[0], 0.0, 1.0)
+                        outs[j].append(protocols.score("whole", out, img)["psnr"])
+        i = float(np.mean(inp))
+        cells = "".join(f"{np.mean(o):>10.2f} ({np.mean(o) - i:+.2f})" for o in outs)
+        print(f"{label:<14}{ext:>7g}{i:>8.2f}{cells}", flush=True)
+    print(f"# {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
