@@ -13,7 +13,8 @@
     dynamic                           procedural dynamic scenes: camera + moving objects over sub-frames
     photos:DIR[,MODE=W...]            sharp photos under DIR blurred on the fly (uniform kernels, camera
                                       motion, moving objects, camera pipeline; datasets/photos.py); MODE
-                                      weights reweight the mix (uniform, camera, objects, synthetic, dynamic)
+                                      weights reweight the mix (uniform, camera, objects, synthetic, dynamic;
+                                      shake, weight 0 by default); validation keeps the default mix
 
 Options follow the root after commas, `key=value`; `realblur` also takes
 `J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
@@ -184,11 +185,13 @@ def photos_mix(spec):
 def _photos_train_val(spec, crop, seed, augment):
     from tfdeblur.datasets.photos import VAL_SIZE, photos_dataset
 
-    mix = photos_mix(spec)
-    train = photos_dataset(spec.paths[0], "train", crop=crop, seed=seed, mix=mix)
+    train = photos_dataset(spec.paths[0], "train", crop=crop, seed=seed, mix=photos_mix(spec))
     if augment:
         train = train.map(paired_flip_rot)
-    return train, photos_dataset(spec.paths[0], "val", crop=VAL_SIZE, mix=mix)
+    # Validation keeps the default mix whatever the spec reweights: the
+    # held-out pairs stay the same set, so runs and legs on different mixes
+    # are scored on one yardstick.
+    return train, photos_dataset(spec.paths[0], "val", crop=VAL_SIZE)
 
 
 def _synthesis_train_val(spec, crop, seed, augment):

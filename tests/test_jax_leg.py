@@ -44,11 +44,11 @@ def photo_dir(tmp_path, monkeypatch):
 def test_batches_are_the_photos_stream_under_one_d4_transform_per_pair(photo_dir):
     jax_leg._init_worker(photo_dir)
     assert len(jax_leg._BANK.splits["train"]) == 3  # every photo of the folder trains
-    blur, sharp = jax_leg._make_batch((4, 1, 2, 32))
+    blur, sharp = jax_leg._make_batch((4, 1, 2, 32, None))
     assert blur.shape == sharp.shape == (2, 32, 32, 3) and blur.dtype == np.uint8
-    again = jax_leg._make_batch((4, 1, 2, 32))
+    again = jax_leg._make_batch((4, 1, 2, 32, None))
     np.testing.assert_array_equal(blur, again[0])  # a batch is fixed by (seed, index)
-    assert not np.array_equal(blur, jax_leg._make_batch((4, 2, 2, 32))[0])
+    assert not np.array_equal(blur, jax_leg._make_batch((4, 2, 2, 32, None))[0])
     for j in range(2):
         b, s = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2 + j), 32, split="train")
         b8, s8 = (np.round(a * 255).astype(np.uint8) for a in (b, s))
@@ -56,6 +56,30 @@ def test_batches_are_the_photos_stream_under_one_d4_transform_per_pair(photo_dir
         matches = [t for t in d4 if np.array_equal(t(b8), blur[j])]
         assert matches, f"pair {j}: not a D4 transform of the stream's pair"
         assert any(np.array_equal(t(s8), sharp[j]) for t in matches)  # the same transform on both
+
+
+def test_mix_reweights_the_stream_and_names_its_spec(photo_dir):
+    """`--mix shake=1,uniform=0,...`: the batches are the stream under that mix
+    (here shake only), the record's data spec says
+    which weights changed, and bad fields are one line naming `--mix`."""
+    only_shake = ",".join(f"{m}=0" for m in photos.MODES if m != "shake") + ",shake=1"
+    mix = jax_leg.parse_mix(only_shake)
+    assert mix["shake"] == 1.0 and mix["uniform"] == 0.0
+    assert jax_leg.parse_mix("") is None and jax_leg.mix_spec(None) == "photos:../shared/data/sharp"
+    assert jax_leg.mix_spec(jax_leg.parse_mix("shake=0.35")) == "photos:../shared/data/sharp,shake=0.35"
+    jax_leg._init_worker(photo_dir)
+    blur, _ = jax_leg._make_batch((4, 1, 2, 32, mix))
+    b, _ = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2), 32, split="train", mix=mix)
+    plain = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2), 32, split="train")[0]
+    assert not np.array_equal(b, plain)  # the mix reached the worker
+    b8 = np.round(b * 255).astype(np.uint8)
+    assert any(np.array_equal(np.rot90(b8, k)[:, ::-1] if f else np.rot90(b8, k), blur[0])
+               for k in range(4) for f in (0, 1))
+    for bad in ("zoom=1", "shake", "shake=-1", "shake=x"):
+        with pytest.raises(SystemExit, match="--mix"):
+            jax_leg.parse_mix(bad)
+    with pytest.raises(SystemExit, match="--mix: .*positive sum"):
+        jax_leg.parse_mix(",".join(f"{m}=0" for m in photos.MODES))
 
 
 def test_run_refuses_the_tensorflow_backend(photo_dir, tmp_path):

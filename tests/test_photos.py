@@ -167,3 +167,64 @@ def test_shared_photos_make_pairs_of_every_mode():
         blur, sharp = photos.make_photo_pair(bank, (31, 0, i), 96, mode=mode)
         assert blur.shape == sharp.shape == (96, 96, 3)
         assert np.abs(blur - sharp).mean() > 0  # something was blurred
+
+
+def test_shake_mode_leaves_the_default_stream_as_it_was(photo_dir):
+    """`shake` was appended to MODES with weight 0: the mode draw of the
+    default mix (and so every default sample, the rest of the draw being the
+    same code) equals the draw over the five modes before it existed."""
+    old_modes = ("uniform", "camera", "objects", "synthetic", "dynamic")
+    assert photos.MODES[:5] == old_modes and photos.DEFAULT_MIX["shake"] == 0.0
+    old_p = np.array([photos.DEFAULT_MIX[m] for m in old_modes])
+    new_p = photos._mix_probs(None)
+    for i in range(500):
+        seed = (31, 0, i)
+        old = old_modes[int(np.random.default_rng(seed).choice(5, p=old_p / old_p.sum()))]
+        new = photos.MODES[int(np.random.default_rng(seed).choice(len(photos.MODES), p=new_p))]
+        assert old == new, f"sample {i}: {old} before, {new} now"
+    bank = photos.PhotoBank(photo_dir)
+    for i in range(8):
+        a = photos.make_photo_pair(bank, (31, 0, i), 40)
+        b = photos.make_photo_pair(bank, (31, 0, i), 40, mix={m: photos.DEFAULT_MIX[m] for m in old_modes})
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_shake_pairs_are_a_trajectory_kernel_of_the_sharp_target(photo_dir, monkeypatch):
+    """A shake pair is the sharp crop convolved (in linear light) with a
+    `trajectory` kernel of `random_kernel` at SHAKE_SIZE_BIAS: with the
+    camera pipeline's noise, gain and JPEG off, re-blurring the target with
+    the kernel the stream drew gives the blurry image to 8-bit rounding."""
+    from tfdeblur.datasets import kernels
+
+    drawn = []
+    real = kernels.random_kernel
+
+    def spy(rng, **kw):
+        k = real(rng, **kw)
+        drawn.append((kw, k))
+        return k
+
+    monkeypatch.setattr(kernels, "random_kernel", spy)
+    for name, value in [("SATURATION_PROB", 0.0), ("SHOT_NOISE", (0.0, 0.0)), ("READ_NOISE", (0.0, 0.0)),
+                        ("JPEG_PROB", 0.0)]:
+        monkeypatch.setattr(photos, name, value)
+    bank = photos.PhotoBank(photo_dir)
+    blur, sharp = photos.make_photo_pair(bank, (31, 0, 2), 48, mode="shake")
+    (kw, k), = drawn
+    assert kw["probs"] == {"trajectory": 1.0} and kw["size_bias"] == photos.SHAKE_SIZE_BIAS
+    lin = np.power(sharp.astype(np.float64), photos.GAMMA)
+    again = cv2.filter2D(lin, -1, np.ascontiguousarray(k[::-1, ::-1].astype(np.float64)), borderType=cv2.BORDER_REFLECT)
+    again = np.power(np.clip(again, 0, 1), 1 / photos.GAMMA)
+    r = k.shape[0] // 2 + 1  # the stream blurred a larger window: compare away from the border
+    assert np.abs(again - blur)[r:-r, r:-r].max() < 3 / 255
+    assert np.abs(blur - sharp).mean() > 1e-3
+
+
+def test_validation_pairs_ignore_the_spec_mix(photo_dir):
+    """A reweighted spec trains on its mix but validates on the default
+    mix's held-out pairs, so legs on different mixes share one yardstick."""
+    plain, _, _ = data_spec.evaluation(f"photos:{photo_dir}")
+    shaken, _, _ = data_spec.evaluation(f"photos:{photo_dir},shake=5,uniform=0")
+    for (a, _), (b, _) in zip(plain.take(3), shaken.take(3)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

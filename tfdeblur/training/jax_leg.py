@@ -70,11 +70,11 @@ def _make_batch(args):
 
     from tfdeblur.datasets import photos
 
-    seed, index, batch, crop = args
+    seed, index, batch, crop, mix = args
     blurs, sharps = [], []
     for j in range(batch):
         i = index * batch + j
-        blur, sharp = photos.make_photo_pair(_BANK, (SPLIT_TAG, seed, i), crop, split="train")
+        blur, sharp = photos.make_photo_pair(_BANK, (SPLIT_TAG, seed, i), crop, split="train", mix=mix)
         rng = np.random.default_rng((SPLIT_TAG, seed, i, 7))
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         pair = [np.rot90(a, k) for a in (blur, sharp)]
@@ -189,12 +189,44 @@ class _Trainee:
         return {v.path: np.asarray(v.numpy(), dtype=np.float32) for v in self.model.weights}
 
 
+def parse_mix(text):
+    """`--mix MODE=W[,MODE=W...]` -> the photos stream's mix (`DEFAULT_MIX`
+    with these weights replaced), or None (the default mix) for ''/None."""
+    from tfdeblur.datasets import photos
+
+    if not text:
+        return None
+    mix = dict(photos.DEFAULT_MIX)
+    for field in text.split(","):
+        key, eq, value = field.strip().partition("=")
+        try:
+            weight = float(value) if eq and key in photos.MODES else -1.0
+        except ValueError:
+            weight = -1.0
+        if not weight >= 0:
+            raise SystemExit(f"--mix: expected MODE=WEIGHT (MODE in {', '.join(photos.MODES)}, WEIGHT >= 0); "
+                             f"got {field!r}")
+        mix[key] = weight
+    if not sum(mix.values()) > 0:
+        raise SystemExit(f"--mix: the weights must have a positive sum; got {text!r}")
+    return mix
+
+
+def mix_spec(mix, root="../shared/data/sharp"):
+    """The `photos:` data spec of a mix (only the weights that differ from the default)."""
+    from tfdeblur.datasets import photos
+
+    changed = [f"{m}={mix[m]:g}" for m in photos.MODES if mix and mix.get(m, 0.0) != photos.DEFAULT_MIX[m]]
+    return ",".join([f"photos:{root}"] + changed)
+
+
 def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=None, peak_lr=None,
-        save_every=90.0, end_by=None, log=None):
+        save_every=90.0, end_by=None, log=None, mix=None):
     """Trains each (name, net, recipe) in `specs` for `seconds` of wall time
     after set-up, or less so as to end `end_by` seconds after the call (a
     machine lent for a fixed time: set-up and compile times vary); writes
-    OUT/NAME.npz and OUT/NAME.json; returns the records."""
+    OUT/NAME.npz and OUT/NAME.json; returns the records. `mix`: the photos
+    stream's mode weights (`parse_mix`; None: the default mix)."""
     import multiprocessing as mp
 
     log = log or logger.info
@@ -220,7 +252,7 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
     for t in trainees:
         log(f"{t.name}: {t.net} from {t.init_from or 'scratch'}, recipe {t.recipe_name}, "
             f"{t.model.count_params():,} parameters, peak lr {t.peak}")
-    batches = pool.imap(_make_batch, ((seed, i, batch, crop) for i in range(10 ** 9)), chunksize=1)
+    batches = pool.imap(_make_batch, ((seed, i, batch, crop, mix) for i in range(10 ** 9)), chunksize=1)
     history, last_save, start, step = [], time.time(), None, 0
     wait = 0.0
 
@@ -235,7 +267,8 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
             "name": t.name, "net": t.net, "recipe_name": t.recipe_name, "recipe": t.recipe,
             "init_from": t.init_from, "model_config": t.model.get_config(), "steps_done": t.steps, "crop": crop, "batch_size": batch,
             "learning_rate": t.peak, "seed": seed, "final": final,
-            "data": "photos (jax_leg: the training split of photos:../shared/data/sharp, every other photo, JPEG q95)",
+            "data": f"photos (jax_leg: the training split of {mix_spec(mix)}, every other photo, JPEG q95)",
+            "data_spec": mix_spec(mix), "mix": mix,
             "schedule_note": "WarmupCosine over the leg's wall time (jax_leg)",
             "started_unix": t0, "ended_unix": now, "train_seconds": (now - start) if start else 0.0,
             "loss_history": t.losses[-200:], "machine": _machine(devices),
@@ -397,7 +430,7 @@ def adopt(npz_path, runs, log_dir=None, log=None):
         raise SystemExit(f"adopt: {out} exists already")
     os.makedirs(out)
     config = {
-        "net": meta["net"], "data": meta["recipe"].get("data", "photos:../shared/data/sharp"),
+        "net": meta["net"], "data": meta.get("data_spec") or meta["recipe"].get("data", "photos:../shared/data/sharp"),
         "data_note": meta["data"], "seed": meta["seed"], "total_steps": meta["steps_done"],
         "crop": meta["crop"], "batch_size": meta["batch_size"], "learning_rate": meta["learning_rate"],
         "recipe_name": meta["recipe_name"], "recipe": meta["recipe"], "precision_resolved": meta["precision"],
@@ -431,6 +464,8 @@ def main(argv=None):
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--learning-rate", type=float, default=None)
     r.add_argument("--save-every", type=float, default=90.0)
+    r.add_argument("--mix", default=None, metavar="MODE=W[,MODE=W...]",
+                   help="reweight the photos stream's modes, e.g. shake=0.35 (default: its default mix)")
     r.add_argument("--end-by", type=float, default=None,
                    help="end at most this many seconds after the start, set-up included (shortens --seconds)")
     b = sub.add_parser("bundle", help="write the training photos and setup.sh a GPU machine needs")
@@ -452,6 +487,7 @@ def main(argv=None):
             specs.append(tuple(parts))
         run(specs, args.photos, args.out, args.seconds, crop=args.crop, batch=args.batch_size, seed=args.seed,
             workers=args.workers, peak_lr=args.learning_rate, save_every=args.save_every, end_by=args.end_by,
+            mix=parse_mix(args.mix),
             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     elif args.cmd == "bundle":
         bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb, log=print)
