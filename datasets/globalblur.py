@@ -296,10 +296,9 @@ def main(argv=None):
             noise_sigma=args.noise, log=lambda m: print(m, flush=True),
         )
     except (ValueError, OSError) as e:
-        from tfdeblur.errors import first_line, flags, flags_for
+        from tfdeblur.errors import first_line, flags, print_error
 
-        print(f"error: {flags_for(first_line(e), flags(p))}", file=sys.stderr)
-        return 2
+        return print_error(first_line(e), flags(p))
     print(f"wrote {n} pairs to {args.out_dir}")
     return 0
 

@@ -11,9 +11,7 @@ import argparse
 import sys
 
 from tfdeblur.console import positive_int as _positive_int
-from tfdeblur.errors import arg
-
-EXIT_USAGE = 2
+from tfdeblur.errors import EXIT_USAGE, arg
 
 
 MODEL_HELP = "a .keras file written by `train`, or shipped weights by name, e.g. mtwdn-photos (see `tfdeblur list`)"
@@ -191,7 +189,7 @@ def _cmd_prepare(args):
 def _cmd_deblur(args):
     from tfdeblur import deblur_files, tlc
     from tfdeblur.console import Progress
-    from tfdeblur.errors import flags, flags_for
+    from tfdeblur.errors import flags, print_error
     from tfdeblur.inference import default_weights, load_artifact
 
     quality = deblur_files.photo_options(args.format, args.quality)
@@ -210,7 +208,7 @@ def _cmd_deblur(args):
     bar.close()
     names = flags(_parser(), "deblur")
     for message in failures:
-        print(f"error: {flags_for(message, names)}", file=sys.stderr)
+        print_error(message, names)
     if failures:
         print(f"{len(failures)} of {len(targets)} inputs failed; {len(targets) - len(failures)} restored", flush=True)
         return EXIT_USAGE
@@ -267,13 +265,9 @@ def main(argv=None):
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
-    from tfdeblur.errors import first_line, flags, flags_for
+    from tfdeblur.errors import first_line, flags, print_error
 
     names = flags(parser, args.command)
-
-    def error(message):
-        print(f"error: {flags_for(message, names)}", file=sys.stderr)
-        return EXIT_USAGE
 
     # Process-wide, so the readers inside tf.data pipelines see it too;
     # restored for callers that run main() in-process (tests).
@@ -281,16 +275,16 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except (ValueError, OSError, KeyError) as e:
-        return error(first_line(e))
+        return print_error(first_line(e), names)
     except KeyboardInterrupt:  # train says where it stopped (a RunError); the others leave nothing partial
-        return error(f"{args.command} interrupted")
+        return print_error(f"{args.command} interrupted", names)
     except Exception as e:  # an image or data error raised inside TensorFlow or Keras
         from tfdeblur.datasets.tfrecord import damaged_data_line
 
         message = tio.image_error_inside(e) or damaged_data_line(getattr(args, "data", None), e)
         if message is None:
             raise
-        return error(message)
+        return print_error(message, names)
     finally:
         tio.set_max_decode_pixels(saved_limit)
 

@@ -14,6 +14,8 @@ _PLUMBING = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$|\s*name:\s*$")
 DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
 # An argument's name as `arg` writes it: a Python identifier in backticks.
 _ARG = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+# The exit status of a command refused for its input, as argparse's own.
+EXIT_USAGE = 2
 
 
 def arg(name):
@@ -51,6 +53,17 @@ def flags_for(message, names):
     of `names` (argparse dest -> flag, `flags`) replaced by its flag; other
     text, and names `names` does not hold, stay as they are."""
     return _ARG.sub(lambda m: names.get(m.group(1), m.group(0)), message)
+
+
+def print_error(message, names):
+    """Prints `error: <message>` on stderr, its argument names as the flags
+    in `names` (`flags`, `flags_for`): how every command line of the package
+    (`tfdeblur`, `python -m tfdeblur.weights`, ...) reports bad input.
+    Returns `EXIT_USAGE`, for `return print_error(...)`."""
+    import sys
+
+    print(f"error: {flags_for(message, names)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def first_line(e):

@@ -280,10 +280,9 @@ def main(argv=None):
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway)
     except (ValueError, OSError) as e:
-        from tfdeblur.errors import flags, flags_for
+        from tfdeblur.errors import first_line, flags, print_error
 
-        print(f"error: {flags_for(str(e), flags(p, args.command))}", file=sys.stderr)
-        return 2
+        return print_error(first_line(e), flags(p, args.command))
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

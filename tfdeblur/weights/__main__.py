@@ -27,13 +27,11 @@ def main(argv=None):
         pack(args.model, args.name, dtype=args.dtype, summary=args.summary, out=args.out,
              overwrite=args.overwrite, preset=args.preset)
     except (ValueError, OSError) as e:
-        from tfdeblur.errors import flags, flags_for
+        from tfdeblur.errors import first_line, flags, print_error
 
-        message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         names = flags(_parser(), "pack")
         names["model_path"] = names["model"]  # pack(model_path=...) is the --model option
-        print(f"error: {flags_for(message, names)}", file=sys.stderr)
-        return 2
+        return print_error(first_line(e), names)
     return 0
 
 
