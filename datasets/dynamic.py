@@ -38,7 +38,7 @@ import math
 import cv2
 import numpy as np
 
-from tfdeblur.datasets.synthetic import DEFAULT_NOISE_RANGE, dead_leaves, quantize8
+from tfdeblur.datasets.synthetic import DEFAULT_NOISE_RANGE, check_split, dead_leaves, quantize8, seeded_pairs
 
 SPLIT_TAGS = {"train": 21, "val": 22}
 DEFAULT_VAL_IMAGES = 16
@@ -249,24 +249,7 @@ def dynamic_dataset(split="train", crop=256, seed=0, num_images=None, **options)
     Element i is `make_dynamic_pair((SPLIT_TAGS[split], seed, i), crop, **options)`;
     "train" is infinite unless `num_images`, "val" has 16 images.
     """
-    import tensorflow as tf
-
-    if split not in SPLIT_TAGS:
-        raise ValueError(f"split must be one of {sorted(SPLIT_TAGS)}; got {split!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    if split == "val" and num_images is None:
-        num_images = DEFAULT_VAL_IMAGES
-    crop, tag, options = int(crop), SPLIT_TAGS[split], dict(options)
-
-    def generate(index):
-        return make_dynamic_pair((tag, int(seed), int(index)), crop, **options)
-
-    def to_tensors(index):
-        blur, sharp = tf.numpy_function(generate, [index], [tf.float32, tf.float32], stateful=False)
-        blur.set_shape((crop, crop, 3))
-        sharp.set_shape((crop, crop, 3))
-        return blur, sharp
-
-    indices = tf.data.Dataset.counter() if num_images is None else tf.data.Dataset.range(num_images)
-    return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    check_split(split, seed, SPLIT_TAGS)
+    options = dict(options)
+    return seeded_pairs(lambda sample_seed, size: make_dynamic_pair(sample_seed, size, **options), SPLIT_TAGS[split],
+                        seed, crop, DEFAULT_VAL_IMAGES if split == "val" and num_images is None else num_images)

@@ -393,6 +393,20 @@ def load_kernels(path):
     return [_checked(a, f"kernel {name!r} in {p!r}") for name, a in arrays]
 
 
+def choice_probs(weights, choices, name, error=ValueError):
+    """`weights` (mapping choice -> weight, need not be normalized; absent
+    choices weigh 0) as probabilities over `choices`, in their order, for
+    `rng.choice`. An unknown key or weights that are negative or sum to 0
+    raise `error` naming the argument `name`."""
+    unknown = sorted(set(weights) - set(choices))
+    if unknown:
+        raise error(f"{name} keys must be in {list(choices)}; got {unknown}")
+    p = np.array([float(weights.get(c, 0.0)) for c in choices])
+    if np.any(p < 0) or not p.sum() > 0:
+        raise error(f"{name} must be non-negative weights with a positive sum; got {dict(weights)}")
+    return p / p.sum()
+
+
 def random_kernel(rng, max_size=31, probs=None, size_bias=3.0):
     """One kernel from the default mixture, with random parameters.
 
@@ -424,14 +438,8 @@ def random_kernel(rng, max_size=31, probs=None, size_bias=3.0):
         raise ValueError(f"size_bias must be > 0; got {size_bias!r}")
     if max_size < 3:
         return _delta(max_size)
-    probs = DEFAULT_KERNEL_PROBS if probs is None else probs
-    unknown = sorted(set(probs) - set(KERNEL_TYPES))
-    if unknown:
-        raise ValueError(f"probs keys must be in {list(KERNEL_TYPES)}; got {unknown}")
-    p = np.array([float(probs.get(t, 0.0)) for t in KERNEL_TYPES])
-    if np.any(p < 0) or not p.sum() > 0:
-        raise ValueError(f"probs must be non-negative with a positive sum; got {dict(probs)}")
-    kind = KERNEL_TYPES[rng.choice(len(KERNEL_TYPES), p=p / p.sum())]
+    p = choice_probs(DEFAULT_KERNEL_PROBS if probs is None else probs, KERNEL_TYPES, "probs")
+    kind = KERNEL_TYPES[rng.choice(len(KERNEL_TYPES), p=p)]
     s = 3 + (max_size - 3) * rng.random() ** size_bias
     if kind == "trajectory":
         # Curly paths span less than their length; 1 draw in 8 is a long

@@ -73,7 +73,7 @@ import cv2
 import numpy as np
 
 from tfdeblur.datasets import kernels
-from tfdeblur.datasets.synthetic import quantize8
+from tfdeblur.datasets.synthetic import check_split, quantize8, seeded_pairs
 
 SPLIT_TAGS = {"train": 31, "val": 32}
 # New modes go at the end with weight 0 in DEFAULT_MIX: the mode draw then
@@ -322,14 +322,7 @@ def _camera_pipeline(rng, blur_lin, sharp_lin):
 
 
 def _mix_probs(mix):
-    mix = dict(DEFAULT_MIX if mix is None else mix)
-    unknown = sorted(set(mix) - set(MODES))
-    if unknown:
-        raise PhotoError(f"`data` photos mix keys must be in {list(MODES)}; got {unknown}")
-    p = np.array([float(mix.get(m, 0.0)) for m in MODES])
-    if np.any(p < 0) or not p.sum() > 0:
-        raise PhotoError(f"`data` photos mix weights must be non-negative with a positive sum; got {mix}")
-    return p / p.sum()
+    return kernels.choice_probs(dict(DEFAULT_MIX if mix is None else mix), MODES, "`data` photos mix", PhotoError)
 
 
 def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
@@ -398,28 +391,10 @@ def photos_dataset(root, split="train", crop=128, seed=0, num_images=None, mix=N
     int64 sample indices, as the training stream passes), "val" has
     `VAL_IMAGES` pairs of `VAL_SIZE` px unless told otherwise.
     """
-    import tensorflow as tf
-
-    if split not in SPLIT_TAGS:
-        raise ValueError(f"split must be one of {sorted(SPLIT_TAGS)}; got {split!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    check_split(split, seed, SPLIT_TAGS)
     bank = photo_bank(root)
     _mix_probs(mix)  # fail now, not inside tf.data
-    if split == "val" and num_images is None:
-        num_images = VAL_IMAGES
-    crop, tag = int(crop), SPLIT_TAGS[split]
     mix = None if mix is None else dict(mix)
-
-    def generate(index):
-        return make_photo_pair(bank, (tag, int(seed), int(index)), crop, split=split, mix=mix)
-
-    def to_tensors(index):
-        blur, sharp = tf.numpy_function(generate, [index], [tf.float32, tf.float32], stateful=False)
-        blur.set_shape((crop, crop, 3))
-        sharp.set_shape((crop, crop, 3))
-        return blur, sharp
-
-    if indices is None:
-        indices = tf.data.Dataset.counter() if num_images is None else tf.data.Dataset.range(num_images)
-    return indices.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return seeded_pairs(lambda sample_seed, size: make_photo_pair(bank, sample_seed, size, split=split, mix=mix),
+                        SPLIT_TAGS[split], seed, crop, VAL_IMAGES if split == "val" and num_images is None else num_images,
+                        indices)

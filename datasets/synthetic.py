@@ -353,31 +353,44 @@ def synthetic_dataset(split="train", crop=256, seed=0, num_images=None, max_kern
     (Keras `fit` does so for its own), or TensorFlow may hang or abort at
     exit while a prefetch thread waits for the Python interpreter.
     """
+    check_split(split, seed, SPLIT_TAGS)
+    if num_images is not None and (int(num_images) != num_images or num_images < 1):
+        raise ValueError(f"num_images must be a positive int or None; got {num_images!r}")
+    # Copy so that a caller mutating its dict later cannot change the stream.
+    probs = None if kernel_probs is None else dict(kernel_probs)
+    noise = tuple(noise_range)
+    return seeded_pairs(
+        lambda sample_seed, size: make_pair(sample_seed, size, max_kernel_size, probs, kernel_size_bias, noise, gamma),
+        SPLIT_TAGS[split], seed, crop, DEFAULT_VAL_IMAGES if split == "val" and num_images is None else num_images,
+        indices)
+
+
+def check_split(split, seed, split_tags):
+    """Refuses a `split` that is not a key of `split_tags` and a `seed` that
+    is not a non-negative int (a generated stream's two selectors)."""
+    if split not in split_tags:
+        raise ValueError(f"split must be one of {sorted(split_tags)}; got {split!r}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+
+
+def seeded_pairs(make, tag, seed, crop, num_images=None, indices=None):
+    """Unbatched tf.data of generated (blur, sharp) pairs, float32 (crop,
+    crop, 3): element i is `make((tag, seed, i), crop)`, a numpy function of
+    its seed alone, run by `tf.numpy_function` in a parallel, ordered `map`.
+    Elements 0, 1, ... (`num_images` of them; None: infinite), or those of
+    `indices`, a dataset of int64 sample indices (a resumed run, one
+    worker's shard). The one tf.data wrapper of the synthetic, dynamic-scene
+    and photo streams."""
     # Imported here so that the numpy side (kernels, scenes, pairs) loads
     # without TensorFlow, e.g. in data-preparation worker processes.
     import tensorflow as tf
 
-    if split not in SPLIT_TAGS:
-        raise ValueError(f"split must be one of {sorted(SPLIT_TAGS)}; got {split!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    if num_images is not None and (int(num_images) != num_images or num_images < 1):
-        raise ValueError(f"num_images must be a positive int or None; got {num_images!r}")
-    if split == "val" and num_images is None:
-        num_images = DEFAULT_VAL_IMAGES
-    crop = int(crop)
-    tag = SPLIT_TAGS[split]
-    # Copy so that a caller mutating its dict later cannot change the stream.
-    probs = None if kernel_probs is None else dict(kernel_probs)
-    noise = tuple(noise_range)
-
-    def generate(index):
-        return make_pair((tag, int(seed), int(index)), crop, max_kernel_size, probs,
-                         kernel_size_bias, noise, gamma)
+    crop, seed = int(crop), int(seed)
 
     def to_tensors(index):
-        blur, sharp = tf.numpy_function(generate, [index], [tf.float32, tf.float32],
-                                        stateful=False)
+        blur, sharp = tf.numpy_function(lambda i: make((tag, seed, int(i)), crop), [index],
+                                        [tf.float32, tf.float32], stateful=False)
         blur.set_shape((crop, crop, 3))
         sharp.set_shape((crop, crop, 3))
         return blur, sharp
