@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdeblur.datasets.augment import paired_flip_rot, paired_random_crop
-from tfdeblur.io import ImageError, atomic_path, read_image_samples
+from tfdeblur.io import ImageError, atomic_path, read_image_samples, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -230,13 +230,9 @@ def read_meta(directory):
     path = os.path.join(directory, META)
     if not os.path.isdir(directory):
         raise ImageError(f"{directory}: no such directory (tfrecord:DIR)")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise ImageError(f"{directory}: no {META}; not a folder written by `prepare`") from None
-    except (OSError, ValueError) as e:
-        raise ImageError(f"{path}: unreadable ({e.__class__.__name__})") from e
+    if not os.path.isfile(path):
+        raise ImageError(f"{directory}: no {META}; not a folder written by `prepare`")
+    meta = read_json(path, error=ImageError)
     if meta.get("format") != FORMAT:
         raise ImageError(f"{path}: format must be {FORMAT}; got {meta.get('format')!r}")
     missing = [s for s in meta["shards"] if not os.path.isfile(os.path.join(directory, s))]

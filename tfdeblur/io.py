@@ -707,6 +707,24 @@ def write_text(path, text):
         raise ValueError(f"{path}: cannot write file ({e.strerror})") from e
 
 
+def read_json(path, name=None, error=ValueError):
+    """The JSON value in file `path`, or one `error` naming it as `name`
+    (default: the path): "<name>: no such file", or "<name>: not a readable
+    JSON file (<exception>: <its first line>)" for any other failure to
+    read or parse it."""
+    import json
+
+    name = path if name is None else name
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{name}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{name}: not a readable JSON file ({e.__class__.__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
 # `temporary_beside`'s names: hidden, the writer's pid, ".tmp", then the
 # target's own extensions (".png", ".keras.sha256") and, for a folder moved
 # aside by `atomic_path`, ".old".

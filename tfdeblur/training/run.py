@@ -85,14 +85,7 @@ def config_from_file(path, **overrides):
     (`train --config`): its request's fields (the resolved values a run
     records), then `overrides` (options given beside it). A missing or
     unreadable file is one error naming it."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise RunError(f"`config` {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise RunError(f"`config` {path}: not a readable JSON file ({e.__class__.__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    data = tio.read_json(path, f"`config` {path}", RunError)
     if not isinstance(data, dict) or not isinstance(data.get("net"), str):
         raise RunError(f"`config` {path}: not a run's config.json (no \"net\" name in it)")
     names = {f.name for f in dataclasses.fields(TrainConfig)} - set(SESSION_FIELDS)

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdeblur.io import read_json
 from tfdeblur.training.errors import RunError
 
 logger = logging.getLogger(__name__)
@@ -104,11 +105,7 @@ def read_previous_config(out):
     path = os.path.join(out, "config.json")
     if not os.path.exists(path):
         raise ResumeError(f"`resume`: {out} holds no run to resume (no config.json)")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise ResumeError(f"`resume`: {path} is not readable JSON ({e.__class__.__name__})") from e
+    return read_json(path, f"`resume`: {path}", ResumeError)
 
 
 class RunState:
