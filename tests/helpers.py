@@ -158,6 +158,26 @@ def run_model_saving_test(model, inputs, path):
     return loaded
 
 
+def follow_stdout(proc, marker):
+    """Reads `proc.stdout` (a `subprocess.Popen` in text mode) line by line
+    on a daemon thread, so a test can wait for a line while the process
+    runs. Returns (lines, seen, thread): the lines read so far, an Event set
+    once a line starts with `marker`, and the started thread."""
+    import threading
+
+    lines, seen = [], threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(marker):
+                seen.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return lines, seen, thread
+
+
 def run_cli_error(capsys, argv):
     """Runs the CLI in-process on bad input: exit code 2 and one `error: ...`
     line on stderr, no traceback. Returns that line."""

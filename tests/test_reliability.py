@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, run_cli_error, save_tiny_model
+from tests.helpers import REPO, follow_stdout, run_cli_error, save_tiny_model
 from tfdeblur import io as tio
 from tfdeblur.cli import main
 
@@ -303,24 +303,13 @@ def _leftovers(out):
 @pytest.mark.slow  # trains a tiny network
 def test_ctrl_c_during_train(tmp_path):
     import signal
-    import threading
 
     out = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([sys.executable, "-c", _TINY_CLI, "train", "mtwdn", "--steps", "1000", "--steps-per-epoch", "1",
                              "--batch-size", "2", "--crop", "32", "--precision", "fp32", "--out", str(out)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    saved = threading.Event()
-    lines = []
-
-    def read():
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("checkpoint "):
-                saved.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    lines, saved, _ = follow_stdout(proc, "checkpoint ")
     try:
         assert saved.wait(timeout=240), "".join(lines[-20:])
         proc.send_signal(signal.SIGINT)

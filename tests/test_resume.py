@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import keras
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO, run_cli_error
+from tests.helpers import REPO, follow_stdout, run_cli_error
 from tfdeblur.training import run as run_module
 from tfdeblur.training.run import RunError, TrainConfig, run_training
 
@@ -161,17 +160,7 @@ def test_kill_9_at_random_moments_then_resume(straight_run, tmp_path):
         code = _CRASH_SCRIPT.replace("__CFG__", repr(cfg))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
-        lines = []
-        saved = threading.Event()
-
-        def read(p=proc, lines=lines, saved=saved):
-            for line in p.stdout:
-                lines.append(line)
-                if line.startswith("checkpoint "):
-                    saved.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        lines, saved, reader = follow_stdout(proc, "checkpoint ")
         last_done = _latest_step(out)
         if kills < 3:
             if not saved.wait(timeout=240):
