@@ -62,3 +62,17 @@ def test_logging_info_on_stdout_warnings_on_stderr(capsys):
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
         logger.handlers.clear()
+
+
+def test_logged_argument_names_show_as_the_commands_flags(capsys):
+    """The library logs `out`; the command line shows its flag, --out."""
+    logger = console.configure_logging(names={"out": "--out"})
+    try:
+        logger.info("`out` runs/x: taking over the stale lock; `crop` stays")
+        logger.warning("`out` is full")
+        out, err = capsys.readouterr()
+        assert out == "--out runs/x: taking over the stale lock; `crop` stays\n" and err == "warning: --out is full\n"
+    finally:
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        logger.handlers.clear()

@@ -134,7 +134,7 @@ def test_auto_on_gpus_follows_compute_capability_whatever_the_cpu():
 def test_explicit_precision_is_kept_and_a_bad_one_is_named():
     from tfdeblur.training.precision import choose_precision
 
-    assert str(choose_precision("fp16", cpuinfo=AMD)) == "fp16: --precision fp16 given"
+    assert str(choose_precision("fp16", cpuinfo=AMD)) == "fp16: `precision` fp16 given"
     with pytest.raises(ValueError, match=r"^`precision` must be one of auto, fp32, bf16, fp16; got 'int8'$"):
         choose_precision("int8")
 

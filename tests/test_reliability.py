@@ -223,7 +223,7 @@ def test_stale_locks(tmp_path):
     assert "elsewhere" in lock_file.read_text()  # left as it was
     lines = []
     lock = runlock.acquire(str(out), take_over=True, log=lines.append)
-    assert lines == [f"--out {out}: taking over the stale lock of pid 999999 on elsewhere, started t: that process is gone"]
+    assert lines == [f"`out` {out}: taking over the stale lock of pid 999999 on elsewhere, started t: that process is gone"]
     assert json.loads(lock_file.read_text())["pid"] == os.getpid()
     with pytest.raises(RunError, match="in use by another train"):  # a second holder, even in this process
         runlock.acquire(str(out))
@@ -262,7 +262,7 @@ def test_run_that_died_before_its_first_checkpoint_can_be_restarted(tmp_path):
         run_training(_tiny_train_cfg(out, resume=True), log=lambda m: None)
     lines = []
     run_training(_tiny_train_cfg(out), log=lines.append)
-    assert f"--out {out}: holds a run that ended before its first checkpoint; starting afresh" in lines
+    assert f"`out` {out}: holds a run that ended before its first checkpoint; starting afresh" in lines
     assert (out / "model.keras").exists() and not (out / "train.lock").exists()
     assert _leftovers(out) == []
 

@@ -261,13 +261,13 @@ def main(argv=None):
     console.import_tensorflow_quietly(verbose)
     parser = _parser()
     args = parser.parse_args(argv)
-    console.configure_logging(args.verbose)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "deblur": _cmd_deblur, "export": _cmd_export, "list": _cmd_list,
                 "prepare": _cmd_prepare, "bench": _cmd_bench}
     from tfdeblur import io as tio
     from tfdeblur.errors import first_line, flags, print_error
 
     names = flags(parser, args.command)
+    console.configure_logging(args.verbose, names)  # the library's `crop` in its lines shows as --crop
 
     # Process-wide, so the readers inside tf.data pipelines see it too;
     # restored for callers that run main() in-process (tests).

@@ -22,6 +22,8 @@ import re
 import sys
 import tempfile
 
+from tfdeblur.errors import flags_for
+
 LOGGER = "tfdeblur"
 
 # Start-up lines that say nothing a user can act on.
@@ -85,11 +87,15 @@ def import_tensorflow_quietly(verbose=False):
 class _StdoutHandler(logging.Handler):
     """INFO as plain lines on the current `sys.stdout`, WARNING and above as
     `warning: ...` / `error: ...` on the current `sys.stderr` (looked up at
-    each record, so callers that swap the streams, such as tests, see them)."""
+    each record, so callers that swap the streams, such as tests, see them).
+    The library's argument names (`out`) show as the command's flags
+    (--out) where `names` (`tfdeblur.errors.flags`) holds them."""
+
+    names = {}
 
     def emit(self, record):
         try:
-            message = self.format(record)
+            message = flags_for(self.format(record), self.names)
             if record.levelno >= logging.WARNING:
                 print(f"{record.levelname.lower()}: {message}", file=sys.stderr, flush=True)
             else:
@@ -98,13 +104,18 @@ class _StdoutHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure_logging(verbose=False):
+def configure_logging(verbose=False, names=None):
     """The CLI's logging: tfdeblur's INFO lines on stdout (DEBUG too with
-    `verbose`), warnings on stderr. Idempotent."""
+    `verbose`), warnings on stderr, argument names written as the flags
+    `names` maps them to (`tfdeblur.errors.flags`). Idempotent; the last
+    call's `names` hold."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
-        logger.addHandler(_StdoutHandler())
+    handler = next((h for h in logger.handlers if isinstance(h, _StdoutHandler)), None)
+    if handler is None:
+        handler = _StdoutHandler()
+        logger.addHandler(handler)
+    handler.names = dict(names or {})
     logger.propagate = False
     return logger
 

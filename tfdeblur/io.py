@@ -397,7 +397,7 @@ def _check_budget(path, width, height, max_pixels):
     if width * height > limit:
         raise ImageError(
             f"{path}: header declares {width}x{height} = {width * height / 1e6:.1f} MP, over the "
-            f"{limit / 1e6:g} MP decode limit (--max-decode-pixels / max_pixels to raise it)"
+            f"{limit / 1e6:g} MP decode limit (`max_decode_pixels` / max_pixels to raise it)"
         )
 
 

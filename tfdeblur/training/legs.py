@@ -235,7 +235,7 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
                       "data": record["data"], "last_leg": record}, log=log)
     else:
         log(f"not shipped: val PSNR {summary['psnr']:.2f} dB is below the shipped weights' {best_before:.2f} dB "
-            f"(--ship-anyway to ship it); the next leg starts from the shipped weights")
+            f"(`ship_anyway` to ship it); the next leg starts from the shipped weights")
     append_leg(name, record, log_dir)
     log(f"leg {record['leg']} of {name}: {steps_done} steps ({record['wall_seconds'] / 3600:.2f} h), "
         f"val PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f} dB, "
@@ -268,8 +268,10 @@ def main(argv=None):
     f.add_argument("--ship-anyway", action="store_true", help="ship the leg even if it scores below the shipped weights")
     args = p.parse_args(argv)
     from tfdeblur import console
+    from tfdeblur.errors import first_line, flags, print_error
 
-    console.configure_logging()  # the library's progress lines (the 'tfdeblur' logger) on stdout, as the CLI
+    names = flags(p, args.command)
+    console.configure_logging(names=names)  # the library's progress lines (the 'tfdeblur' logger) on stdout, as the CLI
     started = time.perf_counter()
     try:
         if args.command == "start":
@@ -280,9 +282,7 @@ def main(argv=None):
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway)
     except (ValueError, OSError) as e:
-        from tfdeblur.errors import first_line, flags, print_error
-
-        return print_error(first_line(e), flags(p, args.command))
+        return print_error(first_line(e), names)
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -89,7 +89,7 @@ def check_phase_data(phase, spec, log=None):
     """Warns (does not stop) when phase 1's data is not known to be uniform blur."""
     log = log or logger.info
     if phase == 1 and spec.kind not in UNIFORM_KINDS:
-        log(f"warning: phase 1 trains the global branch on uniform (global) blur; --data {spec} "
+        log(f"warning: phase 1 trains the global branch on uniform (global) blur; `data` {spec} "
             f"is not known to be uniform ({' or '.join(UNIFORM_KINDS)} are)")
         return False
     return True

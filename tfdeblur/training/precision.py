@@ -240,7 +240,7 @@ def choose_precision(precision="auto", width=64, cache=None, cpuinfo=None, measu
     if precision not in PRECISIONS:
         raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision != "auto":
-        return Decision(precision, f"--precision {precision} given")
+        return Decision(precision, f"`precision` {precision} given")
     cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
 
     def benchmark():

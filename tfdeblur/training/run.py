@@ -245,7 +245,7 @@ def resolve(cfg, log=None):
         total_steps = settings.epochs * settings.steps_per_epoch
     elif settings.steps is None and settings.paper and paper_steps(recipe, train_pairs, batch):
         total_steps = paper_steps(recipe, train_pairs, batch)
-        log(f"--paper: {recipe['epochs']} epochs of {train_pairs} training pairs at batch {batch}: {total_steps} steps")
+        log(f"`paper`: {recipe['epochs']} epochs of {train_pairs} training pairs at batch {batch}: {total_steps} steps")
     else:
         total_steps = settings.steps or DEFAULT_STEPS
     steps_per_epoch = min(settings.steps_per_epoch, total_steps)
@@ -332,7 +332,7 @@ def _check_out(cfg, out, log):
         # start it afresh rather than refuse both with and without --resume.
         if not os.path.exists(os.path.join(out, "model.keras")) and \
                 tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) is None:
-            log(f"--out {out}: holds a run that ended before its first checkpoint; starting afresh")
+            log(f"`out` {out}: holds a run that ended before its first checkpoint; starting afresh")
             return
         raise RunError(
             f"`out` {out}: already holds a run; pass `resume` to continue it or choose another `out`"
@@ -530,7 +530,7 @@ def _run_training(cfg, log, session, progress=False):
         _write_json(os.path.join(plan.out, "config.json"), record)
     train, val, val_batches, augment = _data(plan, model, initial_epoch, log)
     if getattr(model.loss, "perceptual_active", True) is False:
-        log("no --vgg-weights: training on the loss's MSE term alone (the perceptual term is off)")
+        log("no `vgg_weights`: training on the loss's MSE term alone (the perceptual term is off)")
     log(f"training {plan.settings.net} ({model.count_params():,} parameters) on {plan.spec}: "
         f"{plan.total_steps} steps x batch {plan.settings.batch_size}, crop {plan.settings.crop}, "
         f"{decision.precision}, {strategy.num_replicas_in_sync} replica(s) -> {plan.out}")
@@ -627,7 +627,7 @@ def _resume_point(plan, state, record, log):
         raise RunError(f"`resume`: {out} holds a different run: {mismatch}")
     notice = run_state.resume_notice(previous, record)
     if notice:
-        log(f"--resume: {notice}")
+        log(f"`resume`: {notice}")
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
     if latest is None:
         raise RunError(f"`resume`: {os.path.join(out, 'checkpoints')} holds no checkpoint (the run ended "
@@ -699,7 +699,7 @@ def _session_end(plan, state, divergence, train_seconds, log):
             f"Last good checkpoint kept: {kept}"
         )
     if plan.end_epoch < plan.epochs:
-        log(f"stopped at step {plan.end_epoch * plan.steps_per_epoch} (--stop-at); continue with --resume")
+        log(f"stopped at step {plan.end_epoch * plan.steps_per_epoch} (`stop_at`); continue with `resume`")
         return {"stopped_at": plan.end_epoch * plan.steps_per_epoch, "train_seconds": train_seconds}
     if not plan.writer:
         cluster = plan.cluster

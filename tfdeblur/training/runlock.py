@@ -87,7 +87,7 @@ def acquire(out, take_over=False, log=None):
             if not (proved or take_over):
                 raise RunError(f"`out` {out}: locked by {who} ({path}), which cannot be checked from this host; "
                                "if that run is dead, pass `take_over_lock`")
-            log(f"--out {out}: taking over the stale lock of {who}: that process is gone")
+            log(f"`out` {out}: taking over the stale lock of {who}: that process is gone")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)

@@ -19,18 +19,18 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfdeblur.errors import first_line, flags, flags_for, print_error
     from tfdeblur.weights.pack import pack
 
+    names = flags(parser, "pack")
+    names["model_path"] = names["model"]  # pack(model_path=...) is the --model option
     try:
         pack(args.model, args.name, dtype=args.dtype, summary=args.summary, out=args.out,
-             overwrite=args.overwrite, preset=args.preset)
+             overwrite=args.overwrite, preset=args.preset, log=lambda line: print(flags_for(line, names)))
     except (ValueError, OSError) as e:
-        from tfdeblur.errors import first_line, flags, print_error
-
-        names = flags(_parser(), "pack")
-        names["model_path"] = names["model"]  # pack(model_path=...) is the --model option
         return print_error(first_line(e), names)
     return 0
 

@@ -181,7 +181,7 @@ def pack(model_path, name, dtype="fp16", summary=None, out=None, overwrite=False
 
     log(f"packed {model_path} -> {weights_path} ({len(blob) / 1e6:.2f} MB, {dtype}, {len(paths)} weights, "
         f"{manifest['params']:,} parameters; sha256 {manifest['sha256'][:16]}...) + {os.path.basename(manifest_path)}")
-    verdict = "ok" if abs(check["loss_db"]) < LOSS_RULE_DB else f"OVER the {LOSS_RULE_DB} dB rule: pack with --dtype fp32"
+    verdict = "ok" if abs(check["loss_db"]) < LOSS_RULE_DB else f"OVER the {LOSS_RULE_DB} dB rule: pack with `dtype` fp32"
     log(f"precision check ({check['images']}): fp32 {psnr_fp32:.3f} dB, {dtype} {psnr_packed:.3f} dB, "
         f"loss {check['loss_db']:+.4f} dB (rule < {LOSS_RULE_DB} dB: {verdict}); max |output diff| "
         f"{check['max_abs_output_diff']:.2e}")
