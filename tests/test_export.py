@@ -61,13 +61,19 @@ def builtin_interpreter(flatbuffer):
 
 def keras_reference(model, inputs):
     """The Keras model's outputs (eager calls) for float and uint8 inputs; for
-    uint8 what `cli.py deblur` would save: rint(255 y) clipped."""
-    out = {}
+    uint8 what `cli.py deblur` would save: rint(255 y) clipped. One eager call
+    per image size, the float and uint8 inputs of that size in one batch (a
+    network treats the images of a batch independently; an eager pass of
+    FDDN or MSFS-Net costs seconds)."""
+    by_size = {}
     for key, x in inputs.items():
-        if x.dtype == np.uint8:
-            out[key] = to_uint8(np.clip(model(x / np.float32(255)).numpy(), 0.0, 1.0))
-        else:
-            out[key] = model(x).numpy()
+        by_size.setdefault(x.shape[1:3], []).append(key)
+    out = {}
+    for keys in by_size.values():
+        floats = [inputs[k] / np.float32(255) if inputs[k].dtype == np.uint8 else inputs[k] for k in keys]
+        y = np.split(model(np.concatenate(floats)).numpy(), np.cumsum([len(x) for x in floats])[:-1])
+        for key, value in zip(keys, y):
+            out[key] = to_uint8(np.clip(value, 0.0, 1.0)) if inputs[key].dtype == np.uint8 else value
     return out
 
 
