@@ -57,7 +57,10 @@ def test_precision_auto_never_picks_fp16_on_cpu():
 
 
 def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    """Two CPU replicas split the global batch; both see the same weights."""
+    """Two CPU replicas split the global batch; both see the same weights.
+    The same process (one start of TensorFlow and of the strategy) fits
+    MSFS-Net too: the encoder's second pass and its loss terms work under
+    tf.distribute (moved here from tests/test_msfs.py)."""
     script = textwrap.dedent(
         """
         import json, sys
@@ -65,6 +68,7 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras
+        from tfdeblur.models.msfs import MSFSNet
         from tfdeblur.models.mtwdn import MTWDN
         from tfdeblur.training import compile_args
         from tfdeblur.training.run import choose_strategy
@@ -80,14 +84,25 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
         print(json.dumps({"replicas": strategy.num_replicas_in_sync,
                           "loss": hist.history["loss"],
                           "mirrored": type(var).__name__}))
+        with strategy.scope():
+            model = MSFSNet(channels=8, latent_blocks=0, decoder_blocks=0)
+            model.compile(**compile_args("msfs", total_steps=2, learning_rate=1e-3, metrics=False), jit_compile=False)
+        sharp = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+        ds = tf.data.Dataset.from_tensor_slices((0.8 * sharp + 0.1, sharp)).batch(4).repeat()
+        hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0).history
+        print(json.dumps({"replicas": strategy.num_replicas_in_sync, **{k: v[-1] for k, v in hist.items()}}))
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    assert all(np.isfinite(result["loss"]))
+    mtwdn, msfs = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert mtwdn["replicas"] == 2
+    assert all(np.isfinite(mtwdn["loss"]))
+    # MSFS-Net: the three terms logged, their weighted sum the loss
+    assert msfs["replicas"] == 2
+    assert np.isfinite([msfs[k] for k in ("loss", "loss_content", "loss_high", "loss_low")]).all()
+    assert msfs["loss"] == pytest.approx(msfs["loss_content"] + 0.05 * (msfs["loss_high"] + msfs["loss_low"]), rel=0.05)
 
 
 def test_quick_run_defaults_and_paper_flag():
