@@ -1,6 +1,12 @@
 """Exact resume: interrupted runs end bit-identical to a straight run; kill -9
 never leaves a corrupt checkpoint; NaN stops the run; `--resume` refuses
-another run's folder."""
+another run's folder.
+
+Every run here trains with `jitter` (`train --jitter`): the colour gain is a
+map on top of the plain stream (datasets/stream.py), a function of (seed,
+sample), so these runs check that a resumed run sees the same batches with
+and without it (one set of runs for both: tests/test_jitter.py checks the
+jittered stream itself)."""
 import json
 import os
 import random
@@ -23,11 +29,12 @@ from tfdeblur.training.run import RunError, TrainConfig, run_training
 
 TINY = {"widths": [4, 8, 16], "blocks_per_level": 1}
 STEPS = 6  # checkpoint after every step (steps_per_epoch=1): more than the 3 kept, 3 kills fit
+JITTER = 0.2  # train --jitter: the resumed stream must also resume its gains
 
 
 def _cfg(out, **kw):
     base = dict(net="mtwdn", steps=STEPS, steps_per_epoch=1, batch_size=2, crop=32, out=str(out),
-                precision="fp32", val_images=1, model_overrides=dict(TINY), learning_rate=1e-3, seed=3)
+                precision="fp32", val_images=1, model_overrides=dict(TINY), learning_rate=1e-3, seed=3, jitter=JITTER)
     base.update(kw)
     return TrainConfig(**base)
 
