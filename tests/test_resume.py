@@ -62,21 +62,8 @@ def straight_run(tmp_path_factory):
     return out
 
 
-def test_stop_and_resume_is_bit_identical_to_a_straight_run(straight_run, tmp_path):
-    out = tmp_path / "run"
-    first = run_training(_cfg(out, stop_at=STEPS // 2), log=_quiet)
-    assert first["stopped_at"] == STEPS // 2
-    assert not (out / "model.keras").exists()
-    lines = []
-    run_training(_cfg(out, resume=True), log=lines.append)
-    assert any(f"(step {STEPS // 2}/{STEPS})" in line for line in lines), lines
-    # Weights (and so the optimizer's moments and schedule position, which
-    # shaped them) and the data stream matched to the last bit: the straight
-    # run and the resumed one did the same float operations in the same order.
-    _assert_bit_identical(_weights(out / "model.keras"), _weights(straight_run / "model.keras"))
-    # keep last 3 (the default)
-    index = tf.train.get_checkpoint_state(str(out / "checkpoints"))
-    assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-4", "ckpt-5", "ckpt-6"]
+# Stop (`stop_at`) and resume in process: test_kill_9_at_random_moments_then_resume
+# begins with such a session, then resumes it in killed and finished processes.
 
 
 def test_checkpoint_holds_step_and_data_position(straight_run):
@@ -152,18 +139,25 @@ _CRASH_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(straight_run, tmp_path):
-    """SIGKILL a training process 3 times at random moments (after it has
-    written a checkpoint, 0-0.8 s later: inside steps and checkpoint writes).
-    Every time: the latest checkpoint reads back whole, and the next session
-    resumes from at least the last checkpoint the killed one reported. The
-    finished run equals the straight run to the bit."""
+    """A session stopped by `stop_at` after step 1 (in this process: no
+    model.keras yet), then SIGKILL to the resumed training process 3 times at
+    random moments (after it has written a checkpoint, 0-0.8 s later: inside
+    steps and checkpoint writes). Every time: the latest checkpoint reads
+    back whole, and the next session resumes from at least the last
+    checkpoint the killed one reported (the first: from step 1, as its log
+    says). The finished run equals the straight run to the bit and keeps
+    the last 3 checkpoints. (One run for both: the stop-and-resume test had
+    its own two sessions.)"""
     out = tmp_path / "run"
-    cfg = dict(vars(_cfg(out)))
+    first = run_training(_cfg(out, stop_at=1), log=_quiet)
+    assert first["stopped_at"] == 1
+    assert not (out / "model.keras").exists()
+    keras.mixed_precision.set_global_policy("float32")
+    cfg = dict(vars(_cfg(out, resume=True)))
     rng = random.Random(int(time.time()))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     kills = 0
-    for session in range(6):
-        cfg["resume"] = session > 0
+    for session in range(1, 7):
         code = _CRASH_SCRIPT.replace("__CFG__", repr(cfg))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
@@ -181,8 +175,9 @@ def test_kill_9_at_random_moments_then_resume(straight_run, tmp_path):
         reader.join(timeout=10)
         text = "".join(lines)
         resumed = [int(s) for s in re.findall(r"resumed from .*ckpt-\d+ \(step (\d+)/", text)]
-        if session > 0:
-            assert resumed and resumed[0] >= last_done, text[-2000:]
+        assert resumed and resumed[0] >= last_done, text[-2000:]
+        if session == 1:
+            assert f"(step 1/{STEPS})" in text, text[-2000:]
         reported = [int(s) for s in re.findall(r"^checkpoint .* \(step (\d+)\)$", text, re.M)]
         latest = _latest_step(out)
         assert latest >= max(reported, default=0)  # nothing reported saved was lost
@@ -192,7 +187,13 @@ def test_kill_9_at_random_moments_then_resume(straight_run, tmp_path):
         assert proc.returncode == -signal.SIGKILL, text[-2000:]
     assert kills >= 2  # 3 planned; a session may finish before its kill lands
     assert proc.returncode == 0
+    # Weights (and so the optimizer's moments and schedule position, which
+    # shaped them) and the data stream matched to the last bit: the straight
+    # run and the resumed one did the same float operations in the same order.
     _assert_bit_identical(_weights(out / "model.keras"), _weights(straight_run / "model.keras"))
+    # keep last 3 (the default)
+    index = tf.train.get_checkpoint_state(str(out / "checkpoints"))
+    assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-4", "ckpt-5", "ckpt-6"]
 
 
 def _latest_step(out):
