@@ -94,7 +94,8 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    # timeout: the two fits' former limits (300 + 600 s) for the one process
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     mtwdn, msfs = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert mtwdn["replicas"] == 2
