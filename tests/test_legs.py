@@ -118,3 +118,11 @@ def test_a_damaged_log_is_one_clear_error(dirs):
         f.write('{"leg": 1}\nnot json\n')
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         legs.read_legs("mtwdn-legtest", dirs["log"])
+
+
+def test_finishing_a_folder_without_a_run_names_run(tmp_path, capsys):
+    """`legs finish` on a folder that holds no run: one line naming its own
+    `--run` flag (the library says `run`), not `resume`, exit 2."""
+    assert legs.main(["finish", "mtwdn-legtest", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --run {tmp_path}: holds no training run (no config.json)"], err

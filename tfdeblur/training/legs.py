@@ -178,6 +178,8 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
     from tfdeblur.training import state as run_state
     from tfdeblur.weights.pack import pack
 
+    if not os.path.isfile(os.path.join(run, "config.json")):
+        raise run_state.ResumeError(f"`run` {run}: holds no training run (no config.json)")
     config = run_state.read_previous_config(run)
     model_path = os.path.join(run, "model.keras")
     config_time = os.path.getmtime(os.path.join(run, "config.json"))
