@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfdeblur.datasets import photos
+from tfdeblur.datasets import photos, synthetic
 from tfdeblur.schedules import WarmupCosine
 from tfdeblur.training import jax_leg, legs
 
@@ -31,6 +31,76 @@ def test_learning_rate_is_warmup_cosine_with_progress_in_place_of_steps():
     assert jax_leg.learning_rate(5000, 1.7, peak, warmup, final) == pytest.approx(peak * final)
 
 
+@pytest.mark.parametrize("recipe_name", ["msfs", "glbdn", "mtwdn_photos"])
+def test_recipe_rate_is_the_recipes_schedule(recipe_name):
+    """A leg bounded by --steps follows the recipe's own schedule as `train`
+    builds it (recipes.make_schedule, Keras' schedules): MSFS's staircase
+    ExponentialDecay in epochs of GoPro's pairs, GLBDN's constant rate,
+    the released recipes' WarmupCosine over the run."""
+    import math
+
+    import tfdeblur.models as models
+    from tfdeblur.training import recipes
+
+    recipe = models.get_recipe(recipe_name)
+    total, batch, peak = 1000, 4, 3e-4
+    per_epoch = math.ceil(recipes.GOPRO_TRAIN_PAIRS / batch)
+    sched = recipes.make_schedule(recipe, total, peak, steps_per_epoch=per_epoch)
+    steps = [0, 1, 99, 100, 500, 999] + [k * 500 * per_epoch + d for k in (1, 2) for d in (-1, 0, 1)]
+    for step in steps:
+        want = float(sched(step)) if callable(sched) else sched
+        got = jax_leg.recipe_rate(recipe, step, total, peak, batch)
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"{recipe_name} step {step}")
+    if recipe_name == "msfs":  # the decay is real, not a constant by accident
+        assert jax_leg.recipe_rate(recipe, 500 * per_epoch, total, peak, batch) == pytest.approx(peak / 2)
+    with pytest.raises(ValueError, match="PolynomialDecay"):
+        jax_leg.recipe_rate({"schedule": {"class": "PolynomialDecay"}}, 0, total, peak, batch)
+
+
+def test_synthetic_batches_are_the_training_stream_under_the_asked_augmentation():
+    """--data synthetic: pair i of a batch is element i of `train`'s
+    procedural stream (synthetic.make_pair of the training split's seed);
+    --augment none leaves it as made, hflip only mirrors it."""
+    jax_leg._init_worker(None)  # no photos needed
+    raw = [synthetic.make_pair((synthetic.SPLIT_TAGS["train"], 3, 2 + j), 32) for j in range(2)]
+    raw8 = [[np.round(a * 255).astype(np.uint8) for a in pair] for pair in raw]
+    blur, sharp = jax_leg._make_batch((3, 1, 2, 32, "synthetic", "none"))
+    for j in range(2):
+        np.testing.assert_array_equal(blur[j], raw8[j][0])
+        np.testing.assert_array_equal(sharp[j], raw8[j][1])
+    flipped, _ = jax_leg._make_batch((3, 1, 2, 32, "synthetic", "hflip"))
+    for j in range(2):
+        assert np.array_equal(flipped[j], raw8[j][0]) or np.array_equal(flipped[j], raw8[j][0][:, ::-1])
+    seen = {np.array_equal(jax_leg._make_batch((3, i, 1, 32, "synthetic", "hflip"))[0][0],
+                           np.round(synthetic.make_pair((synthetic.SPLIT_TAGS["train"], 3, i), 32)[0] * 255)
+                           .astype(np.uint8)) for i in range(12)}
+    assert seen == {True, False}  # some pairs mirrored, some not
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seconds": 10, "steps": 5}, "one of --seconds"),
+    ({"seconds": None}, "one of --seconds"),
+    ({"seconds": None, "steps": 0}, "--steps: expected a positive integer"),
+    ({"data": "gopro"}, "--data: expected photos or synthetic"),
+    ({"augment": "rot"}, "--augment: expected d4, hflip or none"),
+    ({"data": "synthetic", "mix": {"shake": 1.0}}, "--mix reweights the photos stream"),
+    ({"photos_dir": "/nonexistent/photos"}, "--photos /nonexistent/photos: not a directory"),
+])
+def test_run_names_each_bad_argument_before_it_starts(tmp_path, kwargs, message):
+    args = {"photos_dir": str(tmp_path), "seconds": 10, **kwargs}
+    with pytest.raises(SystemExit, match=message):
+        jax_leg.run([("x", "lmfn", "lmfn")], args.pop("photos_dir"), str(tmp_path / "out"), args.pop("seconds"),
+                    **args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_with_a_bad_learning_rate_is_one_parser_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        jax_leg.main(["run", "--model", "a:lmfn:lmfn:fast", "--steps", "3", "--data", "synthetic", "--out", "x"])
+    assert e.value.code == 2
+    assert "--model 'a:lmfn:lmfn:fast': LR must be a positive number" in capsys.readouterr().err
+
+
 @pytest.fixture()
 def photo_dir(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
@@ -44,11 +114,11 @@ def photo_dir(tmp_path, monkeypatch):
 def test_batches_are_the_photos_stream_under_one_d4_transform_per_pair(photo_dir):
     jax_leg._init_worker(photo_dir)
     assert len(jax_leg._BANK.splits["train"]) == 3  # every photo of the folder trains
-    blur, sharp = jax_leg._make_batch((4, 1, 2, 32, None))
+    blur, sharp = jax_leg._make_batch((4, 1, 2, 32, None, "d4"))
     assert blur.shape == sharp.shape == (2, 32, 32, 3) and blur.dtype == np.uint8
-    again = jax_leg._make_batch((4, 1, 2, 32, None))
+    again = jax_leg._make_batch((4, 1, 2, 32, None, "d4"))
     np.testing.assert_array_equal(blur, again[0])  # a batch is fixed by (seed, index)
-    assert not np.array_equal(blur, jax_leg._make_batch((4, 2, 2, 32, None))[0])
+    assert not np.array_equal(blur, jax_leg._make_batch((4, 2, 2, 32, None, "d4"))[0])
     for j in range(2):
         b, s = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2 + j), 32, split="train")
         b8, s8 = (np.round(a * 255).astype(np.uint8) for a in (b, s))
@@ -68,7 +138,7 @@ def test_mix_reweights_the_stream_and_names_its_spec(photo_dir):
     assert jax_leg.parse_mix("") is None and jax_leg.mix_spec(None) == "photos:../shared/data/sharp"
     assert jax_leg.mix_spec(jax_leg.parse_mix("shake=0.35")) == "photos:../shared/data/sharp,shake=0.35"
     jax_leg._init_worker(photo_dir)
-    blur, _ = jax_leg._make_batch((4, 1, 2, 32, mix))
+    blur, _ = jax_leg._make_batch((4, 1, 2, 32, mix, "d4"))
     b, _ = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2), 32, split="train", mix=mix)
     plain = photos.make_photo_pair(jax_leg._BANK, (jax_leg.SPLIT_TAG, 4, 2), 32, split="train")[0]
     assert not np.array_equal(b, plain)  # the mix reached the worker

@@ -55,6 +55,8 @@ def _init_worker(photos_dir):
     import cv2
 
     cv2.setNumThreads(1)
+    if photos_dir is None:  # the procedural `synthetic` stream needs no photos
+        return
     from tfdeblur.datasets import photos
 
     bank = photos.PhotoBank(photos_dir)
@@ -65,18 +67,29 @@ def _init_worker(photos_dir):
 
 
 def _make_batch(args):
-    """One batch of (blur, sharp) uint8 pairs with random D4 augmentation."""
+    """One batch of (blur, sharp) uint8 pairs: element i of the photos stream
+    (`mix`), or of the procedural `synthetic` stream (`mix` == "synthetic":
+    `synthetic.make_pair` of the training split's seed, as `train` makes
+    it), with random D4 augmentation (`augment` "d4"), horizontal flips
+    ("hflip") or none ("none")."""
     import numpy as np
 
-    from tfdeblur.datasets import photos
-
-    seed, index, batch, crop, mix = args
+    seed, index, batch, crop, mix, augment = args
     blurs, sharps = [], []
     for j in range(batch):
         i = index * batch + j
-        blur, sharp = photos.make_photo_pair(_BANK, (SPLIT_TAG, seed, i), crop, split="train", mix=mix)
+        if mix == "synthetic":
+            from tfdeblur.datasets import synthetic
+
+            blur, sharp = synthetic.make_pair((synthetic.SPLIT_TAGS["train"], seed, i), crop)
+        else:
+            from tfdeblur.datasets import photos
+
+            blur, sharp = photos.make_photo_pair(_BANK, (SPLIT_TAG, seed, i), crop, split="train", mix=mix)
         rng = np.random.default_rng((SPLIT_TAG, seed, i, 7))
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        k = k if augment == "d4" else 0
+        flip = flip and augment != "none"
         pair = [np.rot90(a, k) for a in (blur, sharp)]
         if flip:
             pair = [a[:, ::-1] for a in pair]
@@ -91,6 +104,29 @@ def learning_rate(step, progress, peak, warmup_steps, final_fraction):
         return peak * (step + 1) / max(warmup_steps, 1)
     low = peak * final_fraction
     return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+GOPRO_TRAIN_PAIRS = 2103  # recipes.GOPRO_TRAIN_PAIRS (that module needs TensorFlow): a generated stream's epoch
+
+
+def recipe_rate(recipe, step, total_steps, peak, batch):
+    """The recipe's learning rate at `step` of a run of `total_steps` (as
+    `recipes.make_schedule` builds it, without TensorFlow): constant (no
+    schedule), ExponentialDecay (epochs of GoPro's pairs at `batch`) or
+    WarmupCosine over `total_steps`; other schedules raise ValueError."""
+    spec = dict(recipe.get("schedule") or {})
+    kind = spec.pop("class", None)
+    if kind is None:
+        return peak
+    if kind == "ExponentialDecay":
+        decay = spec.get("decay_steps") or int(spec["decay_epochs"]) * math.ceil(GOPRO_TRAIN_PAIRS / batch)
+        power = step / decay
+        return peak * float(spec["decay_rate"]) ** (math.floor(power) if spec.get("staircase") else power)
+    if kind == "WarmupCosine":
+        warmup = min(int(spec.get("warmup_steps", 0)), int(total_steps) // 2)
+        progress = (step - warmup) / max(int(total_steps) - warmup, 1)  # as tfdeblur.schedules.WarmupCosine
+        return learning_rate(step, progress, peak, warmup, float(spec.get("final_fraction", 0.0)))
+    raise ValueError(f"jax_leg --steps runs constant, ExponentialDecay or WarmupCosine schedules; got {kind!r}")
 
 
 def _save_npz(path, arrays):
@@ -111,14 +147,15 @@ def _write_json(path, obj):
 class _Trainee:
     """One model, its optimizer and its jitted step (stateless Keras on JAX)."""
 
-    def __init__(self, spec, peak_lr):
+    def __init__(self, spec, peak_lr, total_steps=None):
         import jax
         import keras
 
         import tfdeblur.models as models
         from tfdeblur import losses
 
-        self.name, self.net, self.recipe_name = spec
+        self.name, self.net, self.recipe_name = spec[:3]
+        peak_lr = float(spec[3]) if len(spec) > 3 else peak_lr  # a model's own learning rate
         self.recipe = models.get_recipe(self.recipe_name)
         weights = self.name if self.name in models.available_weights() else None
         self.model = models.from_preset(weights) if weights else models.build(self.net)
@@ -127,15 +164,20 @@ class _Trainee:
         loss_cls = getattr(losses, loss_cfg.pop("class"))
         self.loss = loss_cls(**loss_cfg)
         sched = self.recipe.get("schedule") or {}
-        if sched.get("class") != "WarmupCosine":
-            raise ValueError(f"recipe {self.recipe_name}: jax_leg runs WarmupCosine recipes only; got {sched!r}")
+        self.total_steps = total_steps
+        if total_steps is None and sched.get("class") != "WarmupCosine":
+            raise ValueError(f"recipe {self.recipe_name}: a leg bounded by time runs WarmupCosine recipes only "
+                             f"(bound it by --steps for others); got {sched!r}")
         self.warmup = int(sched.get("warmup_steps", 0))
         self.final_fraction = float(sched.get("final_fraction", 0.0))
         self.peak = float(peak_lr or self.recipe["learning_rate"])
+        if total_steps is not None:
+            recipe_rate(self.recipe, 0, total_steps, self.peak, 1)  # refuses an unknown schedule now
         opt_cfg = dict(self.recipe["optimizer"])
-        if opt_cfg.pop("class") != "Adam":
-            raise ValueError(f"recipe {self.recipe_name}: jax_leg runs Adam recipes only")
-        self.optimizer = keras.optimizers.Adam(learning_rate=self.peak, **opt_cfg)
+        opt_cls = opt_cfg.pop("class")
+        if opt_cls not in ("Adam", "AdamW"):
+            raise ValueError(f"recipe {self.recipe_name}: jax_leg runs Adam and AdamW recipes; got {opt_cls!r}")
+        self.optimizer = getattr(keras.optimizers, opt_cls)(learning_rate=self.peak, **opt_cfg)
         graph = self.model._train_graph
         self.graph = graph
         self.tv = graph.trainable_variables
@@ -150,9 +192,10 @@ class _Trainee:
             [v.value for v in self.ov],
         )
         loss_obj, optimizer = self.loss, self.optimizer
+        needs_target = bool(getattr(self.model, "needs_target", False))  # e.g. msfs: the encoder sees the sharp image
 
         def compute(tvals, ntvals, x, y):
-            out, ntvals = graph.stateless_call(tvals, ntvals, x, training=True)
+            out, ntvals = graph.stateless_call(tvals, ntvals, [x, y] if needs_target else x, training=True)
             return loss_obj(y, out), ntvals
 
         grad_fn = jax.value_and_grad(compute, has_aux=True)
@@ -166,15 +209,62 @@ class _Trainee:
         self.step = jax.jit(step, donate_argnums=0)
         self.steps = 0
         self.losses = []
+        self.step_losses = []  # every step's loss, on the device until a record needs them
 
-    def train(self, x, y, lr):
+    def compile(self, x, y):
+        """Compiles the step for batches shaped like (x, y) (threads may run
+        several models' compiles at once: XLA releases the GIL)."""
+        self.step = self.step.lower(self._with_lr(0.0), x, y).compile()
+
+    def _with_lr(self, lr):
         import jax.numpy as jnp
 
         tvals, ntvals, ovals = self.state
         ovals = list(ovals)
         ovals[self.lr_index] = jnp.asarray(lr, dtype=ovals[self.lr_index].dtype)
-        loss, self.state = self.step((tvals, ntvals, ovals), x, y)
+        return tvals, ntvals, ovals
+
+    def loss_summary(self, n=100):
+        """Mean loss over the first and the last `n` steps (None before any)."""
+        import numpy as np
+
+        if not self.step_losses:
+            return None
+        values = np.asarray([float(v) for v in self.step_losses], np.float64)
+        return {"steps": len(values), f"first_{n}": float(values[:n].mean()), f"last_{n}": float(values[-n:].mean())}
+
+    def validate_synthetic(self, images=16, size=256):
+        """PSNR (8-bit output) of this model and of the input on the first
+        `images` pairs of the synthetic validation set (`--data synthetic`'s:
+        `synthetic.make_pair((SPLIT_TAGS["val"], 0, i), 256)`)."""
+        import numpy as np
+
+        from tfdeblur.datasets import synthetic
+
+        self.arrays()  # the trained values into the model's variables
+        psnr = lambda a, b: 10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))  # noqa: E731
+        pairs = [synthetic.make_pair((synthetic.SPLIT_TAGS["val"], 0, i), size) for i in range(int(images))]
+        restored = np.asarray(self.model.predict_on_batch(np.stack([b for b, _ in pairs])), np.float64)
+        ins, outs = [], []
+        for (blur, sharp), out in zip(pairs, restored):
+            out = np.round(np.clip(out, 0.0, 1.0) * 255.0) / 255.0
+            ins.append(psnr(blur.astype(np.float64), sharp))
+            outs.append(psnr(out, sharp))
+        return {"images": int(images), "size": size, "input_psnr": float(np.mean(ins)), "psnr": float(np.mean(outs)),
+                "gain": float(np.mean(outs) - np.mean(ins))}
+
+    def rate(self, progress, batch):
+        """The learning rate of the next step: the recipe's schedule over
+        `total_steps` (a leg bounded by steps), else WarmupCosine over the
+        fraction `progress` of the leg's time."""
+        if self.total_steps is not None:
+            return recipe_rate(self.recipe, self.steps, self.total_steps, self.peak, batch)
+        return learning_rate(self.steps, progress, self.peak, self.warmup, self.final_fraction)
+
+    def train(self, x, y, lr):
+        loss, self.state = self.step(self._with_lr(lr), x, y)
         self.steps += 1
+        self.step_losses.append(loss)
         return loss
 
     def arrays(self):
@@ -221,44 +311,68 @@ def mix_spec(mix, root="../shared/data/sharp"):
 
 
 def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=None, peak_lr=None,
-        save_every=90.0, end_by=None, log=None, mix=None):
+        save_every=90.0, end_by=None, log=None, mix=None, steps=None, data="photos", augment="d4",
+        val_images=0, save_weights=True):
     """Trains each (name, net, recipe) in `specs` for `seconds` of wall time
-    after set-up, or less so as to end `end_by` seconds after the call (a
-    machine lent for a fixed time: set-up and compile times vary); writes
-    OUT/NAME.npz and OUT/NAME.json; returns the records. `mix`: the photos
-    stream's mode weights (`parse_mix`; None: the default mix)."""
+    after set-up (or for `steps` steps on the recipe's own schedule, e.g.
+    the CLI's quick run: `steps=1000, crop=128, batch=4, peak_lr=3e-4`),
+    or less so as to end `end_by` seconds after the call (a machine lent
+    for a fixed time: set-up and compile times vary); writes OUT/NAME.npz
+    and OUT/NAME.json; returns the records. `data`: "photos" (the photos
+    stream of `photos_dir`, `mix` its mode weights: `parse_mix`, None the
+    default mix) or "synthetic" (the procedural stream, `train`'s default
+    data; no photos needed). `augment`: "d4", "hflip" or "none".
+    `val_images`: after training, score each model on that many synthetic
+    validation images (logged and in its record). `save_weights=False`
+    writes the records only (weights too large to bring back)."""
     import multiprocessing as mp
 
     log = log or logger.info
     t0 = time.time()
     keras_mod = sys.modules.get("keras")
     backend = keras_mod.backend.backend() if keras_mod else os.environ.get("KERAS_BACKEND")
+    if data not in ("photos", "synthetic"):
+        raise SystemExit(f"--data: expected photos or synthetic; got {data!r}")
+    if augment not in ("d4", "hflip", "none"):
+        raise SystemExit(f"--augment: expected d4, hflip or none; got {augment!r}")
+    if data == "synthetic" and mix:
+        raise SystemExit("--mix reweights the photos stream; --data synthetic has no modes")
+    if (seconds is None) == (steps is None):
+        raise SystemExit("give one of --seconds (a leg bounded by time) and --steps (bounded by steps)")
+    if steps is not None and (int(steps) != steps or steps < 1):
+        raise SystemExit(f"--steps: expected a positive integer; got {steps!r}")
+    if data == "photos" and not (photos_dir and os.path.isdir(photos_dir)):
+        raise SystemExit(f"--photos {photos_dir}: not a directory")
+    stream = "synthetic" if data == "synthetic" else mix
+    data_note = ("synthetic (jax_leg: the procedural training stream, synthetic.make_pair)" if data == "synthetic"
+                 else f"photos (jax_leg: the training split of {mix_spec(mix)}, every other photo, JPEG q95)")
+    data_spec = "synthetic" if data == "synthetic" else mix_spec(mix)
     if backend != "jax":
         raise SystemExit(f"jax_leg runs under KERAS_BACKEND=jax; this process has {backend or 'tensorflow'}")
-    if not os.path.isdir(photos_dir):
-        raise SystemExit(f"--photos {photos_dir}: not a directory")
     os.makedirs(out, exist_ok=True)
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     # Workers fork before JAX starts (forking a process that runs JAX's
     # threads can deadlock).
-    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(photos_dir,))
+    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
+                                       initargs=(photos_dir if data == "photos" else None,))
     import jax
     import jax.numpy as jnp
     import keras
 
     devices = [str(d) for d in jax.devices()]
     log(f"jax {jax.__version__}, keras {keras.__version__}, devices {devices}, {workers} data workers")
-    trainees = [_Trainee(s, peak_lr) for s in specs]
+    trainees = [_Trainee(s, peak_lr, steps) for s in specs]
     for t in trainees:
         log(f"{t.name}: {t.net} from {t.init_from or 'scratch'}, recipe {t.recipe_name}, "
             f"{t.model.count_params():,} parameters, peak lr {t.peak}")
-    batches = pool.imap(_make_batch, ((seed, i, batch, crop, mix) for i in range(10 ** 9)), chunksize=1)
+    batches = pool.imap(_make_batch, ((seed, i, batch, crop, stream, augment) for i in range(10 ** 9)), chunksize=1)
     history, last_save, start, step = [], time.time(), None, 0
     wait = 0.0
 
     def save(final=False):
         for t in trainees:
-            _save_npz(os.path.join(out, f"{t.name}.npz"), t.arrays())
+            if save_weights:
+                _save_npz(os.path.join(out, f"{t.name}.npz"), t.arrays())
             _write_json(os.path.join(out, f"{t.name}.json"), record(t, final))
 
     def record(t, final):
@@ -266,12 +380,13 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
         return {
             "name": t.name, "net": t.net, "recipe_name": t.recipe_name, "recipe": t.recipe,
             "init_from": t.init_from, "model_config": t.model.get_config(), "steps_done": t.steps, "crop": crop, "batch_size": batch,
-            "learning_rate": t.peak, "seed": seed, "final": final,
-            "data": f"photos (jax_leg: the training split of {mix_spec(mix)}, every other photo, JPEG q95)",
-            "data_spec": mix_spec(mix), "mix": mix,
-            "schedule_note": "WarmupCosine over the leg's wall time (jax_leg)",
+            "learning_rate": t.peak, "seed": seed, "final": final, "steps_planned": steps,
+            "data": data_note, "data_spec": data_spec, "mix": mix, "augment": augment,
+            "schedule_note": ("the recipe's schedule over --steps (jax_leg)" if steps is not None
+                              else "WarmupCosine over the leg's wall time (jax_leg)"),
             "started_unix": t0, "ended_unix": now, "train_seconds": (now - start) if start else 0.0,
-            "loss_history": t.losses[-200:], "machine": _machine(devices),
+            "loss_history": t.losses[-200:], "loss_summary": t.loss_summary() if final else None,
+            "val_synthetic": getattr(t, "val_synthetic", None), "machine": _machine(devices),
             "backend": f"keras {keras.__version__} on jax {jax.__version__}", "precision": "fp32 (JAX default precision: XLA may use TF32 on the GPU)",
         }
 
@@ -283,24 +398,40 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
         y = jnp.asarray(sharp, dtype=jnp.float32) / 255.0
         if start is None:
             # The first step compiles; the leg's clock starts after it.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(trainees)) as ex:
+                list(ex.map(lambda t: t.compile(x, y), trainees))
             for t in trainees:
                 t.train(x, y, 0.0).block_until_ready()
                 t.steps = 0
+                t.step_losses = []
                 # Undo nothing: the compile step ran with lr 0 (Adam moments see one batch).
             start = time.time()
+            limit = seconds if seconds is not None else float("inf")
             if end_by is not None:
-                seconds = min(seconds, t0 + end_by - start)
-                if seconds <= 0:
+                limit = min(limit, t0 + end_by - start)
+                if limit <= 0:
                     raise SystemExit(f"--end-by {end_by}: set-up took {start - t0:.0f} s; no time left to train")
-            log(f"compiled in {start - t0:.0f} s; training for {seconds:.0f} s")
+            if steps is None:
+                seconds = limit
+                log(f"compiled in {start - t0:.0f} s; training for {seconds:.0f} s")
+            else:
+                log(f"compiled in {start - t0:.0f} s; training {steps} steps"
+                    + (f" (cut at {limit:.0f} s)" if limit < float("inf") else ""))
             continue
-        progress = (time.time() - start) / seconds
-        if progress >= 1.0:
-            break
+        elapsed = time.time() - start
+        if steps is not None:
+            if step >= steps or elapsed >= limit:
+                break
+            progress = step / steps
+        else:
+            progress = elapsed / seconds
+            if progress >= 1.0:
+                break
         losses = []
         for t in trainees:
-            lr = learning_rate(t.steps, progress, t.peak, t.warmup, t.final_fraction)
-            losses.append(t.train(x, y, lr))
+            losses.append(t.train(x, y, t.rate(progress, batch)))
         step += 1
         if step % 50 == 0:
             vals = [float(v) for v in losses]
@@ -308,14 +439,24 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
                 t.losses.append(round(v, 6))
             el = time.time() - start
             log(f"step {step} {el:.0f} s ({step / el:.2f} steps/s, data wait {wait / el:.0%}) lr "
-                f"{learning_rate(trainees[0].steps, progress, trainees[0].peak, trainees[0].warmup, trainees[0].final_fraction):.2e} "
+                f"{trainees[0].rate(progress, batch):.2e} "
                 + " ".join(f"{t.name} {v:.4f}" for t, v in zip(trainees, vals)))
             sys.stdout.flush()
         if time.time() - last_save > save_every:
             save()
             last_save = time.time()
-    save(final=True)
     pool.terminate()
+    for t in trainees:
+        if val_images:
+            t.val_synthetic = t.validate_synthetic(val_images)
+            v = t.val_synthetic
+            log(f"{t.name}: synthetic validation ({v['images']} images, {v['size']} px, 8-bit): "
+                f"{v['input_psnr']:.2f} -> {v['psnr']:.2f} dB ({v['gain']:+.2f})")
+        summary = t.loss_summary()
+        if summary:
+            log(f"{t.name}: loss {summary['first_100']:.4f} (mean of the first 100 steps) -> "
+                f"{summary['last_100']:.4f} (the last 100), {summary['steps']} steps")
+    save(final=True)
     log(f"done: {step} steps in {time.time() - start:.0f} s (+{start - t0:.0f} s set-up)")
     return [record(t, True) for t in trainees]
 
@@ -453,10 +594,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfdeblur.training.jax_leg", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train a leg under KERAS_BACKEND=jax")
-    r.add_argument("--model", action="append", required=True, metavar="NAME:NET:RECIPE",
-                   help="weights name, network, recipe (repeatable: all train on the same batches)")
-    r.add_argument("--photos", required=True, help="folder of training photos (the training split only)")
-    r.add_argument("--seconds", type=float, required=True, help="training wall time after set-up")
+    r.add_argument("--model", action="append", required=True, metavar="NAME:NET:RECIPE[:LR]",
+                   help="weights name, network, recipe, optionally its own peak learning rate "
+                        "(repeatable: all train on the same batches)")
+    r.add_argument("--photos", default=None, help="folder of training photos (the training split only)")
+    r.add_argument("--data", default="photos", choices=("photos", "synthetic"),
+                   help="photos (--photos' stream) or synthetic (the procedural stream, train's default data)")
+    r.add_argument("--seconds", type=float, default=None, help="training wall time after set-up")
+    r.add_argument("--steps", type=int, default=None,
+                   help="train this many steps on the recipe's own schedule instead (e.g. the CLI's quick run: "
+                        "--steps 1000 --crop 128 --batch-size 4 --learning-rate 3e-4)")
+    r.add_argument("--augment", default="d4", choices=("d4", "hflip", "none"))
+    r.add_argument("--val-images", type=int, default=0,
+                   help="after training, score each model on this many synthetic validation images (256 px)")
+    r.add_argument("--no-weights", action="store_true", help="write each model's record only, not its weights")
     r.add_argument("--out", required=True)
     r.add_argument("--crop", type=int, default=256)
     r.add_argument("--batch-size", type=int, default=16)
@@ -482,12 +633,20 @@ def main(argv=None):
         specs = []
         for m in args.model:
             parts = m.split(":")
-            if len(parts) != 3:
-                parser.error(f"--model {m!r}: expected NAME:NET:RECIPE")
+            if len(parts) not in (3, 4):
+                parser.error(f"--model {m!r}: expected NAME:NET:RECIPE[:LR]")
+            if len(parts) == 4:
+                try:
+                    ok = float(parts[3]) > 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    parser.error(f"--model {m!r}: LR must be a positive number; got {parts[3]!r}")
             specs.append(tuple(parts))
         run(specs, args.photos, args.out, args.seconds, crop=args.crop, batch=args.batch_size, seed=args.seed,
             workers=args.workers, peak_lr=args.learning_rate, save_every=args.save_every, end_by=args.end_by,
-            mix=parse_mix(args.mix),
+            mix=parse_mix(args.mix), steps=args.steps, data=args.data, augment=args.augment,
+            val_images=args.val_images, save_weights=not args.no_weights,
             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     elif args.cmd == "bundle":
         bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb, log=print)
