@@ -211,6 +211,40 @@ def test_adopted_leg_finishes_like_any_leg(tmp_path, monkeypatch):
         jax_leg.adopt(npz, str(tmp_path / "runs"), log_dir=str(tmp_path / "other-legs"), log=lambda *_: None)
 
 
+def test_weights_split_into_parts_and_float16_come_back_whole(tmp_path):
+    """--part-mb: a weights file over the size is written as parts (none
+    over it), which adopt joins; float16 halves it; a rewrite leaves no
+    stale part; a missing or damaged part is one line naming the file."""
+    rng = np.random.default_rng(0)
+    arrays = {"a/kernel": rng.normal(size=(64, 1024)).astype(np.float32),
+              "b/bias": rng.normal(size=(300,)).astype(np.float32)}
+    path = str(tmp_path / "m.npz")
+    jax_leg._save_npz(path, arrays, part_mb=0.1)  # ~0.26 MB -> 3 parts
+    parts = sorted(p.name for p in tmp_path.iterdir())
+    assert parts == ["m.npz.part00", "m.npz.part01", "m.npz.part02"]
+    assert all((tmp_path / p).stat().st_size <= 0.1 * 2 ** 20 for p in parts)
+    got = jax_leg.load_npz(path)
+    assert set(got) == set(arrays)
+    for k in arrays:
+        np.testing.assert_array_equal(got[k], arrays[k])
+    jax_leg._save_npz(path, arrays, dtype="float16", part_mb=0.1)  # ~0.13 MB -> 2 parts, the third removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz.part00", "m.npz.part01"]
+    half = jax_leg.load_npz(path)
+    assert half["a/kernel"].dtype == np.float32
+    np.testing.assert_array_equal(half["a/kernel"], arrays["a/kernel"].astype(np.float16).astype(np.float32))
+    jax_leg._save_npz(path, arrays, dtype="float16")  # no split: one file, the parts gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+    jax_leg._save_npz(path, arrays, part_mb=0.1)
+    os.remove(tmp_path / "m.npz.part01")
+    with pytest.raises(SystemExit, match=r"parts of .*m\.npz are not numbered 00\.\.01: m\.npz\.part00, m\.npz\.part02"):
+        jax_leg.load_npz(path)
+    os.remove(tmp_path / "m.npz.part02")
+    with pytest.raises(SystemExit, match=r"m\.npz is damaged"):
+        jax_leg.load_npz(path)  # part00 alone: a truncated zip
+    with pytest.raises(SystemExit, match=r"other\.npz does not exist"):
+        jax_leg.load_npz(str(tmp_path / "other.npz"))
+
+
 def test_adopt_names_a_missing_record(tmp_path):
     npz, _, _ = _fake_leg_output(tmp_path)
     os.remove(os.path.splitext(npz)[0] + ".json")
