@@ -126,3 +126,64 @@ def test_finishing_a_folder_without_a_run_names_run(tmp_path, capsys):
     assert legs.main(["finish", "mtwdn-legtest", "--run", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --run {tmp_path}: holds no training run (no config.json)"], err
+
+
+def _pairs_folder(root, n=2, size=48):
+    """n (blur, sharp) PNG pairs: smooth random photos, box-blurred."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for sub in ("blur", "sharp"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        sharp = cv2.GaussianBlur((rng.random((size, size, 3)) * 255).astype(np.uint8), (0, 0), 2.0)
+        cv2.imwrite(str(root / "sharp" / f"{i}.png"), sharp)
+        cv2.imwrite(str(root / "blur" / f"{i}.png"), cv2.blur(sharp, (5, 1)))
+    return f"pairs:{root / 'blur'},{root / 'sharp'}"
+
+
+def test_a_leg_that_holds_the_held_out_photos_but_loses_a_gate_set_is_not_shipped(dirs, leg1, tmp_path):
+    """--gate: the leg and the weights shipped now are scored on each gate
+    set; a loss beyond the tolerance stops the shipping (with the reason in
+    the record) even when the held-out PSNR holds; equal scores ship."""
+    import os
+    import shutil
+
+    import tfdeblur.models as models
+    from tfdeblur import weights as W
+
+    _, run1 = leg1
+    gate = _pairs_folder(tmp_path / "gate")
+    rec = legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], val_images=1, log=_quiet, gate=[gate])
+    assert rec["shipped"] and "gate" not in rec  # the first leg: nothing shipped to compare with
+    manifest = os.path.join(dirs["weights"], "mtwdn-legtest.json")
+    sha_before = W.read_manifest(manifest).data["sha256"]
+
+    # Leg 2: leg 1's network with noise on every weight (far worse everywhere);
+    # a logged bar of -99 dB lets it pass the held-out check, so only the gate can stop it.
+    legs.append_leg("mtwdn-legtest", {"leg": 2, "steps_done": 1, "val": {"psnr": -99.0}}, dirs["log"])
+    run2 = tmp_path / "runs" / "noisy"
+    shutil.copytree(run1, run2, ignore=shutil.ignore_patterns("checkpoints"))
+    model = keras.saving.load_model(f"{run2}/model.keras", compile=False)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in model.get_weights()])
+    from tfdeblur.training.run import save_model_atomic
+
+    save_model_atomic(model, f"{run2}/model.keras")  # with its checksum sidecar
+    rec = legs.finish("mtwdn-legtest", str(run2), log_dir=dirs["log"], val_images=1, log=_quiet,
+                      gate=[gate], gate_images=1)
+    assert rec["shipped"] is False
+    (g,) = rec["gate"]
+    assert g["data"] == gate and g["images"] == 1 and g["psnr"] < g["shipped_psnr"] - 1.0
+    assert "is below the shipped weights'" in rec["not_shipped_because"] and gate in rec["not_shipped_because"]
+    assert W.read_manifest(manifest).data["sha256"] == sha_before  # the shipped file is untouched
+
+    # Leg 1's own network again: equal on the gate set, so it ships.
+    rec = legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], val_images=1, log=_quiet, gate=[gate])
+    assert rec["shipped"] and abs(rec["gate"][0]["psnr"] - rec["gate"][0]["shipped_psnr"]) < 0.02
+    assert "mtwdn-legtest" in models.available_weights()
+
+    with pytest.raises(ValueError, match=r"^`gate` nonsense:/x: "):
+        legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], gate=["nonsense:/x"], log=_quiet)
+    with pytest.raises(ValueError, match="`gate_images` must be a positive integer"):
+        legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], gate=[gate], gate_images=0, log=_quiet)

@@ -160,9 +160,40 @@ def _salvage(run):
     return path, int(step)
 
 
-def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None, ship_anyway=False):
+GATE_TOLERANCE_DB = 0.05  # a gate set may lose this much (measurement noise of a few images)
+
+
+def _gate_scores(model, current, spec, images):
+    """(the leg's, the shipped weights') summary on the evaluation data
+    `spec` (its first `images` pairs), scored as `eval` scores that kind."""
+    import itertools
+
+    from tfdeblur import protocols
+    from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.evaluate import evaluate_pairs
+
+    parsed = data_spec.parse_spec(spec)
+    protocol = protocols.for_data(parsed.kind)
+    out = []
+    for m in (model, current):
+        dataset, count, names = data_spec.evaluation(parsed, min_size=m.min_size)
+        n = min(count, images) if images else count
+        summary, _, _ = evaluate_pairs(m, itertools.islice(iter(dataset), n), names=names[:n], protocol=protocol)
+        out.append(summary)
+    return out
+
+
+def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None, ship_anyway=False, gate=(),
+           gate_images=None, gate_tolerance=GATE_TOLERANCE_DB):
     """Scores the leg in `run`, packs it as weights `name` unless it scores
     below the weights shipped now, logs it; returns the record.
+
+    `gate`: evaluation data specs (e.g. the real GoPro dev pairs,
+    `pairs:BLUR,SHARP`) on which the leg must also hold: the leg and the
+    weights shipped now are both scored there (the first `gate_images`
+    pairs), and a leg that keeps the held-out PSNR but loses more than
+    `gate_tolerance` dB on a gate set is not shipped either (a mix of
+    training data can help its own validation and hurt real photos).
 
     A leg cut short in the middle of its cosine (a session that ended early)
     can score below its start: shipping it would replace better weights, so
@@ -173,6 +204,7 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
     """
     log = log or logger.info
     from tfdeblur.datasets import spec as data_spec
+    from tfdeblur.errors import first_line
     from tfdeblur.evaluate import evaluate_pairs
     from tfdeblur.inference import load_model
     from tfdeblur.training import state as run_state
@@ -180,6 +212,15 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
 
     if not os.path.isfile(os.path.join(run, "config.json")):
         raise run_state.ResumeError(f"`run` {run}: holds no training run (no config.json)")
+    for spec in gate:  # a bad gate fails now, not after the held-out scoring
+        try:
+            data_spec.parse_spec(spec)
+        except ValueError as e:
+            raise ValueError(f"`gate` {spec}: {first_line(e)}") from e
+    if gate_images is not None and (not isinstance(gate_images, int) or gate_images < 1):
+        raise ValueError(f"`gate_images` must be a positive integer; got {gate_images!r}")
+    if not gate_tolerance >= 0:
+        raise ValueError(f"`gate_tolerance` must be >= 0 dB; got {gate_tolerance!r}")
     config = run_state.read_previous_config(run)
     model_path = os.path.join(run, "model.keras")
     config_time = os.path.getmtime(os.path.join(run, "config.json"))
@@ -200,6 +241,25 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
     lineage = [leg for leg in legs if leg.get("shipped", True)]
     best_before = lineage[-1]["val"]["psnr"] if lineage and "val" in lineage[-1] else None
     shipped = ship_anyway or best_before is None or summary["psnr"] >= best_before
+    gates, because = [], None
+    if not shipped:
+        because = f"held-out PSNR {summary['psnr']:.2f} dB is below the shipped weights' {best_before:.2f} dB"
+    elif gate and not ship_anyway and best_before is not None:
+        from tfdeblur import weights as W
+
+        manifest = os.path.join(weights_out or W.weights_dir(), name + W.MANIFEST_SUFFIX)
+        current = load_model(manifest, arg="`name`")  # the weights shipped now
+        for spec in gate:
+            new, old = _gate_scores(model, current, spec, gate_images)
+            gates.append({"data": spec, "images": new["images"], "psnr": new["psnr"], "ssim": new["ssim"],
+                          "shipped_psnr": old["psnr"], "input_psnr": new["input_psnr"]})
+            log(f"gate {spec}: {new['psnr']:.2f} dB (the shipped weights {old['psnr']:.2f}, the input "
+                f"{new['input_psnr']:.2f}; {new['images']} images)")
+        lost = [g for g in gates if g["psnr"] < g["shipped_psnr"] - gate_tolerance]
+        if lost:
+            shipped = False
+            because = "; ".join(f"on {g['data']} {g['psnr']:.2f} dB is below the shipped weights' "
+                                f"{g['shipped_psnr']:.2f} dB (tolerance {gate_tolerance} dB)" for g in lost)
     record = {
         "leg": len(legs) + 1,
         "run": os.path.abspath(run),
@@ -228,6 +288,10 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
         "shipped": bool(shipped),
         "logged": _now(),
     }
+    if gates:
+        record["gate"] = gates
+    if because:
+        record["not_shipped_because"] = because
     for key in ("backend", "schedule_note", "data_note", "train_seconds"):
         if key in config:
             record[key] = config[key]
@@ -236,8 +300,7 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
              summary={"legs": record["leg"], "steps": record["total_steps_all_legs"], "recipe": record["recipe_name"],
                       "data": record["data"], "last_leg": record}, log=log)
     else:
-        log(f"not shipped: val PSNR {summary['psnr']:.2f} dB is below the shipped weights' {best_before:.2f} dB "
-            f"(`ship_anyway` to ship it); the next leg starts from the shipped weights")
+        log(f"not shipped: {because} (`ship_anyway` to ship it); the next leg starts from the shipped weights")
     append_leg(name, record, log_dir)
     log(f"leg {record['leg']} of {name}: {steps_done} steps ({record['wall_seconds'] / 3600:.2f} h), "
         f"val PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f} dB, "
@@ -268,6 +331,12 @@ def main(argv=None):
     f.add_argument("--val-images", type=int)
     f.add_argument("--log-dir")
     f.add_argument("--ship-anyway", action="store_true", help="ship the leg even if it scores below the shipped weights")
+    f.add_argument("--gate", action="append", default=[], metavar="DATA",
+                   help="evaluation data the leg must also hold on against the shipped weights (repeatable), e.g. "
+                        "pairs:../shared/data/gopro_dev_pairs/blur,../shared/data/gopro_dev_pairs/sharp")
+    f.add_argument("--gate-images", type=int, help="score the first N pairs of each gate set (default: all)")
+    f.add_argument("--gate-tolerance", type=float, default=GATE_TOLERANCE_DB,
+                   help=f"dB a gate set may lose (default {GATE_TOLERANCE_DB})")
     args = p.parse_args(argv)
     from tfdeblur import console
     from tfdeblur.errors import first_line, flags, print_error
@@ -282,7 +351,8 @@ def main(argv=None):
                   crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate, progress=True)
         else:
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
-                   val_images=args.val_images, ship_anyway=args.ship_anyway)
+                   val_images=args.val_images, ship_anyway=args.ship_anyway, gate=args.gate,
+                   gate_images=args.gate_images, gate_tolerance=args.gate_tolerance)
     except (ValueError, OSError) as e:
         return print_error(first_line(e), names)
     print(f"done in {time.perf_counter() - started:.0f} s")
