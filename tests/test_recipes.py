@@ -97,10 +97,11 @@ def test_stream_honours_augment_and_applies_the_extra_per_sample():
 
 
 def test_released_model_recipes_compile_and_train_on_photos():
-    """The released models' recipes (mtwdn_photos, lmfn_photos): the warm-up
-    then cosine schedule over a leg, Charbonnier, D4 augmentation, the
-    photos stream; lmfn_photos's batch 8 (LMFN's cost per pixel)."""
-    for name, batch in (("mtwdn_photos", 4), ("lmfn_photos", 8)):
+    """The released models' recipes (mtwdn_photos, lmfn_photos,
+    fddn_photos): the warm-up then cosine schedule over a leg, Charbonnier,
+    D4 augmentation, the photos stream; lmfn_photos's batch 8 (LMFN's cost
+    per pixel)."""
+    for name, batch in (("mtwdn_photos", 4), ("lmfn_photos", 8), ("fddn_photos", 4)):
         recipe = models.get_recipe(name)
         assert recipe["data"].startswith("photos:") and recipe["batch_size"] == batch and recipe["crop"] == 128
         assert recipe["loss"]["kind"] == "charbonnier" and augmentation(name)[0]
