@@ -77,6 +77,22 @@ def test_synthetic_batches_are_the_training_stream_under_the_asked_augmentation(
     assert seen == {True, False}  # some pairs mirrored, some not
 
 
+def test_loss_summary_means_the_first_and_last_steps_of_the_loss_and_each_term():
+    """What a leg's record says of its loss: the means of the first and the
+    last 100 steps, for the whole loss and each term of a multi-term loss
+    (MSFSLoss's content/high/low), from every step's values."""
+    t = jax_leg._Trainee.__new__(jax_leg._Trainee)  # the bookkeeping only: no network, no JAX
+    t.term_names, t.step_losses = (), []
+    assert t.loss_summary() is None
+    t.term_names = ("content", "high")
+    t.step_losses = [(np.float32(i), {"content": np.float32(2 * i), "high": np.float32(-i)}) for i in range(250)]
+    got = t.loss_summary()
+    assert got["steps"] == 250
+    assert got["first_100"] == pytest.approx(49.5) and got["last_100"] == pytest.approx(199.5)
+    assert got["content"] == {"first_100": pytest.approx(99.0), "last_100": pytest.approx(399.0)}
+    assert got["high"] == {"first_100": pytest.approx(-49.5), "last_100": pytest.approx(-199.5)}
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"seconds": 10, "steps": 5}, "one of --seconds"),
     ({"seconds": None}, "one of --seconds"),
@@ -85,6 +101,9 @@ def test_synthetic_batches_are_the_training_stream_under_the_asked_augmentation(
     ({"augment": "rot"}, "--augment: expected d4, hflip or none"),
     ({"data": "synthetic", "mix": {"shake": 1.0}}, "--mix reweights the photos stream"),
     ({"photos_dir": "/nonexistent/photos"}, "--photos /nonexistent/photos: not a directory"),
+    ({"val_every": 0}, "--val-every: expected a positive integer"),
+    ({"part_mb": -1}, "--part-mb: expected a positive number"),
+    ({"weights_dtype": "bfloat16"}, "--weights-dtype: expected float32 or float16"),
 ])
 def test_run_names_each_bad_argument_before_it_starts(tmp_path, kwargs, message):
     args = {"photos_dir": str(tmp_path), "seconds": 10, **kwargs}

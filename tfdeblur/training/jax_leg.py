@@ -243,22 +243,29 @@ class _Trainee:
         loss_obj, optimizer = self.loss, self.optimizer
         needs_target = bool(getattr(self.model, "needs_target", False))  # e.g. msfs: the encoder sees the sharp image
 
+        # A multi-term loss (MSFSLoss: content, high, low) is also tracked
+        # term by term, as `train` logs it (loss_<term>).
+        self.term_names = tuple(getattr(loss_obj, "term_names", ()) or ())
+
         def compute(tvals, ntvals, x, y):
             out, ntvals = graph.stateless_call(tvals, ntvals, [x, y] if needs_target else x, training=True)
-            return loss_obj(y, out), ntvals
+            terms = {k: jax.numpy.mean(v) for k, v in loss_obj.terms(y, out).items()} if self.term_names else {}
+            return loss_obj(y, out), (ntvals, terms)
 
         grad_fn = jax.value_and_grad(compute, has_aux=True)
 
         def step(state, x, y):
             tvals, ntvals, ovals = state
-            (loss, ntvals), grads = grad_fn(tvals, ntvals, x, y)
+            (loss, (ntvals, terms)), grads = grad_fn(tvals, ntvals, x, y)
             tvals, ovals = optimizer.stateless_apply(ovals, grads, tvals)
-            return loss, (tvals, ntvals, ovals)
+            return (loss, terms), (tvals, ntvals, ovals)
 
         self.step = jax.jit(step, donate_argnums=0)
         self.steps = 0
         self.losses = []
-        self.step_losses = []  # every step's loss, on the device until a record needs them
+        self.step_losses = []  # every step's (loss, terms), on the device until a record needs them
+        self.term_history = []  # the terms at each logged step (every 50)
+        self.val_history = []  # (step, synthetic validation) with --val-every
 
     def compile(self, x, y):
         """Compiles the step for batches shaped like (x, y) (threads may run
@@ -274,13 +281,18 @@ class _Trainee:
         return tvals, ntvals, ovals
 
     def loss_summary(self, n=100):
-        """Mean loss over the first and the last `n` steps (None before any)."""
+        """Mean loss (and of each term of a multi-term loss) over the first
+        and the last `n` steps (None before any)."""
         import numpy as np
 
         if not self.step_losses:
             return None
-        values = np.asarray([float(v) for v in self.step_losses], np.float64)
-        return {"steps": len(values), f"first_{n}": float(values[:n].mean()), f"last_{n}": float(values[-n:].mean())}
+        values = np.asarray([float(v) for v, _ in self.step_losses], np.float64)
+        out = {"steps": len(values), f"first_{n}": float(values[:n].mean()), f"last_{n}": float(values[-n:].mean())}
+        for name in self.term_names:
+            term = np.asarray([float(t[name]) for _, t in self.step_losses], np.float64)
+            out[name] = {f"first_{n}": float(term[:n].mean()), f"last_{n}": float(term[-n:].mean())}
+        return out
 
     def validate_synthetic(self, images=16, size=256):
         """PSNR (8-bit output) of this model and of the input on the first
@@ -292,8 +304,15 @@ class _Trainee:
 
         self.arrays()  # the trained values into the model's variables
         psnr = lambda a, b: 10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))  # noqa: E731
+        import jax
+
+        if getattr(self, "_infer", None) is None:  # jitted once; donates nothing (Keras' predict would)
+            model = self.model
+            self._infer = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
         pairs = [synthetic.make_pair((synthetic.SPLIT_TAGS["val"], 0, i), size) for i in range(int(images))]
-        restored = np.asarray(self.model.predict_on_batch(np.stack([b for b, _ in pairs])), np.float64)
+        restored = np.asarray(self._infer([v.value for v in self.model.trainable_variables],
+                                          [v.value for v in self.model.non_trainable_variables],
+                                          np.stack([b for b, _ in pairs])), np.float64)
         ins, outs = [], []
         for (blur, sharp), out in zip(pairs, restored):
             out = np.round(np.clip(out, 0.0, 1.0) * 255.0) / 255.0
@@ -311,20 +330,25 @@ class _Trainee:
         return learning_rate(self.steps, progress, self.peak, self.warmup, self.final_fraction)
 
     def train(self, x, y, lr):
-        loss, self.state = self.step(self._with_lr(lr), x, y)
+        (loss, terms), self.state = self.step(self._with_lr(lr), x, y)
         self.steps += 1
-        self.step_losses.append(loss)
+        self.step_losses.append((loss, terms))
+        self.last_terms = terms
         return loss
 
     def arrays(self):
         """float32 numpy weights keyed by path (tfdeblur.weights' keys)."""
         import numpy as np
 
+        import jax.numpy as jnp
+
+        # Copies: the next step donates the state's buffers, which the
+        # variables must not share.
         tvals, ntvals, _ = self.state
         for v, val in zip(self.tv, tvals):
-            v.assign(val)
+            v.assign(jnp.array(val, copy=True))
         for v, val in zip(self.ntv, ntvals):
-            v.assign(val)
+            v.assign(jnp.array(val, copy=True))
         return {v.path: np.asarray(v.numpy(), dtype=np.float32) for v in self.model.weights}
 
 
@@ -361,7 +385,7 @@ def mix_spec(mix, root="../shared/data/sharp"):
 
 def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=None, peak_lr=None,
         save_every=90.0, end_by=None, log=None, mix=None, steps=None, data="photos", augment="d4",
-        val_images=0, save_weights=True, weights_dtype="float32", part_mb=None):
+        val_images=0, save_weights=True, weights_dtype="float32", part_mb=None, val_every=None):
     """Trains each (name, net, recipe) in `specs` for `seconds` of wall time
     after set-up (or for `steps` steps on the recipe's own schedule, e.g.
     the CLI's quick run: `steps=1000, crop=128, batch=4, peak_lr=3e-4`),
@@ -372,7 +396,8 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
     default mix) or "synthetic" (the procedural stream, `train`'s default
     data; no photos needed). `augment`: "d4", "hflip" or "none".
     `val_images`: after training, score each model on that many synthetic
-    validation images (logged and in its record). `save_weights=False`
+    validation images (logged and in its record); `val_every`: also every
+    that many steps (time spent there counts in the leg's time). `save_weights=False`
     writes the records only. `weights_dtype` "float16" halves the weights
     file; `part_mb` splits a larger one into parts (`_save_npz`): a 21 M
     parameter model's weights are 43 MB in float16, over the 16 MiB a GPU
@@ -395,6 +420,8 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
         raise SystemExit(f"--steps: expected a positive integer; got {steps!r}")
     if weights_dtype not in ("float32", "float16"):
         raise SystemExit(f"--weights-dtype: expected float32 or float16; got {weights_dtype!r}")
+    if val_every is not None and (int(val_every) != val_every or val_every < 1):
+        raise SystemExit(f"--val-every: expected a positive integer; got {val_every!r}")
     if part_mb is not None and not part_mb > 0:
         raise SystemExit(f"--part-mb: expected a positive number; got {part_mb!r}")
     if data == "photos" and not (photos_dir and os.path.isdir(photos_dir)):
@@ -443,6 +470,7 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
                               else "WarmupCosine over the leg's wall time (jax_leg)"),
             "started_unix": t0, "ended_unix": now, "train_seconds": (now - start) if start else 0.0,
             "loss_history": t.losses[-200:], "loss_summary": t.loss_summary() if final else None,
+            "term_history": t.term_history[-200:] or None, "val_history": t.val_history or None,
             "val_synthetic": getattr(t, "val_synthetic", None), "machine": _machine(devices),
             "backend": f"keras {keras.__version__} on jax {jax.__version__}", "precision": "fp32 (JAX default precision: XLA may use TF32 on the GPU)",
         }
@@ -494,11 +522,20 @@ def run(specs, photos_dir, out, seconds, crop=256, batch=16, seed=5, workers=Non
             vals = [float(v) for v in losses]
             for t, v in zip(trainees, vals):
                 t.losses.append(round(v, 6))
+                if t.term_names:
+                    t.term_history.append({k: round(float(t.last_terms[k]), 6) for k in t.term_names})
             el = time.time() - start
             log(f"step {step} {el:.0f} s ({step / el:.2f} steps/s, data wait {wait / el:.0%}) lr "
                 f"{trainees[0].rate(progress, batch):.2e} "
-                + " ".join(f"{t.name} {v:.4f}" for t, v in zip(trainees, vals)))
+                + " ".join(f"{t.name} {v:.4f}" + (" (" + ", ".join(f"{k} {t.term_history[-1][k]:.4g}" for k in t.term_names)
+                                                  + ")" if t.term_names else "") for t, v in zip(trainees, vals)))
             sys.stdout.flush()
+        if val_every and step % val_every == 0 and step < (steps or float("inf")):
+            for t in trainees:
+                v = t.validate_synthetic(val_images or 16)
+                t.val_history.append({"step": t.steps, **v})
+                log(f"{t.name}: step {t.steps}: synthetic validation {v['input_psnr']:.2f} -> {v['psnr']:.2f} dB "
+                    f"({v['gain']:+.2f})")
         if time.time() - last_save > save_every:
             save()
             last_save = time.time()
@@ -660,6 +697,8 @@ def main(argv=None):
     r.add_argument("--augment", default="d4", choices=("d4", "hflip", "none"))
     r.add_argument("--val-images", type=int, default=0,
                    help="after training, score each model on this many synthetic validation images (256 px)")
+    r.add_argument("--val-every", type=int, default=None,
+                   help="also score on the synthetic validation images every N steps (--val-images of them, default 16)")
     r.add_argument("--no-weights", action="store_true", help="write each model's record only, not its weights")
     r.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"))
     r.add_argument("--part-mb", type=float, default=None,
@@ -703,7 +742,7 @@ def main(argv=None):
             workers=args.workers, peak_lr=args.learning_rate, save_every=args.save_every, end_by=args.end_by,
             mix=parse_mix(args.mix), steps=args.steps, data=args.data, augment=args.augment,
             val_images=args.val_images, save_weights=not args.no_weights, weights_dtype=args.weights_dtype,
-            part_mb=args.part_mb,
+            part_mb=args.part_mb, val_every=args.val_every,
             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     elif args.cmd == "bundle":
         bundle(args.photos, args.out, every=args.every, quality=args.quality, max_mb=args.max_mb, log=print)
