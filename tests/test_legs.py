@@ -2,6 +2,7 @@
 a log record; the next leg starts from them; an interrupted leg is salvaged
 from its last checkpoint."""
 import json
+import os
 
 import keras
 import numpy as np
@@ -57,7 +58,7 @@ def leg1(tmp_path_factory):
     return dirs, run
 
 
-def test_two_legs_ship_log_and_continue(leg1, monkeypatch):
+def test_two_legs_ship_log_and_continue_and_an_interrupted_leg_is_salvaged(leg1, monkeypatch):
     import tfdeblur.models as models
 
     dirs, run1 = leg1
@@ -72,13 +73,18 @@ def test_two_legs_ship_log_and_continue(leg1, monkeypatch):
     for a, b in zip(shipped.get_weights(), trained.get_weights()):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4)  # fp16 storage
 
-    run2 = _start(dirs, 2)
+    # Leg 2 is interrupted (a session cut short after its step-2 checkpoint
+    # of 4): `finish` salvages it from that checkpoint.
+    run2 = _start(dirs, 4, stop_at=2)
     assert run2.endswith("mtwdn-legtest-leg2")
     config = json.load(open(f"{run2}/config.json"))
     assert config["seed"] == 2 and config["init_from"]  # fresh samples, from leg 1's weights
+    assert not os.path.exists(f"{run2}/model.keras")
     rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet, ship_anyway=True)
+    assert rec2["salvaged_from_checkpoint"] and rec2["steps_done"] == 2 and rec2["steps_planned"] == 4
+    assert rec2["val"]["images"] == 1 and np.isfinite(rec2["val"]["psnr"])
     assert [r["leg"] for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [1, 2]
-    assert rec2["total_steps_all_legs"] == 4 and rec2["init_from"] != "scratch"
+    assert rec2["total_steps_all_legs"] == 4 and rec2["init_from"] != "scratch"  # steps done, not planned
 
 
 def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs, leg1):
@@ -97,22 +103,8 @@ def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs, leg
     assert [r.get("shipped", True) for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [True, False, True]
 
 
-def test_an_interrupted_leg_is_salvaged_from_its_checkpoint(dirs):
-    from tfdeblur.training.run import TrainConfig, run_training
-
-    out = f"{dirs['runs']}/cut"
-    run_training(TrainConfig(net="mtwdn", recipe_name="mtwdn_photos", data="synthetic", steps=4, steps_per_epoch=2,
-                             stop_at=2, crop=32, batch_size=2, out=out, model_overrides=dict(TINY), seed=1,
-                             val_images=1), log=_quiet)
-    rec = legs.finish("mtwdn-legtest", out, log_dir=dirs["log"], val_images=1, log=_quiet)
-    assert rec["salvaged_from_checkpoint"] and rec["steps_done"] == 2 and rec["steps_planned"] == 4
-    assert rec["val"]["images"] == 1 and np.isfinite(rec["val"]["psnr"])
-
-
 def test_a_damaged_log_is_one_clear_error(dirs):
     path = legs.log_path("mtwdn-legtest", dirs["log"])
-    import os
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write('{"leg": 1}\nnot json\n')

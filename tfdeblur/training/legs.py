@@ -99,11 +99,14 @@ def _now():
 
 
 def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir=None, from_weights=None,
-          model_overrides=None, crop=None, batch_size=None, learning_rate=None, log=None, progress=False):
+          model_overrides=None, crop=None, batch_size=None, learning_rate=None, stop_at=None, log=None,
+          progress=False):
     """Runs the next leg of release `name`; returns its run folder.
 
     `crop`, `batch_size`, `learning_rate` replace the recipe's (a GPU leg
     affords larger crops and batches; the log records what each leg used).
+    `stop_at`: as `TrainConfig.stop_at`, a leg that ends after the checkpoint
+    of that step, as a session cut short does (`finish` salvages it).
     `log`, `progress`: as `tfdeblur.training.run.run_training`'s."""
     log = log or logger.info
     import tempfile
@@ -126,7 +129,7 @@ def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir
         del model
     cfg = TrainConfig(net=net, recipe_name=recipe, data=data, steps=steps, steps_per_epoch=steps_per_epoch,
                       seed=leg, out=out, init_from=init, keep_checkpoints=2, model_overrides=model_overrides,
-                      crop=crop, batch_size=batch_size, learning_rate=learning_rate)
+                      crop=crop, batch_size=batch_size, learning_rate=learning_rate, stop_at=stop_at)
     log(f"leg {leg} of {name}: {steps} steps from {source or 'scratch'} -> {out}")
     try:
         run_training(cfg, log=log, progress=progress)
