@@ -153,6 +153,7 @@ def test_fit_with_the_perceptual_loss_lowers_it(vgg_file):
     recipe = recipe_with_vgg_weights(models.get_recipe("fddn"), vgg_file)
     model.compile(**compile_args(recipe, total_steps=10, learning_rate=1e-3, metrics=False))
     assert model.loss.perceptual_active
+    model.optimizer.build(model.trainable_variables)  # as `fit` does first (tests/test_models.py: for time)
     sharp = random_images(2, 32, 32, seed=3)
     blur = (0.8 * sharp + 0.1).astype("float32")
     # Each call returns the batch's loss before its update (the first: the
