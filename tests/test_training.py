@@ -30,13 +30,13 @@ def test_mtwdn_recipe_is_the_papers():
 
 def test_readme_python_snippet_trains_with_model_fit():
     """The README's snippet, verbatim between its markers, on tiny crops and
-    a narrow, shallow MTWDN (the full network's training graph alone traces
+    a one-width, shallow MTWDN (the full network's training graph alone traces
     for ~40 s; each network trains in tests/test_models.py)."""
     readme = (REPO / "README.md").read_text()
     snippet = readme.split("<!-- snippet:start -->")[1].split("<!-- snippet:end -->")[0]
     code = snippet.split("```python")[1].split("```")[0]
     replacements = {
-        'build("mtwdn")': 'build("mtwdn", widths=(4, 8, 16), blocks_per_level=1)',
+        'build("mtwdn")': 'build("mtwdn", widths=(4,), blocks_per_level=1)',
         "crop=256": "crop=32", "steps_per_epoch=1000": "steps_per_epoch=2",
         "batch(4)": "batch(2)", "epochs=1": "epochs=1, verbose=0",
     }
