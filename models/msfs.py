@@ -60,6 +60,13 @@ text:
    Counted parameters: 21.6 M in the authors' code; here 21,586,291
    trainable (PyTorch's count) plus 2,816 BatchNorm running statistics,
    which Keras's `count_params()` (the preset's `params`) includes.
+8. PyTorch's default initialization (`init="torch"`): the code sets no
+   initializer, so every convolution starts from U(+-1/sqrt(fan_in)).
+   Under Keras' Glorot kernels the 30-RCAB decoder modules grow their
+   features about a thousandfold (std 960 entering the output convolution
+   at init, training mode) and the first optimizer step throws the output
+   to L1 errors in the thousands; under PyTorch's the feature stays at
+   std 0.6 (docs/networks/msfs.md, "Initialization").
 
 `msfs_small` (2.13 M, ten times smaller) is the paper's *text* at a CPU
 size: the paper says "several RCABs" and shows one RCAB per up module, so 8
@@ -89,7 +96,9 @@ from tfdeblur.layers import (
     apply_rcab,
     apply_residual_image,
     apply_residual_stack,
+    torch_default_init,
 )
+from tfdeblur.layers.initialization import INITS
 from tfdeblur.layers.csffm import apply_csffm
 from tfdeblur.layers.frequency_separation import apply_frequency_separation
 from tfdeblur.deblur_model import DeblurModel
@@ -138,6 +147,10 @@ class MSFSNet(DeblurModel):
         tail_kernel: kernel size of the output convolution(s).
         loss_features: the second encoder pass sees the "output" or the "sharp" image.
         reduction: channel-attention reduction of the RCABs (RCAN: 16).
+        init: "keras" (Glorot-uniform kernels, zero biases) or "torch"
+            (PyTorch's defaults, as the authors' code trains from; see
+            `tfdeblur.layers.initialization`). The output convolutions stay
+            zero either way.
     """
 
     def __init__(
@@ -157,6 +170,7 @@ class MSFSNet(DeblurModel):
         loss_features="output",
         reduction=16,
         unseparated_losses=False,
+        init="keras",
         **kwargs,
     ):
         channels = int(channels)
@@ -176,6 +190,8 @@ class MSFSNet(DeblurModel):
             raise ValueError("unseparated_losses must be False when fsm is True (the FSMs separate the features); got True")
         if int(reduction) < 1:
             raise ValueError(f"reduction must be >= 1; got {reduction}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {init!r}")
         c = channels
         c_up = 2 * c if wide_decoder else c
         size_multiple = 8  # two down modules, and the 1/4-scale FSM pools once more
@@ -280,6 +296,9 @@ class MSFSNet(DeblurModel):
         self.loss_features = loss_features
         self.reduction = int(reduction)
         self.unseparated_losses = bool(unseparated_losses)
+        self.init = init
+        if init == "torch":
+            torch_default_init(self)
 
     def get_config(self):
         config = super().get_config()
@@ -300,6 +319,7 @@ class MSFSNet(DeblurModel):
                 "loss_features": self.loss_features,
                 "reduction": self.reduction,
                 "unseparated_losses": self.unseparated_losses,
+                "init": self.init,
             }
         )
         return config
@@ -309,6 +329,7 @@ class MSFSNet(DeblurModel):
 OFFICIAL = dict(
     latent_blocks=10, decoder_blocks=30, encoder_blocks=8, wide_decoder=True, fsm_projection=True,
     fsm_batchnorm=True, skip_from="down", multi_scale_outputs=True, tail_kernel=1, loss_features="sharp",
+    init="torch",
 )
 # `params` is our count (asserted by tests/test_models.py); tests/test_msfs.py
 # checks it against a closed form and `msfs` against the 21.6 M of the code.

@@ -81,3 +81,67 @@ def test_leaky_relu_rejects_a_slope_outside_0_1():
 
     with pytest.raises(ValueError, match="negative_slope must be in \\[0, 1\\]; got 1.5"):
         LeakyReLU(1.5)
+
+
+def _init_probe_model():
+    """Convolutions of every kind torch_default_init meets: a 7x7 Conv2D, a
+    Conv2DTranspose, an OctaveConv's four inner convolutions inside a nested
+    model, a Dense, and a zero-initialized output head."""
+    from tfdeblur.layers import OctaveConv, apply_residual_image
+
+    inner_in = keras.Input((None, None, 64))
+    high, low = OctaveConv(64, 3, alpha_in=0.0, alpha_out=0.5, name="oct_split")(inner_in)
+    merged = OctaveConv(64, 3, alpha_in=0.5, alpha_out=0.0, name="oct_merge")([high, low])
+    inner = keras.Model(inner_in, merged, name="inner")
+    x_in = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(64, 7, padding="same", name="c7")(x_in)
+    x = inner(x)
+    x = keras.layers.Conv2DTranspose(32, 4, strides=2, padding="same", name="up")(x)
+    x = keras.layers.Conv2D(64, 3, strides=2, padding="same", name="down")(x)
+    pooled = keras.layers.Dense(48, name="fc")(keras.layers.GlobalAveragePooling2D()(x))
+    image = apply_residual_image(x, x_in, name="head")
+    return keras.Model(x_in, [image, pooled])
+
+
+def test_torch_default_init_draws_each_weight_from_pytorchs_bound():
+    """PyTorch's nn.Conv2d / nn.ConvTranspose2d / nn.Linear reset_parameters
+    (kaiming_uniform_(a=sqrt(5)), then a uniform bias) give U(-b, b) with
+    b = 1/sqrt(fan_in) for weight and bias: a uniform's max is b and its
+    standard deviation b/sqrt(3). fan_in: kh*kw*C_in; for the transposed
+    convolution PyTorch's weight (C_in, C_out, kh, kw) gives kh*kw*C_out."""
+    from tfdeblur.layers import torch_default_init
+
+    keras.utils.set_random_seed(0)
+    model = _init_probe_model()
+    count = torch_default_init(model)
+    layers = {l.name: l for l in [*model.layers, *model.get_layer("inner").layers]}
+    fan_in = {"c7": 7 * 7 * 3, "up": 4 * 4 * 32, "down": 3 * 3 * 32, "fc": 64}
+    convs = {"c7": layers["c7"], "up": layers["up"], "down": layers["down"], "fc": layers["fc"],
+             "h2h_split": layers["oct_split"].conv_h2h, "h2l_split": layers["oct_split"].conv_h2l,
+             "h2h_merge": layers["oct_merge"].conv_h2h, "l2h_merge": layers["oct_merge"].conv_l2h}
+    fan_in.update({"h2h_split": 9 * 64, "h2l_split": 9 * 64, "h2h_merge": 9 * 32, "l2h_merge": 9 * 32})
+    assert count == len(convs)  # the head is skipped
+    for name, layer in convs.items():
+        bound = 1 / np.sqrt(fan_in[name])
+        for w in (layer.kernel.numpy(), layer.bias.numpy()):
+            assert np.abs(w).max() <= bound, name
+            assert np.abs(w).max() > 0.9 * bound, name  # the whole interval is used
+        std = layer.kernel.numpy().std()
+        assert abs(std - bound / np.sqrt(3)) < 0.06 * bound / np.sqrt(3), (name, std, bound / np.sqrt(3))
+    head = layers["head"]
+    assert not np.any(head.kernel.numpy()) and not np.any(head.bias.numpy())  # the identity head stays zero
+
+
+def test_torch_default_init_follows_the_global_seed_and_differs_per_layer():
+    from tfdeblur.layers import torch_default_init
+
+    draws = []
+    for seed in (1, 1, 2):
+        keras.utils.set_random_seed(seed)
+        model = _init_probe_model()
+        torch_default_init(model)
+        draws.append(model.get_layer("down").kernel.numpy())
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.allclose(draws[0], draws[2])
+    oct_merge = model.get_layer("inner").get_layer("oct_merge")
+    assert not np.allclose(oct_merge.conv_h2h.kernel.numpy()[..., :32], oct_merge.conv_l2h.kernel.numpy()[..., :32])

@@ -131,7 +131,31 @@ def test_files_saved_before_msfs_changed_still_build_the_old_network():
     loads as the network it was (today's `msfs_small`), not the new preset."""
     old = MSFSNet.from_config(OLD_MSFS_CONFIG)
     assert old.count_params() == models.get_preset("msfs_small").params
-    assert old.get_config() == {**OLD_MSFS_CONFIG, "unseparated_losses": False, "fsm_batchnorm": False}
+    assert old.get_config() == {**OLD_MSFS_CONFIG, "unseparated_losses": False, "fsm_batchnorm": False,
+                                "init": "keras"}
+
+
+@pytest.mark.parametrize("init", ["torch", "keras"])
+def test_authors_network_keeps_its_decoder_at_unit_scale_only_with_pytorchs_init(init):
+    """The authors' code sets no initializer (PyTorch's defaults); its 30-RCAB
+    up modules then keep the feature entering the output convolution near
+    unit scale in training mode. Under Keras' Glorot kernels the same stack
+    grows it by orders of magnitude (the first optimizer step then throws
+    the output far off: docs/networks/msfs.md). Width 16 for speed: both
+    initializations' per-layer gains do not depend on the width."""
+    from tfdeblur.models.msfs import OFFICIAL
+
+    assert OFFICIAL["init"] == "torch" and models.get_preset("msfs").kwargs["init"] == "torch"
+    keras.utils.set_random_seed(0)
+    model = MSFSNet(**dict(OFFICIAL, channels=16, init=init))
+    assert model.get_config()["init"] == init
+    probe = keras.Model(model.inputs, model.get_layer("dec1_fsm_add").output)
+    std = float(np.std(probe(random_images(2, 32, 32), training=True)))
+    if init == "torch":
+        assert 0.1 < std < 3.0
+    else:
+        assert std > 30.0
+    np.testing.assert_allclose(model(random_images(1, 24, 16)).numpy(), random_images(1, 24, 16), atol=1e-6)
 
 
 def test_untrained_network_is_identity_and_losses_have_their_closed_form_at_init():
@@ -261,6 +285,7 @@ def test_recipe_is_the_papers():
     (dict(loss_features="gt"), "loss_features must be one of"),
     (dict(latent_blocks=-1), "latent_blocks must be >= 0; got -1"),
     (dict(tail_kernel=2), "tail_kernel must be a positive odd integer; got 2"),
+    (dict(init="he"), r"init must be one of \('keras', 'torch'\); got 'he'"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -38,3 +38,11 @@ def symbolic_build(model, data_batch):
     and compiled loss from a batch spec (a custom loop under a strategy
     must create those variables in the strategy's scope)."""
     return model._symbolic_build(data_batch=data_batch)
+
+
+def all_sublayers(layer):
+    """Every layer inside `layer`, nested models' and custom layers' own
+    sublayers included (`Layer._flatten_layers`; the public `Model.layers`
+    lists one level and no custom layer's attributes, e.g. OctaveConv's
+    four convolutions)."""
+    return list(layer._flatten_layers(include_self=False, recursive=True))

@@ -29,3 +29,4 @@ from tfdeblur.layers.octave_conv import OctaveConv
 from tfdeblur.layers.frequency_separation import apply_frequency_separation
 from tfdeblur.layers.csffm import AdaptiveMix, apply_csffm
 from tfdeblur.layers.local_pooling import LocalAveragePooling2D, LocalContrastPooling
+from tfdeblur.layers.initialization import torch_default_init
