@@ -27,6 +27,7 @@ into place, so a crash never leaves a half-written model at the target.
 """
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -36,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdeblur import quantization
 from tfdeblur.io import atomic_path, atomic_write
 from tfdeblur.deblur_model import DeblurModel
 
@@ -488,6 +490,34 @@ def _calibration(quantize, representative, min_size, input_size=None):
     return generate
 
 
+@contextlib.contextmanager
+def _int8_calibration(quantize):
+    """For int8, TF's calibration with dead ranges widened
+    (`tfdeblur.quantization`); yields the widened tensors' names."""
+    if quantize != "int8":
+        yield []
+        return
+    with quantization.calibration_hook(quantization.widen_dead_ranges) as widened:
+        yield widened
+
+
+def _check_requantization(flatbuffer, widened):
+    """Raises if XNNPACK would refuse the int8 model; logs widened ranges."""
+    problems = quantization.requantization_problems(flatbuffer)
+    if problems:
+        name, low, high = problems[0]
+        raise ValueError(
+            f"int8 conversion gives {len(problems)} convolution(s) a requantization scale XNNPACK refuses "
+            f"(outside [2**-32, 256)), e.g. {name.split(';')[0]}: {low:.3g}..{high:.3g}; the file would not run "
+            "under LiteRT's default delegate: calibrate on other images or use --quantize dynamic"
+        )
+    names = sorted({n.split(";")[0] for n in widened})  # both signatures' subgraphs hold each tensor
+    if names:
+        logging.getLogger("tfdeblur").warning(
+            "int8: widened the calibrated range of %d convolution output(s) too narrow for XNNPACK (dead on the "
+            "calibration images?): %s", len(names), ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
+
+
 class TFLiteExport:
     """A network traced once into a SavedModel for TF's TFLite converter.
 
@@ -528,11 +558,13 @@ class TFLiteExport:
             if integer_io is not None:
                 # Changes only float32 edges: serving_default is uint8 already.
                 converter.inference_input_type = converter.inference_output_type = tf.as_dtype(integer_io)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _int8_calibration(quantize) as widened:
             # TF's int8 calibrator runs the deprecated tf.lite.Interpreter
             # internally; that warning is not about anything of ours.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             flatbuffer = converter.convert()
+        if quantize == "int8":
+            _check_requantization(flatbuffer, widened)
         info = dict(self.info, integer_io=integer_io) if integer_io is not None else self.info
         return add_tflite_metadata(flatbuffer, INFO_METADATA, json.dumps(info).encode())
 
