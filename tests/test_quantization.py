@@ -130,3 +130,18 @@ def test_calibration_hook_says_when_tf_has_no_calibrator(monkeypatch):
     with pytest.raises(RuntimeError, match=r"no calibrator to hook .*tfdeblur.quantization needs updating"):
         with quantization.calibration_hook(lambda b: (b, [])):
             pass
+
+
+def test_a_file_xnnpack_refuses_runs_on_the_builtin_kernels(converted, tmp_path, caplog):
+    """An int8 file from before the widening (the control) still deblurs:
+    `deblur`/`eval` fall back to LiteRT's built-in kernels, with a warning."""
+    from tfdeblur.inference import load_artifact
+
+    path = tmp_path / "old_int8.tflite"
+    path.write_bytes(converted["plain"])
+    x = random_images(1, 32, 40, seed=4)
+    expected = export.run_tflite(export.load_tflite(converted["plain"], builtin_only=True), x)
+    with caplog.at_level(logging.WARNING, logger="tfdeblur"):
+        got = load_artifact(str(path))(x)
+    np.testing.assert_array_equal(got, expected)
+    assert any("XNNPACK delegate cannot run this file" in r.getMessage() for r in caplog.records), caplog.text

@@ -662,19 +662,25 @@ def export_tflite(model, path, quantize="none", representative=None, overwrite=F
     return path
 
 
-def load_tflite(path_or_bytes, num_threads=None):
+def load_tflite(path_or_bytes, num_threads=None, builtin_only=False):
     """An `ai_edge_litert` Interpreter for a .tflite file or flatbuffer bytes
-    (`pip install tfdeblur[litert]`)."""
+    (`pip install tfdeblur[litert]`). `builtin_only`: LiteRT's built-in
+    kernels without its default XNNPACK delegate (slower; runs files the
+    delegate refuses, e.g. int8 files exported before
+    `tfdeblur.quantization`)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
         raise ImportError("running .tflite files needs ai-edge-litert; pip install 'tfdeblur[litert]'") from None
 
+    kwargs = dict(num_threads=num_threads)
+    if builtin_only:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if isinstance(path_or_bytes, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
+        return Interpreter(model_content=bytes(path_or_bytes), **kwargs)
     if not os.path.isfile(path_or_bytes):
         raise ValueError(f"{path_or_bytes}: no such .tflite file")
-    return Interpreter(model_path=os.fspath(path_or_bytes), num_threads=num_threads)
+    return Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
 
 
 def run_tflite(interpreter, images, signature=None):

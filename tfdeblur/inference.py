@@ -61,6 +61,7 @@ One `tf.function` with an (N, None, None, 3) signature serves every tile,
 rotation and image size, so a folder of photos is traced once
 (`Deblurrer.tracing_count`).
 """
+import logging
 import math
 import os
 
@@ -240,9 +241,23 @@ def load_tflite_model(path, arg="`path`", num_threads=None):
         raise ValueError(f"{arg} {path}: a TFLite model, but not a tfdeblur export (no {export.SIGNATURE_FLOAT!r} "
                          f"signature; has {', '.join(sorted(signatures)) or 'none'})")
     info = export.read_tflite_metadata(flatbuffer, export.INFO_METADATA)
+    state = {"interpreter": interpreter, "builtin_only": False}
 
     def run(batch):
-        return np.asarray(export.run_tflite(interpreter, batch, signature=export.SIGNATURE_FLOAT), np.float32)
+        try:
+            out = export.run_tflite(state["interpreter"], batch, signature=export.SIGNATURE_FLOAT)
+        except RuntimeError as e:
+            # LiteRT's default delegate prepares the graph on the first run:
+            # a file it refuses runs on the built-in kernels instead.
+            if state["builtin_only"] or "XNNPACK" not in str(e):
+                raise
+            logging.getLogger("tfdeblur").warning(
+                "%s: LiteRT's XNNPACK delegate cannot run this file; running it on the built-in kernels (slower; an "
+                "int8 file with a dead calibration range runs under XNNPACK once exported again)", path)
+            state.update(interpreter=export.load_tflite(flatbuffer, num_threads=num_threads, builtin_only=True),
+                         builtin_only=True)
+            out = export.run_tflite(state["interpreter"], batch, signature=export.SIGNATURE_FLOAT)
+        return np.asarray(out, np.float32)
 
     return ExportedModel(os.fspath(path), "tflite", _info_or_default(info, path), run)
 
