@@ -118,6 +118,18 @@ def test_quick_run_defaults_and_paper_flag():
     assert mine.crop == 64 and mine.batch_size == 16
 
 
+def test_recipe_quick_entry_replaces_quick_defaults():
+    from tfdeblur.training.run import QUICK_DEFAULTS, RunError, TrainConfig, resolve_defaults
+
+    recipe = {**models.get_recipe("mtwdn"), "quick": {"learning_rate": 5e-5}}
+    quick = resolve_defaults(TrainConfig(net="mtwdn"), recipe)
+    assert (quick.crop, quick.batch_size, quick.learning_rate) == (QUICK_DEFAULTS["crop"], QUICK_DEFAULTS["batch_size"], 5e-5)
+    assert resolve_defaults(TrainConfig(net="mtwdn", learning_rate=2e-4), recipe).learning_rate == 2e-4
+    assert resolve_defaults(TrainConfig(net="mtwdn", paper=True), recipe).learning_rate == recipe["learning_rate"]
+    with pytest.raises(RunError, match='recipe "quick" entry: unknown key\\(s\\) lr; known: crop, batch_size, learning_rate'):
+        resolve_defaults(TrainConfig(net="mtwdn"), {**recipe, "quick": {"lr": 1e-4}})
+
+
 def test_bad_learning_rate_is_named():
     from tfdeblur.training.run import RunError, TrainConfig, _check_config
 

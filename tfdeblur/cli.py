@@ -51,7 +51,7 @@ def _parser():
     t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto (default): bf16 on AMX CPUs and GPUs of compute capability >= 8, measured (cached) on AVX512-BF16 CPUs without AMX, else fp32 (never fp16); fp16: loss scaling, for GPUs")
     t.add_argument("--jit", action="store_true", help="XLA-compile the training step (off by default)")
     t.add_argument("--devices", help="comma-separated devices for MirroredStrategy, e.g. /gpu:0,/gpu:1 (default: all GPUs when more than one)")
-    t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run; the paper's with --paper)")
+    t.add_argument("--learning-rate", type=float, help="initial learning rate (default 3e-4 for the quick run, or the recipe's \"quick\" rate: glbdn 1e-4; the paper's with --paper)")
     t.add_argument("--recipe", dest="recipe_name", metavar="NAME", help="a named recipe instead of the network's (e.g. mtwdn_photos, the released model's); its crop, batch size and learning rate are the defaults")
     t.add_argument("--paper", action="store_true", help="the paper recipe's crop, batch size and learning rate (full-length runs)")
     t.add_argument("--seed", type=int, help="default 0")

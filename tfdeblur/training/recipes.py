@@ -6,7 +6,9 @@ One documented line compiles any network with its paper's recipe:
     model.compile(**tfdeblur.training.compile_args("mtwdn", total_steps=10_000))
 
 Every recipe entry is read: "optimizer", "learning_rate", "schedule",
-"loss" here; "crop", "batch_size" by `train --paper`; "augment" by
+"loss" here; "crop", "batch_size" by `train --paper`; "quick" (ours,
+optional: the quick run's crop, batch size or learning rate where the
+network needs its own) by `train` without `--paper`; "augment" by
 `augmentation()` (the training stream); "epochs" (the paper's run length,
 in passes over its training set) by `paper_steps()`; "phases" by
 `tfdeblur/training/phases.py`.

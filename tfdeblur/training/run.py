@@ -119,15 +119,29 @@ def request_from_options(options):
 # MTWDN measured +0.51 dB over the input at the paper's 1e-4 and +0.95 dB at
 # 3e-4 (docs/networks/mtwdn.md, "Measured"). `--paper` takes the recipe's crop, batch size
 # and learning rate instead, for full-length runs.
+# A recipe may replace some of these for its network's quick run with a
+# "quick" entry (e.g. `glbdn`'s 21 M parameters lose at 3e-4 and gain at 1e-4;
+# docs/networks/glbdn.md): `quick_defaults(recipe)`.
 QUICK_DEFAULTS = {"steps": 1000, "crop": 128, "batch_size": 4, "learning_rate": 3e-4}
 DEFAULT_STEPS = QUICK_DEFAULTS["steps"]
+QUICK_KEYS = ("crop", "batch_size", "learning_rate")
+
+
+def quick_defaults(recipe):
+    """The quick run's crop, batch size and learning rate for `recipe`:
+    QUICK_DEFAULTS, with the recipe's "quick" entries in their place."""
+    quick = recipe.get("quick") or {}
+    unknown = sorted(set(quick) - set(QUICK_KEYS))
+    if unknown:
+        raise RunError(f"recipe \"quick\" entry: unknown key(s) {', '.join(unknown)}; known: {', '.join(QUICK_KEYS)}")
+    return {**QUICK_DEFAULTS, **quick}
 
 
 def resolve_defaults(cfg, recipe):
     """`cfg` with crop, batch size and learning rate filled (a copy): the
     user's value, else the recipe's (paper=True, or a recipe named by
-    `cfg.recipe_name`) or the quick run's."""
-    source = recipe if (cfg.paper or cfg.recipe_name) else QUICK_DEFAULTS
+    `cfg.recipe_name`) or the quick run's (`quick_defaults`)."""
+    source = recipe if (cfg.paper or cfg.recipe_name) else quick_defaults(recipe)
     return dataclasses.replace(cfg, **{key: source[key] for key in ("crop", "batch_size", "learning_rate")
                                        if getattr(cfg, key) is None})
 
