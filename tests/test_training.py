@@ -130,6 +130,16 @@ def test_recipe_quick_entry_replaces_quick_defaults():
         resolve_defaults(TrainConfig(net="mtwdn"), {**recipe, "quick": {"lr": 1e-4}})
 
 
+def test_glbdn_quick_run_takes_its_recipes_learning_rate():
+    from tfdeblur.training.run import QUICK_DEFAULTS, TrainConfig, resolve_defaults
+
+    def quick_lr(net):
+        return resolve_defaults(TrainConfig(net=net), models.get_recipe(net)).learning_rate
+
+    assert quick_lr("glbdn") == quick_lr("glbdn_db") == quick_lr("glbdn_lb") == 1e-4
+    assert quick_lr("glbdn_gao") == quick_lr("mtwdn") == QUICK_DEFAULTS["learning_rate"]
+
+
 def test_bad_learning_rate_is_named():
     from tfdeblur.training.run import RunError, TrainConfig, _check_config
 
