@@ -9,7 +9,9 @@ interpreter fails to prepare the model. Two conversions of the same traced
 network, without and with `tfdeblur.quantization`'s widening, are the
 control and the fix.
 """
+import json
 import logging
+import os
 
 import keras
 import numpy as np
@@ -17,7 +19,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import tfdeblur.models as models
-from tests.helpers import random_images
+from tests.helpers import random_images, run_cli_error
 from tfdeblur import export, quantization
 
 DEAD = "latent_rcab1_ca_down"
@@ -50,7 +52,7 @@ class _Records(logging.Handler):
 @pytest.fixture(scope="module")
 def converted():
     keras.utils.set_random_seed(1)
-    model = models.build("msfs", channels=16, latent_blocks=1, decoder_blocks=1, init="torch")
+    model = models.build("msfs", channels=16, latent_blocks=1, decoder_blocks=1, encoder_blocks=1, init="torch")
     model(np.zeros((1, 32, 32, 3), np.float32))
     rng = np.random.default_rng(0)
     for w in model.weights:
@@ -64,14 +66,14 @@ def converted():
     logger = logging.getLogger("tfdeblur")
     with export.TFLiteExport(model) as source, pytest.MonkeyPatch.context() as mp:
         logger.addHandler(records)
-        try:
-            widened = source.convert("int8", representative)
+        try:  # the network's float-kept ops (`int8_keep_float`) left out: the widening alone
+            widened = source.convert("int8", representative, keep_float="none")
         finally:
             logger.removeHandler(records)
         # The control: TF's calibration as it is, and no check after it.
         mp.setattr(quantization, "widen_dead_ranges", lambda calibrated: (calibrated, []))
         mp.setattr(export, "_check_requantization", lambda flatbuffer, widened: None)
-        plain = source.convert("int8", representative)
+        plain = source.convert("int8", representative, keep_float="none")
     return dict(model=model, widened=widened, plain=plain, warnings=records.messages)
 
 
@@ -145,3 +147,100 @@ def test_a_file_xnnpack_refuses_runs_on_the_builtin_kernels(converted, tmp_path,
         got = load_artifact(str(path))(x)
     np.testing.assert_array_equal(got, expected)
     assert any("XNNPACK delegate cannot run this file" in r.getMessage() for r in caplog.records), caplog.text
+
+
+# -- ops kept in float (`keep_float`, MSFS's `int8_keep_float`) ---------------
+
+def _op_outputs(flatbuffer):
+    """(op type, output tensor name, output type name) of every op, all subgraphs."""
+    schema, model = quantization._unpack(flatbuffer)
+    names = quantization._op_names(schema)
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    rows = []
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            for i in op.outputs:
+                rows.append((kind, graph.tensors[i].name.decode(), types[graph.tensors[i].type]))
+    return rows
+
+
+def test_msfs_int8_keeps_its_adds_and_second_encoder_scale_in_float(converted):
+    """The network's default list: every ADD and the enc2_down / enc2_res
+    layers compute in float32 (their outputs are FLOAT32 tensors), every
+    other convolution stays int8; XNNPACK runs the file, it is closer to
+    the float network than the fully integer one (`converted["widened"]`:
+    same calibration images and widening), and its metadata says what was
+    kept."""
+    model = converted["model"]
+    assert type(model).int8_keep_float == ("ADD", "enc2_down", "enc2_res")
+    assert export.resolve_keep_float(None, model) == (("ADD",), ("enc2_down", "enc2_res"))
+    with export.TFLiteExport(model) as source:
+        mixed = source.convert("int8", export.representative_images(8, 32))
+    rows = _op_outputs(mixed)
+    adds = {t for kind, _, t in rows if kind == "ADD"}  # INT32 ones: the padding's shape arithmetic
+    assert "FLOAT32" in adds and "INT8" not in adds, adds
+    kept = [(n, t) for kind, n, t in rows if kind == "CONV_2D" and ("/enc2_down_" in n or "/enc2_res_" in n)]
+    assert kept and {t for _, t in kept} == {"FLOAT32"}, kept
+    others = {t for kind, n, t in rows if kind == "CONV_2D" and "/enc2_" not in n and "/dec1_rcab" in n}
+    assert others == {"INT8"}, others
+    assert "INT8" in {t for kind, _, t in _op_outputs(converted["widened"]) if kind == "ADD"}  # the control
+    x = random_images(1, 40, 48, seed=3)
+    expected = model(x).numpy()
+    got = export.run_tflite(Interpreter(model_content=mixed), x)
+    full = export.run_tflite(Interpreter(model_content=converted["widened"]), x)
+    assert _psnr(got, expected) > _psnr(full, expected), (_psnr(got, expected), _psnr(full, expected))
+    info = json.loads(export.read_tflite_metadata(mixed, export.INFO_METADATA))
+    assert info["int8_keep_float"] == ["ADD", "enc2_down", "enc2_res"]
+
+
+def test_keep_float_bad_lists_fail_before_the_trace(converted, tmp_path, capsys):
+    model = converted["model"]
+    rep = export.representative_images(8, 32)
+    with pytest.raises(ValueError, match="`keep_float`: 'RESHAPE_2' is no TFLite op type"):
+        export.convert_tflite(model, "int8", rep, keep_float=["RESHAPE_2"])
+    with pytest.raises(ValueError, match="`keep_float`: no layer of msfs has a name starting with 'enc9'"):
+        export.convert_tflite(model, "int8", rep, keep_float=["ADD", "enc9"])
+    with pytest.raises(ValueError, match="`keep_float` applies to quantize='int8' only; got quantize='dynamic'"):
+        export.convert_tflite(model, "dynamic", keep_float=["ADD"])
+    with pytest.raises(ValueError, match=r"`integer_io` needs every op in int8, but msfs keeps ADD, enc2_down, "
+                                         r"enc2_res in float32 .*`keep_float` none gives a fully integer model"):
+        export.convert_tflite(model, "int8", rep, integer_io="uint8")
+    with pytest.raises(ValueError, match="or 'none'; got 'ADD'"):
+        export.resolve_keep_float("ADD", model)
+    assert export.resolve_keep_float("none", model) == ((), ())
+    # The CLI: one line, exit 2, nothing written.
+    model.save(tmp_path / "m.keras")
+    base = ["export", "--model", str(tmp_path / "m.keras"), "--format", "tflite", "--out", str(tmp_path / "q.tflite")]
+    err = run_cli_error(capsys, base + ["--quantize", "fp16", "--keep-float", "ADD"])
+    assert err == "error: --keep-float applies to --format tflite --quantize int8 only; got --format tflite --quantize fp16"
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--keep-float", "ADD,,MUL"])
+    assert err == "error: --keep-float must be comma-separated op types and layer names, or none; got 'ADD,,MUL'"
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--keep-float", "ADD,dec9"])
+    assert err == "error: --keep-float: no layer of msfs has a name starting with 'dec9'"
+    err = run_cli_error(capsys, base + ["--quantize", "int8", "--integer-io"])
+    assert err.startswith("error: --integer-io needs every op in int8, but msfs keeps ADD, enc2_down, enc2_res in float32")
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+def test_networks_without_a_list_keep_nothing_in_float():
+    for name in ("mtwdn", "lmfn", "fddn", "glbdn"):
+        assert models.get_preset(name).cls.int8_keep_float == (), name
+
+
+def test_keep_float_hook_restores_tfs_quantizer():
+    from tensorflow.lite.python import lite
+
+    original = lite._mlir_quantize
+    with pytest.raises(KeyError):
+        with quantization.keep_float_hook(("ADD",)):
+            assert lite._mlir_quantize is not original
+            raise KeyError("inside")
+    assert lite._mlir_quantize is original
+
+
+def test_layer_path_reads_keras_names_from_tflite_tensor_names():
+    assert quantization._layer_path("msfs_1/encoder_1/enc2_down_1/convolution1;msfs_1/x") == [
+        "msfs", "encoder", "enc2_down"]
+    assert quantization._layer_path("serving_default_images:0") == []

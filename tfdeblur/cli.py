@@ -104,6 +104,9 @@ def _parser():
     x.add_argument("--input-size", metavar="HxW", help="a static graph for HxW images (multiples of the network's size multiple; "
                    "no padding ops; what GPU/NPU delegates and the LiteRT benchmark need); default: any size")
     x.add_argument("--integer-io", nargs="?", const="uint8", choices=["uint8", "int8"], help="int8: deblur_float takes and returns quantized uint8 (default) or int8 tensors, for accelerators (docs/serving.md)")
+    x.add_argument("--keep-float", metavar="LIST", help="int8: ops left in float32, comma-separated TFLite op types "
+                   "(ADD) and layer-name prefixes (enc2_down); default: the network's own list (msfs: ADD,enc2_down,"
+                   "enc2_res; others none); 'none' for a fully integer model (docs/serving.md)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     b = sub.add_parser("bench", help="parameters, FLOPs, latency, memory and conv-ceiling efficiency per network")
@@ -215,24 +218,42 @@ def _cmd_deblur(args):
     return 0
 
 
+def _keep_float(text):
+    """--keep-float: None (the network's list), [] for "none", else the items."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise ValueError(f"--keep-float must be comma-separated op types and layer names, or none; got {text!r}")
+    return items
+
+
 def _cmd_export(args):
     from tfdeblur import export
     from tfdeblur.inference import load_model
 
+    keep_float = _keep_float(args.keep_float)
     count = export.check_options(args.out, args.format, args.overwrite, args.quantize, args.calibration_images,
-                                 args.calibration_data, args.input_size, args.integer_io)
+                                 args.calibration_data, args.input_size, args.integer_io, keep_float)
     # Read before the model: a bad folder fails first.
     representative = (export.calibration_images(args.calibration_data, count, arg=arg("calibration_data"))
                       if args.calibration_data else None)
     model = load_model(args.model, arg=arg("model"))
     input_size = export.parse_input_size(args.input_size, model)
+    if args.quantize == "int8":  # before the calibration images: a bad list fails first
+        keep_float = export.resolve_keep_float(keep_float, model, args.quantize, args.integer_io)
+        keep_float = keep_float[0] + keep_float[1]
     if representative is None and args.quantize == "int8":
         representative = export.representative_images(count)
     path = export.export(
         model, args.out, format=args.format, quantize=args.quantize,
-        overwrite=args.overwrite, representative=representative, input_size=input_size, integer_io=args.integer_io)
+        overwrite=args.overwrite, representative=representative, input_size=input_size, integer_io=args.integer_io,
+        keep_float=keep_float)
     shape = "any size" if input_size is None else f"static {input_size[0]}x{input_size[1]}"
-    print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}, {shape}; "
+    kept = f", kept in float32: {','.join(keep_float)}" if keep_float else ""
+    print(f"{args.model} -> {path} ({args.format}, quantize {args.quantize}{kept}, {shape}; "
           f"signatures: {', '.join(export.SIGNATURES)})")
     return 0
 

@@ -41,6 +41,11 @@ class DeblurModel(keras.Model):
     `super().__init__(inputs=..., outputs=..., train_outputs=..., size_multiple=...)`.
     """
 
+    # What an int8 TFLite export keeps in float32 unless told otherwise: TFLite
+    # op types ("ADD") and Keras layer-name prefixes (`export.resolve_keep_float`).
+    # A network sets it where its measured int8 error needs it (docs/serving.md).
+    int8_keep_float = ()
+
     def __init__(self, inputs, outputs, train_outputs=None, size_multiple=1, target_input=None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         train_outputs = dict(train_outputs or {})

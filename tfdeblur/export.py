@@ -73,7 +73,7 @@ INFO_METADATA = "tfdeblur"
 
 # -- helpers ------------------------------------------------------------------
 def check_options(out, format, overwrite=False, quantize="none", calibration_images=None, calibration_data=None,
-                  input_size=None, integer_io=None):
+                  input_size=None, integer_io=None, keep_float=None):
     """`export`'s checks before a model loads: the quantization options go
     together, `input_size` parses, `out` may be written (`check_target`).
     Returns the number of int8 calibration images (default 16)."""
@@ -87,6 +87,9 @@ def check_options(out, format, overwrite=False, quantize="none", calibration_ima
         raise ValueError(f"`integer_io` applies to `format` tflite `quantize` int8 only; got `format` {format} "
                          f"`quantize` {quantize}")
     _check_integer_io(integer_io)
+    if keep_float is not None and quantize != "int8":
+        raise ValueError(f"`keep_float` applies to `format` tflite `quantize` int8 only; got `format` {format} "
+                         f"`quantize` {quantize}")
     count = calibration_images or 16
     if quantize == "int8" and count < MIN_CALIBRATION_IMAGES:
         raise ValueError(f"`calibration_images` must be at least {MIN_CALIBRATION_IMAGES} for int8; got {count}")
@@ -456,6 +459,53 @@ def _check_integer_io(integer_io, quantize="int8"):
         raise ValueError(f"integer_io applies to quantize='int8' only; got quantize={quantize!r}")
 
 
+def _layer_names(model):
+    names = set()
+    for layer in model.layers:
+        names.add(layer.name)
+        if hasattr(layer, "layers"):
+            names |= _layer_names(layer)
+    return names
+
+
+def resolve_keep_float(keep_float, model, quantize="int8", integer_io=None):
+    """The (op types, layer-name prefixes) an int8 conversion keeps in
+    float32: `keep_float` None takes the network's own list
+    (`model.int8_keep_float`: what its measured int8 error needs,
+    docs/serving.md), an empty sequence none. Upper-case entries are TFLite
+    op types ("ADD"), the others prefixes of Keras layer names ("enc2_down"
+    keeps `enc2_down` and `enc2_down_lrelu`); each must name something the
+    network has. "none" is the empty list."""
+    if keep_float is None:  # the network's list; a layer its variant lacks is skipped
+        keep_float = tuple(getattr(model, "int8_keep_float", ())) if quantize == "int8" else ()
+        names = _layer_names(model)
+        keep_float = tuple(k for k in keep_float if k.isupper() or any(n.startswith(k) for n in names))
+    elif isinstance(keep_float, str):
+        if keep_float.lower() != "none":
+            raise ValueError(f"`keep_float` must be a list of op types and layer-name prefixes, or 'none'; got "
+                             f"{keep_float!r}")
+        keep_float = ()
+    keep_float = tuple(keep_float)
+    if keep_float and quantize != "int8":
+        raise ValueError(f"`keep_float` applies to quantize='int8' only; got quantize={quantize!r}")
+    if not keep_float:
+        return (), ()
+    if integer_io is not None:
+        raise ValueError(
+            f"`integer_io` needs every op in int8, but {model.name} keeps {', '.join(keep_float)} in float32 "
+            "(its int8 error without them: docs/serving.md); `keep_float` none gives a fully integer model")
+    ops = tuple(k for k in keep_float if k.isupper())
+    layers = tuple(k for k in keep_float if not k.isupper())
+    unknown = sorted(set(ops) - quantization.op_type_names())
+    if unknown:
+        raise ValueError(f"`keep_float`: {unknown[0]!r} is no TFLite op type (e.g. ADD, MUL, CONV_2D)")
+    names = _layer_names(model)
+    for prefix in layers:
+        if not any(n.startswith(prefix) for n in names):
+            raise ValueError(f"`keep_float`: no layer of {model.name} has a name starting with {prefix!r}")
+    return ops, layers
+
+
 def _calibration(quantize, representative, min_size, input_size=None):
     """Checks `quantize`/`representative`; the int8 calibration generator or None."""
     if quantize not in QUANTIZE_MODES:
@@ -491,13 +541,14 @@ def _calibration(quantize, representative, min_size, input_size=None):
 
 
 @contextlib.contextmanager
-def _int8_calibration(quantize):
+def _int8_calibration(quantize, keep_float=((), ())):
     """For int8, TF's calibration with dead ranges widened
     (`tfdeblur.quantization`); yields the widened tensors' names."""
     if quantize != "int8":
         yield []
         return
-    with quantization.calibration_hook(quantization.widen_dead_ranges) as widened:
+    with quantization.calibration_hook(quantization.widen_dead_ranges) as widened, \
+            quantization.keep_float_hook(*keep_float):
         yield widened
 
 
@@ -533,6 +584,7 @@ class TFLiteExport:
         self.input_size = parse_input_size(input_size, model)
         self.min_size = model.min_size
         self.info = model_info(model, self.input_size)
+        self._model = model  # for `keep_float` (layer names); the trace below does not need it
         self._workdir = tempfile.TemporaryDirectory(prefix="tfdeblur-tflite-")
         self.saved_model = os.path.join(self._workdir.name, "saved_model")
         try:
@@ -542,9 +594,10 @@ class TFLiteExport:
             self.close()
             raise
 
-    def convert(self, quantize="none", representative=None, integer_io=None):
+    def convert(self, quantize="none", representative=None, integer_io=None, keep_float=None):
         """The TFLite flatbuffer (bytes), builtin ops only (see `convert_tflite`)."""
         _check_integer_io(integer_io, quantize)
+        keep_float = resolve_keep_float(keep_float, self._model, quantize, integer_io)
         calibration = _calibration(quantize, representative, self.min_size, self.input_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(self.saved_model, signature_keys=list(SIGNATURES))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -558,14 +611,16 @@ class TFLiteExport:
             if integer_io is not None:
                 # Changes only float32 edges: serving_default is uint8 already.
                 converter.inference_input_type = converter.inference_output_type = tf.as_dtype(integer_io)
-        with warnings.catch_warnings(), _int8_calibration(quantize) as widened:
+        with warnings.catch_warnings(), _int8_calibration(quantize, keep_float) as widened:
             # TF's int8 calibrator runs the deprecated tf.lite.Interpreter
             # internally; that warning is not about anything of ours.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
             flatbuffer = converter.convert()
         if quantize == "int8":
             _check_requantization(flatbuffer, widened)
-        info = dict(self.info, integer_io=integer_io) if integer_io is not None else self.info
+        info = dict(self.info, integer_io=integer_io) if integer_io is not None else dict(self.info)
+        if any(keep_float):
+            info["int8_keep_float"] = list(keep_float[0] + keep_float[1])
         return add_tflite_metadata(flatbuffer, INFO_METADATA, json.dumps(info).encode())
 
     def close(self):
@@ -615,7 +670,7 @@ def read_tflite_metadata(flatbuffer, name):
     return None
 
 
-def convert_tflite(model, quantize="none", representative=None, input_size=None, integer_io=None):
+def convert_tflite(model, quantize="none", representative=None, input_size=None, integer_io=None, keep_float=None):
     """The TFLite flatbuffer (bytes) of `model`, builtin ops only.
 
     quantize: "none" (float32), "fp16" (float16 weights), "dynamic" (int8
@@ -629,9 +684,13 @@ def convert_tflite(model, quantize="none", representative=None, input_size=None,
     int8 only): `deblur_float` then takes and returns that integer type,
     quantized with the scale and zero point in its tensor details
     (`run_tflite` converts); `serving_default` stays uint8.
+    `keep_float` (int8 only; see `resolve_keep_float`): op types and layers
+    left in float32; default the network's own (`msfs`: its residual adds
+    and the second encoder scale's input, docs/serving.md), [] for none.
     """
     _check_model(model)
     _check_integer_io(integer_io, quantize)
+    resolve_keep_float(keep_float, model, quantize, integer_io)
     input_size = parse_input_size(input_size, model)
     if quantize == "int8" and representative is None:
         representative = representative_images()
@@ -639,16 +698,16 @@ def convert_tflite(model, quantize="none", representative=None, input_size=None,
         representative = list(representative)
     _calibration(quantize, representative, model.min_size)  # bad arguments fail before the trace
     with TFLiteExport(model, input_size) as source:
-        return source.convert(quantize, representative, integer_io)
+        return source.convert(quantize, representative, integer_io, keep_float)
 
 
 def export_tflite(model, path, quantize="none", representative=None, overwrite=False, input_size=None,
-                  integer_io=None):
+                  integer_io=None, keep_float=None):
     """Converts `model` (see `convert_tflite`) and writes it to `path`; returns `path`."""
     path = check_target(path, overwrite, kind="file")
     try:  # the converter writes a SavedModel under the temporary folder first
         flatbuffer = convert_tflite(model, quantize=quantize, representative=representative, input_size=input_size,
-                                    integer_io=integer_io)
+                                    integer_io=integer_io, keep_float=keep_float)
     except (OSError, tf.errors.OpError) as e:
         from tfdeblur.errors import disk_full
 
@@ -718,14 +777,15 @@ def run_tflite(interpreter, images, signature=None):
 
 # -- one entry point for the CLI ----------------------------------------------
 def export(model, path, format="saved_model", quantize="none", overwrite=False, representative=None, input_size=None,
-           integer_io=None):
+           integer_io=None, keep_float=None):
     """`export_saved_model` or `export_tflite`, by `format` (what `cli.py export` runs)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if format == "saved_model":
-        if quantize != "none" or integer_io is not None:
-            raise ValueError(f"quantize and integer_io apply to format 'tflite' only; got quantize={quantize!r}, "
-                             f"integer_io={integer_io!r} for 'saved_model'")
+        if quantize != "none" or integer_io is not None or keep_float:
+            raise ValueError(f"quantize, integer_io and keep_float apply to format 'tflite' only; got "
+                             f"quantize={quantize!r}, integer_io={integer_io!r}, keep_float={keep_float!r} for "
+                             "'saved_model'")
         return export_saved_model(model, path, overwrite=overwrite, input_size=input_size)
     return export_tflite(model, path, quantize=quantize, representative=representative, overwrite=overwrite,
-                         input_size=input_size, integer_io=integer_io)
+                         input_size=input_size, integer_io=integer_io, keep_float=keep_float)

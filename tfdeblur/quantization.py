@@ -25,6 +25,7 @@ TF's converter has no public step between calibration and quantization:
 `_calibrator.Calibrator`, TensorFlow 2.21) for the length of a conversion.
 """
 import contextlib
+import re
 import threading
 
 import numpy as np
@@ -178,3 +179,76 @@ def calibration_hook(transform):
             yield names
         finally:
             calibrator_module.Calibrator = base
+
+
+# --- int8 with some ops kept in float ---------------------------------------
+
+_QUANTIZE_HOOK_LOCK = threading.Lock()  # apart from _HOOK_LOCK: both hooks nest
+
+
+def op_type_names():
+    """The TFLite builtin op names (``ADD``, ``CONV_2D``, ...)."""
+    return set(_op_names(_schema()).values())
+
+
+def _layer_path(tensor_name):
+    """Keras layer names along a TFLite tensor name: "msfs_1/encoder_1/
+    enc2_down_1/convolution1;..." -> ["msfs", "encoder", "enc2_down"] (the
+    first fused name; Keras' "_N" call suffixes dropped; the last part, the
+    TF op, left out)."""
+    parts = tensor_name.split(";")[0].split("/")[:-1]
+    return [re.sub(r"_\d+$", "", p) for p in parts]
+
+
+def float_nodes(calibrated, layers):
+    """Output tensor names of the ops of `calibrated` (a TFLite model) that
+    belong to a Keras layer whose name starts with one of `layers`."""
+    if not layers:
+        return []
+    schema, model = _unpack(calibrated)
+    names = _op_names(schema)
+    found = set()
+    for graph in model.subgraphs or []:
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            for index in op.outputs if op.outputs is not None else []:
+                name = graph.tensors[index].name.decode()
+                if any(part.startswith(prefix) for part in _layer_path(name) for prefix in layers):
+                    found.add(name)
+    return sorted(found)
+
+
+@contextlib.contextmanager
+def keep_float_hook(ops=(), layers=()):
+    """Within the block, TF's TFLite converter leaves the ops of the types in
+    `ops` (e.g. "ADD") and of the Keras layers whose names start with one of
+    `layers` in float32 when it quantizes a calibrated model (its own
+    `mlir_quantize` step, given TF's denylists); yields the list that
+    collects the names of the tensors kept in float."""
+    from tensorflow.lite.python import lite
+
+    base = getattr(lite, "_mlir_quantize", None)
+    if base is None:
+        raise RuntimeError(
+            "this TensorFlow's TFLite converter has no quantization step to hook "
+            "(tensorflow.lite.python.lite._mlir_quantize); tfdeblur.quantization needs updating for it")
+    kept = []
+    if not ops and not layers:
+        yield kept
+        return
+
+    def quantize(calibrated, *args, **kwargs):
+        nodes = float_nodes(calibrated, layers)
+        kept.extend(nodes)
+        kwargs["denylisted_ops"] = list(ops)
+        kwargs["denylisted_nodes"] = nodes
+        return base(calibrated, *args, **kwargs)
+
+    with _QUANTIZE_HOOK_LOCK:
+        lite._mlir_quantize = quantize
+        try:
+            yield kept
+        finally:
+            lite._mlir_quantize = base
