@@ -4,7 +4,8 @@
     python benchmarks/model_card.py --model runs/mtwdn/model.keras --limit 2     # any .keras, quick
     options: --data synthetic levin gopro_dev gopro_pair cbsd68 (default: all)
              --limit N (images per set and sheet photos), --repeats N (CPU timing),
-             --shared DIR (default ../shared beside the checkout), --no-sheet
+             --shared DIR (default ../shared beside the checkout), --no-sheet,
+             --ensemble SET [SET ...] (also score those sets with self-ensemble)
 
 For each model it writes OUT_DIR/LABEL.md (the card: the training summary
 from the weights' manifest, parameters, 1280x720 CPU time, the metric
@@ -34,6 +35,11 @@ card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
   data, ../shared/data/sharp; GLBDN's `globalblur:` phase may use them) x the 8
   Levin kernels, blurred in linear light (gamma 2.2) and quantized to 8
   bits, no noise: deterministic (`tfdeblur.datasets.blur_image`).
+
+`--ensemble SET ...` scores the named sets a second time through
+`Deblurrer(model, ensemble=True)`, what `deblur --ensemble` and
+`tfdeblur.deblur(..., ensemble=True)` do (the mean of the 8 flips/rotations,
+8x the time), as a row under the plain one.
 
 The 1280x720 time is fp32, batch 1, on the CPU (`/CPU:0` even when a GPU
 is visible), median of `--repeats` runs after a warm-up
@@ -134,8 +140,9 @@ def cbsd68_pairs(shared, limit=None):
     return pairs(), names
 
 
-def evaluate_set(name, model, deblurrer, shared, limit=None):
-    """The summary and rows of one set (see the module docstring)."""
+def evaluate_set(name, model, deblurrer, shared, limit=None, fed_as_stored=True):
+    """The summary and rows of one set (see the module docstring);
+    `fed_as_stored=False` skips the Levin set's fed-as-stored row."""
     import itertools
 
     from tfdeblur import io as tio
@@ -154,6 +161,7 @@ def evaluate_set(name, model, deblurrer, shared, limit=None):
             protocol = "levin"
             stored = GrayViaRGB(deblurrer)
             deblurrer = LinearData(stored)
+        if name == "levin" and fed_as_stored:
             # the same pairs fed as stored (the card's row before 2026-11-26)
             as_stored, _, _ = evaluate_pairs(model, itertools.islice(iter(data_spec.evaluation(
                 f"pairs:{folder}/blur,{folder}/sharp", min_size=model.min_size)[0]), len(names[:limit])),
@@ -321,6 +329,10 @@ def card_markdown(result):
             continue
         lines.append(f"| {SET_TITLES[name]} | {s['images']} | {s['input_psnr']:.2f} dB / {s['input_ssim']:.4f} "
                      f"| {s['psnr']:.2f} dB / {s['ssim']:.4f} | **{s['gain_db']:+.2f} dB** |")
+        if "ensemble" in s:
+            e = s["ensemble"]
+            lines.append(f"| &nbsp;&nbsp;the same, self-ensemble (mean of 8 flips/rotations, `--ensemble`, 8x time) | {e['images']} | "
+                         f"| {e['psnr']:.2f} dB / {e['ssim']:.4f} | **{e['gain_db']:+.2f} dB** |")
         if "as_stored" in s:
             p = s["as_stored"]
             lines.append(f"| &nbsp;&nbsp;the same, fed as stored (not gamma-encoded) | {s['images']} | "
@@ -383,6 +395,14 @@ def measure(spec, args):
         result["sets"][name] = summary
         result.setdefault("per_image", {})[name] = rows
         _log(f"  {summary['images']} images: {summary['input_psnr']:.2f} -> {summary['psnr']:.2f} dB ({summary['gain_db']:+.2f})")
+        if name in args.ensemble:
+            _log(f"{label}: {name}, self-ensemble ...")
+            ens, ens_rows = evaluate_set(name, model, Deblurrer(model, ensemble=True), args.shared, args.limit,
+                                         fed_as_stored=False)
+            summary["ensemble"] = {k: ens[k] for k in ("psnr", "ssim", "ssim_matlab", "gain_db", "images",
+                                                       "restore_seconds_median")}
+            result["per_image"][f"{name}_ensemble"] = ens_rows
+            _log(f"  self-ensemble: {ens['psnr']:.2f} dB ({ens['gain_db']:+.2f})")
     if args.sheet:
         path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
@@ -403,6 +423,8 @@ def main(argv=None):
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"), help="the shared data folder (default ../shared)")
     p.add_argument("--out-dir", default="model_card", help="where LABEL.md, LABEL.json and the sheet go (default model_card/)")
     p.add_argument("--no-sheet", dest="sheet", action="store_false", help="skip the real_blur_only sheet")
+    p.add_argument("--ensemble", nargs="+", default=[], choices=SETS, metavar="SET",
+                   help="also score these sets with self-ensemble (8 flips/rotations, 8x time)")
     p.add_argument("--sheet-dir", help="where the sheet goes (default --out-dir; docs/models for a shipped card: "
                    "the card then links it)")
     args = p.parse_args(argv)

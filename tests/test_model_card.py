@@ -124,3 +124,45 @@ def test_card_names_the_gpu_of_a_gpu_leg(card):
     assert "1.0 min (60 s), load average 1.5 |" in text
     assert "1.0 min (60 s), NVIDIA H100 80GB HBM3 (16 CPU cores), keras 3.15.1 on jax 0.11.2 |" in text
     assert "load average ?" not in text and "None" not in text
+
+
+def test_ensemble_row_is_the_mean_of_the_eight_flips_and_rotations(card, tmp_path):
+    """`--ensemble synthetic` adds a row scored on the mean of the model's
+    outputs over the 8 dihedral transforms: recomputed here with numpy's own
+    rot90/flip and scikit-image's PSNR, on a tiny network whose weights are
+    perturbed so that it is neither the identity nor flip-equivariant."""
+    import keras
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from tfdeblur.datasets import spec as data_spec
+
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save(tmp_path / "perturbed.keras")
+    out = tmp_path / "card"
+    code = card.main(["--model", str(tmp_path / "perturbed.keras"), "--limit", "1", "--repeats", "0", "--no-sheet",
+                      "--data", "synthetic", "--ensemble", "synthetic", "--out-dir", str(out)])
+    assert code == 0
+    result = json.loads((out / "perturbed.json").read_text())
+    plain, ens = result["sets"]["synthetic"], result["sets"]["synthetic"]["ensemble"]
+
+    blur, sharp = next(iter(data_spec.evaluation("synthetic")[0]))
+    blur, sharp = np.asarray(blur, np.float32), np.asarray(sharp, np.float32)
+    outputs = []
+    for flip in (False, True):
+        for k in range(4):
+            x = np.rot90(blur[:, ::-1] if flip else blur, k)
+            y = np.asarray(model(x[None].copy()))[0]
+            y = np.rot90(y, -k)
+            outputs.append(y[:, ::-1] if flip else y)
+    eight_bit = lambda x: np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)  # noqa: E731
+    want = peak_signal_noise_ratio(eight_bit(sharp), eight_bit(np.clip(np.mean(outputs, 0), 0, 1)), data_range=255)
+    single = peak_signal_noise_ratio(eight_bit(sharp), eight_bit(np.clip(outputs[0], 0, 1)), data_range=255)
+    assert plain["psnr"] == pytest.approx(single, abs=0.02)
+    assert ens["psnr"] == pytest.approx(want, abs=0.02)
+    assert abs(want - single) > 0.05  # the ensemble changed the output: the row can tell them apart
+    assert ens["gain_db"] == pytest.approx(ens["psnr"] - plain["input_psnr"])
+    text = (out / "perturbed.md").read_text()
+    assert f"self-ensemble (mean of 8 flips/rotations, `--ensemble`, 8x time) | 1 | | {ens['psnr']:.2f} dB" in text
