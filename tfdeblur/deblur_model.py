@@ -148,6 +148,10 @@ class DeblurModel(keras.Model):
         # Keras (tfdeblur.training.jax_leg trains them under JAX).
         import tensorflow as tf
 
+        if self.compute_dtype == "bfloat16":
+            from tfdeblur import bias_grad
+
+            bias_grad.install()  # TensorFlow's CPU BiasAddGrad sums bf16 in bf16
         x, y, sample_weight = _unpack(data)
         with tf.GradientTape() as tape:
             y_pred = self.training_outputs(x, y, training=True)
