@@ -295,8 +295,8 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
         record["gate"] = gates
     if because:
         record["not_shipped_because"] = because
-    for key in ("backend", "schedule_note", "data_note", "train_seconds"):
-        if key in config:
+    for key in ("backend", "schedule_note", "data_note", "train_seconds", "bias_gradients"):
+        if config.get(key) is not None:
             record[key] = config[key]
     if shipped:
         pack(model_path, name, dtype="fp16", out=weights_out, overwrite=True,

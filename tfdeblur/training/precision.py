@@ -117,6 +117,10 @@ def conv_step(width, precision, size, batch, layers):
     import numpy as np
 
     policy = _POLICIES[precision]
+    if precision == "bf16":  # as training runs (DeblurModel.train_step installs it)
+        from tfdeblur import bias_grad
+
+        bias_grad.install()
     inputs = keras.Input((size, size, width))
     x = inputs
     for i in range(layers):

@@ -616,6 +616,9 @@ def _run_record(plan, decision, strategy, model):
     record.update(
         precision_resolved=decision.precision,
         precision_reason=decision.reason,
+        # bf16 bias gradients summed in float32 (tfdeblur.bias_grad; before
+        # 2026-11-27 TensorFlow's CPU kernel summed them in bf16).
+        bias_gradients="float32 sums" if decision.precision == "bf16" else None,
         replicas=strategy.num_replicas_in_sync,
         total_steps=plan.total_steps,
         epochs_resolved=plan.epochs,
