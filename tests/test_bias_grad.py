@@ -18,8 +18,9 @@ def fixed():
 
 def _bias_add_grad(upstream, data_format="NHWC"):
     x = tf.zeros_like(upstream)
-    bias = tf.Variable(tf.zeros([upstream.shape[-1 if data_format == "NHWC" else 1]], upstream.dtype))
+    bias = tf.zeros([upstream.shape[-1 if data_format == "NHWC" else 1]], upstream.dtype)
     with tf.GradientTape() as tape:
+        tape.watch(bias)
         y = tf.nn.bias_add(x, bias, data_format=data_format)
         loss = tf.reduce_sum(y * upstream)  # d loss / d y = upstream
     return tape.gradient(loss, bias)
@@ -31,10 +32,12 @@ def _upstream(shape, seed=0):
     return (1e-3 + 1e-3 * rng.random(shape)).astype(np.float32)
 
 
-def test_bf16_bias_gradient_is_the_float64_sum_of_its_inputs(fixed):
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
+def test_bf16_bias_gradient_is_the_float64_sum_of_its_inputs(fixed, traced):
     up = tf.cast(_upstream((4, 128, 128, 8)), tf.bfloat16)
     want = up.numpy().astype(np.float64).sum(axis=(0, 1, 2))  # the bf16 values, summed exactly
-    got = tf.cast(_bias_add_grad(up), tf.float64).numpy()
+    grad = tf.function(_bias_add_grad) if traced else _bias_add_grad
+    got = tf.cast(grad(up), tf.float64).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-2)  # bf16 has 8 bits: one rounding at the end
 
 
