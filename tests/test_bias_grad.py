@@ -107,3 +107,17 @@ def test_mixed_bf16_train_step_gets_float32_bias_gradients():
     cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     assert cos > 0.98, cos
     assert 0.8 < np.linalg.norm(b) / np.linalg.norm(a) < 1.25
+
+
+def test_resuming_a_bf16_run_begun_with_tensorflows_bias_sums_says_so():
+    from tfdeblur.training.state import resume_notice
+
+    old = {"total_steps": 100, "precision_resolved": "bf16"}  # a config.json from before the fix
+    new = {"total_steps": 100, "precision_resolved": "bf16", "bias_gradients": "float32 sums"}
+    notice = resume_notice(old, new)
+    assert "bias gradients" in notice and "not an exact continuation" in notice
+    assert resume_notice(new, dict(new)) is None
+    fp32 = {"total_steps": 100, "precision_resolved": "fp32", "bias_gradients": None}
+    assert resume_notice({"total_steps": 100, "precision_resolved": "fp32"}, fp32) is None
+    both = resume_notice(old, dict(new, total_steps=200))
+    assert "step budget" in both and "bias gradients" in both

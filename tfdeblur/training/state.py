@@ -93,12 +93,19 @@ def resume_mismatch(previous, current):
 
 
 def resume_notice(previous, current):
-    """A notice for an accepted change (the step budget), or None."""
+    """A notice for accepted changes (the step budget; bf16 bias gradients
+    summed in float32 since a run began without it), or None."""
+    notices = []
     old, new = previous.get("total_steps"), current.get("total_steps")
     if old is not None and old != new:
-        return (f"the step budget changed from {old} to {new} steps: the learning-rate schedule "
-                f"now spans {new} steps (an extended run, not an exact continuation)")
-    return None
+        notices.append(f"the step budget changed from {old} to {new} steps: the learning-rate schedule "
+                       f"now spans {new} steps (an extended run, not an exact continuation)")
+    bf16 = previous.get("precision_resolved") == current.get("precision_resolved") == "bf16"
+    if bf16 and previous.get("bias_gradients") != current.get("bias_gradients"):
+        notices.append(f"bias gradients were {previous.get('bias_gradients') or 'summed in bf16 (TensorFlow)'} "
+                       f"and are now {current.get('bias_gradients') or 'summed in bf16'} (tfdeblur.bias_grad): "
+                       "not an exact continuation")
+    return "; ".join(notices) or None
 
 
 def read_previous_config(out):
