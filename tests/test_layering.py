@@ -26,6 +26,7 @@ LAYERS = {
     "tfdeblur.lazy_registry": "base",
     "tfdeblur.console": "base",
     "tfdeblur.keras_private": "base",
+    "tfdeblur.bias_grad": "base",  # bf16 bias gradients summed in float32 (TF's private gradient registry)
     "tfdeblur.quantization": "base",  # int8 calibration ranges XNNPACK accepts (TFLite flatbuffers only)
     "tfdeblur.weights": "base",  # the weight-file format; packing new weights is an application
     "tfdeblur.layers": "layers",
