@@ -75,16 +75,19 @@ def test_two_legs_ship_log_and_continue_and_an_interrupted_leg_is_salvaged(leg1,
 
     # Leg 2 is interrupted (a session cut short after its step-2 checkpoint
     # of 4): `finish` salvages it from that checkpoint.
-    run2 = _start(dirs, 4, stop_at=2)
+    # In bf16 (`--precision`), which the record says, with the bias fix.
+    run2 = _start(dirs, 4, stop_at=2, precision="bf16")
     assert run2.endswith("mtwdn-legtest-leg2")
     config = json.load(open(f"{run2}/config.json"))
     assert config["seed"] == 2 and config["init_from"]  # fresh samples, from leg 1's weights
+    assert config["precision_resolved"] == "bf16" and config["bias_gradients"] == "float32 sums"
     assert not os.path.exists(f"{run2}/model.keras")
     rec2 = legs.finish("mtwdn-legtest", run2, log_dir=dirs["log"], val_images=1, log=_quiet, ship_anyway=True)
     assert rec2["salvaged_from_checkpoint"] and rec2["steps_done"] == 2 and rec2["steps_planned"] == 4
     assert rec2["val"]["images"] == 1 and np.isfinite(rec2["val"]["psnr"])
     assert [r["leg"] for r in legs.read_legs("mtwdn-legtest", dirs["log"])] == [1, 2]
     assert rec2["total_steps_all_legs"] == 4 and rec2["init_from"] != "scratch"  # steps done, not planned
+    assert rec2["precision"] == "bf16" and rec2["bias_gradients"] == "float32 sums"
 
 
 def test_a_leg_scoring_below_the_shipped_weights_is_logged_not_shipped(dirs, leg1):

@@ -100,11 +100,12 @@ def _now():
 
 def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir=None, from_weights=None,
           model_overrides=None, crop=None, batch_size=None, learning_rate=None, stop_at=None, log=None,
-          progress=False):
+          progress=False, precision="auto"):
     """Runs the next leg of release `name`; returns its run folder.
 
     `crop`, `batch_size`, `learning_rate` replace the recipe's (a GPU leg
-    affords larger crops and batches; the log records what each leg used).
+    affords larger crops and batches; the log records what each leg used);
+    `precision` is `train --precision` (auto, fp32, bf16, fp16).
     `stop_at`: as `TrainConfig.stop_at`, a leg that ends after the checkpoint
     of that step, as a session cut short does (`finish` salvages it).
     `log`, `progress`: as `tfdeblur.training.run.run_training`'s."""
@@ -129,7 +130,8 @@ def start(name, net, recipe, steps, runs, data=None, steps_per_epoch=50, log_dir
         del model
     cfg = TrainConfig(net=net, recipe_name=recipe, data=data, steps=steps, steps_per_epoch=steps_per_epoch,
                       seed=leg, out=out, init_from=init, keep_checkpoints=2, model_overrides=model_overrides,
-                      crop=crop, batch_size=batch_size, learning_rate=learning_rate, stop_at=stop_at)
+                      crop=crop, batch_size=batch_size, learning_rate=learning_rate, stop_at=stop_at,
+                      precision=precision)
     log(f"leg {leg} of {name}: {steps} steps from {source or 'scratch'} -> {out}")
     try:
         run_training(cfg, log=log, progress=progress)
@@ -327,6 +329,8 @@ def main(argv=None):
     s.add_argument("--crop", type=int, help="default: the recipe's")
     s.add_argument("--batch-size", type=int, help="default: the recipe's")
     s.add_argument("--learning-rate", type=float, help="default: the recipe's")
+    s.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="as train's (default auto)")
     f = sub.add_parser("finish", help="pack, score and log a leg (salvages an unfinished one)")
     f.add_argument("name")
     f.add_argument("--run", required=True, help="the leg's run folder")
@@ -351,7 +355,8 @@ def main(argv=None):
         if args.command == "start":
             start(args.name, args.net, args.recipe, args.steps, args.runs, data=args.data,
                   steps_per_epoch=args.steps_per_epoch, log_dir=args.log_dir, from_weights=args.from_weights,
-                  crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate, progress=True)
+                  crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate, progress=True,
+                  precision=args.precision)
         else:
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway, gate=args.gate,
