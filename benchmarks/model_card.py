@@ -140,9 +140,9 @@ def cbsd68_pairs(shared, limit=None):
     return pairs(), names
 
 
-def evaluate_set(name, model, deblurrer, shared, limit=None, fed_as_stored=True):
-    """The summary and rows of one set (see the module docstring);
-    `fed_as_stored=False` skips the Levin set's fed-as-stored row."""
+def load_set(name, model, deblurrer, shared, limit=None, fed_as_stored=True):
+    """One set of the card, ready to score: (pairs iterator, names, protocol,
+    the deblurrer wrapped as the set needs it, extra summary fields)."""
     import itertools
 
     from tfdeblur import io as tio
@@ -181,7 +181,15 @@ def evaluate_set(name, model, deblurrer, shared, limit=None, fed_as_stored=True)
     else:
         raise ValueError(f"--data must be among {', '.join(SETS)}; got {name!r}")
     names = names[:limit]
-    dataset = itertools.islice(iter(dataset), len(names))
+    return itertools.islice(iter(dataset), len(names)), names, protocol, deblurrer, extra
+
+
+def evaluate_set(name, model, deblurrer, shared, limit=None, fed_as_stored=True):
+    """The summary and rows of one set (see the module docstring);
+    `fed_as_stored=False` skips the Levin set's fed-as-stored row."""
+    from tfdeblur.evaluate import evaluate_pairs
+
+    dataset, names, protocol, deblurrer, extra = load_set(name, model, deblurrer, shared, limit, fed_as_stored)
     summary, rows, _ = evaluate_pairs(model, dataset, names=names, protocol=protocol, deblurrer=deblurrer)
     summary = {k: summary[k] for k in ("psnr", "ssim", "input_psnr", "input_ssim", "ssim_matlab",
                                        "input_ssim_matlab", "images", "protocol", "restore_seconds_median")}

@@ -86,6 +86,29 @@ def test_glob_tiles_ensemble_and_ground_truth_sheet(tiny_model, tmp_path, capsys
     assert main(argv + ["--overwrite"]) == 0 and os.stat(out / "x1.png").st_mtime_ns != before
 
 
+def test_ensemble_takes_a_count(tiny_model, tmp_path, capsys, monkeypatch):
+    from tfdeblur import inference
+
+    seen = []
+    real = inference.Deblurrer.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(len(self.transforms))
+
+    monkeypatch.setattr(inference.Deblurrer, "__init__", spy)
+    src = _write(tmp_path / "in" / "a.png", _rgb(seed=3))
+    for extra, want in (([], 1), (["--ensemble"], 8), (["--ensemble", "4"], 4), (["--ensemble", "2"], 2)):
+        assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / f"out{want}")] + extra) == 0
+        assert seen[-1] == want
+    for argv, text in ((["--ensemble", src], "a.png' (a file name? put it before --ensemble)"),
+                       ([src, "--ensemble", "3"], "got '3'")):
+        with pytest.raises(SystemExit) as e:  # argparse: usage, then one error line
+            main(["deblur", "--model", tiny_model, "--out", str(tmp_path / "o")] + argv)
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert e.value.code == 2 and "argument --ensemble: expected" in err and "1, 2, 4, 8" in err and text in err
+
+
 def test_folder_run_continues_past_bad_files(tiny_model, tmp_path, capsys):
     src = tmp_path / "in"
     _write(src / "good1.png", _rgb(seed=8))

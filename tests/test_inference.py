@@ -136,6 +136,52 @@ def test_ensemble_equals_the_dihedral_average_kernel():
     assert np.abs(single - got).max() > 1e-3
 
 
+def test_each_transform_is_the_conv_with_its_transformed_kernel():
+    # restore_transforms yields, per (k, flip), the output mapped back: for a
+    # linear conv, the conv with the kernel transformed the inverse way.
+    model = _conv_stack([5], seed=4)
+    kernel = model.get_layer("c0").get_weights()[0]
+    img = _rng_image(21, 26, seed=5)
+    d = inference.Deblurrer(model, ensemble=True)
+    outs = list(d.restore_transforms(img))
+    assert len(outs) == 8 and all(o.dtype == np.float32 and o.shape == img.shape for o in outs)
+    for (k, flip), got in zip(inference.DIHEDRAL, outs):
+        # the input was rotated k quarter turns, then flipped: undoing that on
+        # the output is conv with the kernel flipped, then rotated back
+        kk = np.rot90(kernel, k if flip else -k, axes=(0, 1))
+        kk = kk[:, ::-1] if flip else kk
+        want = np.zeros_like(img)
+        for o in range(3):
+            for i in range(3):
+                want[..., o] += cv2.filter2D(img[..., i], -1, np.ascontiguousarray(kk[:, :, i, o]),
+                                             borderType=cv2.BORDER_CONSTANT)
+        np.testing.assert_allclose(got, want, atol=1e-5)  # not clipped: the conv's output leaves [0, 1]
+    assert min(o.min() for o in outs) < 0 or max(o.max() for o in outs) > 1
+    # restore_rgb is the clipped mean of exactly these
+    np.testing.assert_array_equal(d.restore_rgb(img), np.clip(sum(outs[1:], outs[0]) / 8, 0, 1))
+    np.testing.assert_array_equal(inference.Deblurrer(model).restore_rgb(img), np.clip(outs[0], 0, 1))
+
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_ensemble_of_n_averages_the_first_n_transforms(n):
+    # 4: the quarter-turn rotations; 2: the image and one quarter turn
+    model = _conv_stack([3, 5], seed=6)
+    img = _rng_image(18, 25, seed=7)
+    outs = list(inference.Deblurrer(model).restore_transforms(img))
+    d = inference.Deblurrer(model, ensemble=n)
+    assert d.ensemble == n and d.transforms == inference.DIHEDRAL[:n]
+    np.testing.assert_allclose(d.restore_rgb(img), np.clip(np.mean(outs[:n], axis=0), 0, 1), atol=1e-6)
+    assert inference.ENSEMBLES[4] == [(k, False) for k in range(4)]
+
+
+@pytest.mark.parametrize("bad", [0, 3, 16, "8", 2.0, None])
+def test_ensemble_refuses_other_counts(identity, bad):
+    with pytest.raises(ValueError, match="ensemble must be True, False or one of \\[1, 2, 4, 8\\]"):
+        inference.Deblurrer(identity, ensemble=bad)
+    assert inference.Deblurrer(identity, ensemble=True).ensemble == 8
+    assert inference.Deblurrer(identity, ensemble=False).ensemble == 1
+
 # ---------------------------------------------------- dtypes and channels
 
 

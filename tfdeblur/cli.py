@@ -124,6 +124,16 @@ def _parser():
     return p
 
 
+def _ensemble_size(text):
+    from tfdeblur.inference import ENSEMBLES
+
+    if text.isdigit() and int(text) in ENSEMBLES:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected the number of flips/rotations to average, one of "
+                                     f"{', '.join(map(str, sorted(ENSEMBLES)))}; got {text!r} (a file name? put "
+                                     f"it before --ensemble)")
+
+
 def _add_inference_options(p):
     """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble)."""
     from tfdeblur import inference
@@ -131,7 +141,9 @@ def _add_inference_options(p):
     p.add_argument("--tile", type=_positive_int, help="tile side in pixels; forces tiled inference (default: tile only above --max-pixels)")
     p.add_argument("--overlap", type=int, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP}, at most a quarter of the tile)")
     p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
-    p.add_argument("--ensemble", action="store_true", help="self-ensemble: average the 8 flips/rotations (8x slower)")
+    p.add_argument("--ensemble", nargs="?", type=_ensemble_size, const=8, default=1, metavar="N",
+                   help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
+                        "nearly all of the gain; 2: one quarter turn)")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")

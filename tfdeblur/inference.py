@@ -50,7 +50,9 @@ vs whole-image output PSNR, per network, in docs/benchmarks.md
 group are each restored, mapped back and averaged (Lim et al., "Enhanced Deep
 Residual Networks for Single Image Super-Resolution" (EDSR), CVPRW 2017,
 Sec. 4 "geometric self-ensemble"; used for deblurring by MIMO-UNet++, Cho et
-al., ICCV 2021). It costs 8 forward passes.
+al., ICCV 2021). It costs 8 forward passes. `ensemble=4` averages the four
+quarter-turn rotations only (4 passes; nearly all of the gain on the shipped
+models), `ensemble=2` the image and one quarter turn (`ENSEMBLES`).
 
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
@@ -370,6 +372,20 @@ def _inverse(x, k, flip):
 
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 
+# `ensemble=n`: the transforms averaged. The quarter-turn rotations (4)
+# keep nearly all of the 8-way gain, and one quarter turn (2) about 60 %
+# (benchmarks/ensemble_subsets.py; docs/models.md "Self-ensemble").
+ENSEMBLES = {1: DIHEDRAL[:1], 2: DIHEDRAL[:2], 4: DIHEDRAL[:4], 8: DIHEDRAL}
+
+
+def ensemble_transforms(ensemble):
+    """`Deblurrer`'s `ensemble` (False/True or 1, 2, 4, 8) -> its transforms."""
+    if isinstance(ensemble, (bool, np.bool_)):
+        return ENSEMBLES[8 if ensemble else 1]
+    if isinstance(ensemble, (int, np.integer)) and int(ensemble) in ENSEMBLES:
+        return ENSEMBLES[int(ensemble)]
+    raise ValueError(f"ensemble must be True, False or one of {sorted(ENSEMBLES)} (transforms averaged); got {ensemble!r}")
+
 
 # ----------------------------------------------------------------- the API
 
@@ -386,11 +402,14 @@ class Deblurrer:
     overlap of neighbouring tiles, pixels (default `DEFAULT_OVERLAP`, at
     most a quarter of the tile). `transform` is the model-transform
     hook (e.g. TLC); `progress(done, total)` is called after every tile
-    (and every transform of the ensemble).
+    (and every transform of the ensemble). `ensemble`: True for the 8
+    flips/rotations, or how many to average (1, 2, 4, 8: `ENSEMBLES`).
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
                  ensemble=False, transform=None):
+        self.transforms = ensemble_transforms(ensemble)
+        self.ensemble = len(self.transforms)
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_artifact(model, arg="`model`")
         self.model = model
@@ -418,7 +437,6 @@ class Deblurrer:
         self._static_tile = side if static is not None else None
         self.overlap = int(overlap)
         self.max_pixels = int(max_pixels)
-        self.ensemble = bool(ensemble)
         self.size_multiple = multiple
         if isinstance(model, ExportedModel):
             if transform is not None:
@@ -453,9 +471,19 @@ class Deblurrer:
 
     def restore_rgb(self, rgb, progress=None):
         """(H, W, 3) float32 in [0, 1] -> restored (H, W, 3) float32, clipped to [0, 1]."""
+        transforms = self.transforms
+        acc = None
+        for y in self.restore_transforms(rgb, transforms, progress):
+            acc = y if acc is None else acc + y
+        return np.clip(acc / len(transforms), 0.0, 1.0)
+
+    def restore_transforms(self, rgb, transforms=DIHEDRAL, progress=None):
+        """Yields, for each (k, flip) of `transforms` (`DIHEDRAL`'s entries),
+        the network's output on `rgb` rotated k quarter turns (then flipped
+        left-right), mapped back to `rgb`'s orientation: float32, not clipped.
+        `restore_rgb` clips their mean."""
         rgb = np.asarray(rgb, np.float32)
-        transforms = DIHEDRAL if self.ensemble else DIHEDRAL[:1]
-        acc = np.zeros_like(rgb)
+        transforms = list(transforms)
         for i, (k, flip) in enumerate(transforms):
             x = np.ascontiguousarray(_forward(rgb, k, flip))
             tile = self.tile_for(*x.shape[:2])
@@ -466,10 +494,9 @@ class Deblurrer:
                 per_tile = None if progress is None else (
                     lambda done, total, i=i: progress(i * total + done, len(transforms) * total))
                 y = tiled(self._predict, x, tile, self.overlap, progress=per_tile, align=self.size_multiple)
-            acc += _inverse(y, k, flip)
+            yield np.asarray(_inverse(y, k, flip), np.float32)
             if progress is not None:
                 progress(i + 1, len(transforms))
-        return np.clip(acc / len(transforms), 0.0, 1.0)
 
     def __call__(self, image, name="image", progress=None):
         """Restores an image array or file (see the module docstring); returns

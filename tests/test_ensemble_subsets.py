@@ -1,0 +1,66 @@
+"""benchmarks/ensemble_subsets.py: its cached per-transform outputs give
+exactly what `Deblurrer` gives for the plain output, the 8-way ensemble and a
+second pass, and its sweep scores every subset against the card's loaders."""
+import importlib.util
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import REPO
+from tfdeblur import inference
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("ensemble_subsets", REPO / "benchmarks" / "ensemble_subsets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _conv(seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((None, None, 3))
+    layer = keras.layers.Conv2D(3, 5, padding="same", use_bias=False)
+    out = layer(inputs)
+    k = rng.normal(0, 0.05, (5, 5, 3, 3)).astype(np.float32)
+    k[2, 2] += np.eye(3, dtype=np.float32)  # near identity: outputs stay near [0, 1]
+    layer.set_weights([k])
+    return keras.Model(inputs, out)
+
+
+def test_recorder_reproduces_plain_ensemble_and_second_pass(bench):
+    model = _conv(1)
+    img = np.random.default_rng(2).random((19, 27, 3)).astype(np.float32)
+    rec = bench.Recorder(inference.Deblurrer(model))
+    rec.subset = tuple(range(8))
+    np.testing.assert_array_equal(rec.restore_rgb(img), inference.Deblurrer(model, ensemble=True).restore_rgb(img))
+    rec.subset = (0,)
+    plain = inference.Deblurrer(model).restore_rgb(img)
+    np.testing.assert_array_equal(rec.restore_rgb(img), plain)
+    rec.subset = (0, 5)
+    want = np.clip((model(img[None]).numpy()[0] + np.rot90(model(np.rot90(img, 1)[:, ::-1][None]).numpy()[0][:, ::-1], -1)) / 2, 0, 1)
+    np.testing.assert_allclose(rec.restore_rgb(img), want, atol=1e-6)
+    rec.twice = True
+    np.testing.assert_array_equal(rec.restore_rgb(img), inference.Deblurrer(model).restore_rgb(plain))
+    assert len(rec._cache) == 1  # one input, restored once per transform
+
+
+def test_sweep_scores_every_subset(bench, tmp_path, capsys):
+    # an untrained tiny network on the synthetic set (no shared folder needed):
+    # 8 singles + 28 pairs, and size 8 = the ensemble
+    from tests.helpers import save_tiny_model
+
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    out = tmp_path / "r.json"
+    assert bench.main([str(path), "--data", "synthetic", "--limit", "2", "--sizes", "1", "2", "8",
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["sets"]["synthetic"]["subsets"]
+    assert len(rows) == 8 + 28 + 1
+    assert "r0+r1+r2+r3+r0f+r1f+r2f+r3f" in rows and "r0+r3f" in rows
+    assert "| 2 | 28 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main([str(path), "--sizes", "9"])
