@@ -373,7 +373,7 @@ def _inverse(x, k, flip):
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 
 # `ensemble=n`: the transforms averaged. The quarter-turn rotations (4)
-# keep nearly all of the 8-way gain, and one quarter turn (2) about 60 %
+# keep 75-100 % of the 8-way gain, one quarter turn (2) 35-85 %
 # (benchmarks/ensemble_subsets.py; docs/models.md "Self-ensemble").
 ENSEMBLES = {1: DIHEDRAL[:1], 2: DIHEDRAL[:2], 4: DIHEDRAL[:4], 8: DIHEDRAL}
 
