@@ -103,6 +103,9 @@ SHOT_NOISE = (0.0, 4e-3)  # a in sigma^2 = a x + b (linear light)
 READ_NOISE = (0.0, 0.01)  # sqrt(b)
 JPEG_PROB = 0.3
 JPEG_QUALITY = (60, 95)
+# Not a mode: `clean=P` in the mix (`photos:DIR,clean=0.5`) is the chance
+# that a photo sample's camera pipeline adds no noise and no JPEG (default 0).
+CLEAN_KEY = "clean"
 _CACHE_LIMIT = 256  # decoded photos kept in memory (an LRU would not change any sample)
 
 
@@ -304,10 +307,15 @@ def _render(linear, size, margin, cam, layers):
     return (acc / n).astype(np.float32), sharp.astype(np.float32)
 
 
-def _camera_pipeline(rng, blur_lin, sharp_lin):
-    """Clip after blurring, Poisson-Gaussian noise, gamma, 8 bits, maybe JPEG (blurry image only)."""
+def _camera_pipeline(rng, blur_lin, sharp_lin, clean=0.0):
+    """Clip after blurring, Poisson-Gaussian noise, gamma, 8 bits, maybe JPEG
+    (blurry image only); with probability `clean` no noise and no JPEG (the
+    draw is skipped when `clean` is 0, so such streams stay as they were)."""
     blur_lin = np.clip(blur_lin, 0.0, 1.0)
     sharp_lin = np.clip(sharp_lin, 0.0, 1.0)
+    if clean > 0 and rng.random() < clean:
+        return (quantize8(np.power(blur_lin, 1.0 / GAMMA)).astype(np.float32),
+                quantize8(np.power(sharp_lin, 1.0 / GAMMA)).astype(np.float32))
     a = rng.uniform(*SHOT_NOISE)
     b = rng.uniform(*READ_NOISE) ** 2
     noise = rng.standard_normal(blur_lin.shape).astype(np.float32)
@@ -322,7 +330,15 @@ def _camera_pipeline(rng, blur_lin, sharp_lin):
 
 
 def _mix_probs(mix):
-    return kernels.choice_probs(dict(DEFAULT_MIX if mix is None else mix), MODES, "`data` photos mix", PhotoError)
+    weights = dict(DEFAULT_MIX if mix is None else mix)
+    clean = weights.pop(CLEAN_KEY, 0.0)
+    if not 0.0 <= float(clean) <= 1.0:
+        raise PhotoError(f"`data` photos {CLEAN_KEY} must be a probability from 0 to 1; got {clean!r}")
+    return kernels.choice_probs(weights, MODES, "`data` photos mix", PhotoError)
+
+
+def _clean_prob(mix):
+    return 0.0 if mix is None else float(mix.get(CLEAN_KEY, 0.0))
 
 
 def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
@@ -330,7 +346,8 @@ def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
     1/255), fully determined by `seed` (int or tuple) and the bank's photos.
 
     `mode` forces one of `MODES`; otherwise it is drawn from `mix`
-    (default `DEFAULT_MIX`).
+    (default `DEFAULT_MIX`), whose `CLEAN_KEY` entry, if any, is the chance
+    of a sample without noise or JPEG.
     """
     size = int(size)
     rng = np.random.default_rng(seed)
@@ -357,7 +374,7 @@ def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
         linear = np.power(_window(rng, bank.pick(rng, split), size + 2 * margin), GAMMA) * gain
         blurred = cv2.filter2D(linear, -1, np.ascontiguousarray(k[::-1, ::-1]), borderType=cv2.BORDER_REFLECT)
         crop = slice(margin, margin + size)
-        return _camera_pipeline(rng, blurred[crop, crop], linear[crop, crop])
+        return _camera_pipeline(rng, blurred[crop, crop], linear[crop, crop], _clean_prob(mix))
     cam = CameraPath(rng, size, still=(chosen == "objects" and rng.random() < STILL_CAMERA_PROB))
     margin = int(math.ceil(cam.reach(size))) + 2
     linear = np.power(_window(rng, bank.pick(rng, split), size + 2 * margin), GAMMA) * gain
@@ -367,7 +384,7 @@ def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
         for layer in layers:
             layer["color"] = layer["color"] * gain
     blur_lin, sharp_lin = _render(linear, size, margin, cam, layers)
-    return _camera_pipeline(rng, blur_lin, sharp_lin)
+    return _camera_pipeline(rng, blur_lin, sharp_lin, _clean_prob(mix))
 
 
 _BANKS = {}

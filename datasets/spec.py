@@ -14,7 +14,8 @@
     photos:DIR[,MODE=W...]            sharp photos under DIR blurred on the fly (uniform kernels, camera
                                       motion, moving objects, camera pipeline; datasets/photos.py); MODE
                                       weights reweight the mix (uniform, camera, objects, synthetic, dynamic;
-                                      shake, weight 0 by default); validation keeps the default mix
+                                      shake, weight 0 by default); clean=P: the chance of a sample without
+                                      noise or JPEG (default 0); validation keeps the default mix
 
 Options follow the root after commas, `key=value`; `realblur` also takes
 `J`/`R` bare (= `camera=J`). `split` is train or test; when it is not
@@ -149,7 +150,7 @@ KINDS = KINDS + ("photos:DIR[,MODE=WEIGHT...]",)
 
 
 def _parse_photos(sep, rest, spec):
-    from tfdeblur.datasets.photos import MODES
+    from tfdeblur.datasets.photos import CLEAN_KEY, MODES
 
     root, *fields = [p.strip() for p in rest.split(",")] if sep else [""]
     if not root:
@@ -160,13 +161,16 @@ def _parse_photos(sep, rest, spec):
     options = {}
     for field in fields:
         key, eq, value = field.partition("=")
-        if not eq or key not in MODES:
-            raise DataSpecError(f"`data` photos options are MODE=WEIGHT with MODE in {', '.join(MODES)}; "
-                                f"got {field!r} in {spec!r}")
+        if not eq or key not in MODES + (CLEAN_KEY,):
+            raise DataSpecError(f"`data` photos options are MODE=WEIGHT with MODE in {', '.join(MODES)}, or "
+                                f"{CLEAN_KEY}=P; got {field!r} in {spec!r}")
         try:
             weight = float(value)
         except ValueError:
             weight = -1.0
+        if key == CLEAN_KEY and not 0 <= weight <= 1:
+            raise DataSpecError(f"`data` photos {CLEAN_KEY} (the chance of a sample without noise or JPEG) must "
+                                f"be from 0 to 1; got {value!r}")
         if not weight >= 0:
             raise DataSpecError(f"`data` photos {key} weight must be a non-negative number; got {value!r}")
         options[key] = value
@@ -174,7 +178,8 @@ def _parse_photos(sep, rest, spec):
 
 
 def photos_mix(spec):
-    """The mode weights of a photos spec: the default mix with the spec's overrides."""
+    """The mode weights of a photos spec: the default mix with the spec's
+    overrides (and its `clean` probability, if given)."""
     from tfdeblur.datasets.photos import DEFAULT_MIX
 
     mix = dict(DEFAULT_MIX)

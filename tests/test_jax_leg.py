@@ -164,7 +164,9 @@ def test_mix_reweights_the_stream_and_names_its_spec(photo_dir):
     b8 = np.round(b * 255).astype(np.uint8)
     assert any(np.array_equal(np.rot90(b8, k)[:, ::-1] if f else np.rot90(b8, k), blur[0])
                for k in range(4) for f in (0, 1))
-    for bad in ("zoom=1", "shake", "shake=-1", "shake=x"):
+    clean = jax_leg.parse_mix("shake=0.35,clean=0.5")
+    assert clean["clean"] == 0.5 and jax_leg.mix_spec(clean) == "photos:../shared/data/sharp,shake=0.35,clean=0.5"
+    for bad in ("zoom=1", "shake", "shake=-1", "shake=x", "clean=1.5", "clean=-1"):
         with pytest.raises(SystemExit, match="--mix"):
             jax_leg.parse_mix(bad)
     with pytest.raises(SystemExit, match="--mix: .*positive sum"):

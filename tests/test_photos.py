@@ -132,6 +132,44 @@ def test_spec_parsing_and_errors(photo_dir):
         photos.make_photo_pair(photos.PhotoBank(photo_dir), 0, 32, mix={"uniform": 0})
 
 
+def test_clean_samples_have_no_noise_or_jpeg(photo_dir, monkeypatch):
+    """`clean=P`: with P = 1 the blurry image is exactly what the pipeline
+    makes with zero noise and no JPEG; P = 0 (or absent) leaves the stream
+    sample for sample as it was; about P of the samples are clean."""
+    bank = photos.PhotoBank(photo_dir)
+    only = {m: 0.0 for m in photos.MODES}
+    for mode in ("uniform", "camera", "objects", "shake"):
+        mix = dict(only, **{mode: 1.0})
+        noisy = photos.make_photo_pair(bank, (31, 0, 3), 40, mix=mix)
+        clean = photos.make_photo_pair(bank, (31, 0, 3), 40, mix=dict(mix, clean=1.0))
+        np.testing.assert_array_equal(clean[1], noisy[1])  # the same scene and target
+        assert not np.array_equal(clean[0], noisy[0])
+        assert clean[0].dtype == np.float32 and clean[1].dtype == np.float32
+        with monkeypatch.context() as m:
+            m.setattr(photos, "SHOT_NOISE", (0.0, 0.0))
+            m.setattr(photos, "READ_NOISE", (0.0, 0.0))
+            m.setattr(photos, "JPEG_PROB", 0.0)
+            silent = photos.make_photo_pair(bank, (31, 0, 3), 40, mix=mix)
+        np.testing.assert_array_equal(clean[0], silent[0])
+    for i in range(4):  # absent or 0: the default stream
+        a = photos.make_photo_pair(bank, (31, 1, i), 32)
+        b = photos.make_photo_pair(bank, (31, 1, i), 32, mix=dict(photos.DEFAULT_MIX, clean=0.0))
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    half = dict(only, uniform=1.0)
+    same = sum(np.array_equal(photos.make_photo_pair(bank, (31, 2, i), 24, mix=dict(half, clean=0.5))[0],
+                              photos.make_photo_pair(bank, (31, 2, i), 24, mix=dict(half, clean=1.0))[0])
+               for i in range(60))
+    assert 15 <= same <= 45  # binomial(60, 0.5): 30 +- 7.5 at 2 sigma
+    with pytest.raises(photos.PhotoError, match="clean must be a probability"):
+        photos.make_photo_pair(bank, 0, 32, mix=dict(half, clean=1.5))
+    spec = data_spec.parse_spec(f"photos:{photo_dir},shake=0.35,clean=0.5")
+    assert data_spec.photos_mix(spec)["clean"] == 0.5 and data_spec.photos_mix(spec)["shake"] == 0.35
+    for bad in ("clean=1.5", "clean=-0.1", "clean=x"):
+        with pytest.raises(data_spec.DataSpecError, match="clean"):
+            data_spec.parse_spec(f"photos:{photo_dir},{bad}")
+
+
 def test_empty_folder_is_one_clear_error(tmp_path):
     with pytest.raises(photos.PhotoError, match="holds 0 image"):
         photos.PhotoBank(str(tmp_path))

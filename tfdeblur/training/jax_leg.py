@@ -363,14 +363,14 @@ def parse_mix(text):
     for field in text.split(","):
         key, eq, value = field.strip().partition("=")
         try:
-            weight = float(value) if eq and key in photos.MODES else -1.0
+            weight = float(value) if eq and key in photos.MODES + (photos.CLEAN_KEY,) else -1.0
         except ValueError:
             weight = -1.0
-        if not weight >= 0:
-            raise SystemExit(f"--mix: expected MODE=WEIGHT (MODE in {', '.join(photos.MODES)}, WEIGHT >= 0); "
-                             f"got {field!r}")
+        if not weight >= 0 or (key == photos.CLEAN_KEY and weight > 1):
+            raise SystemExit(f"--mix: expected MODE=WEIGHT (MODE in {', '.join(photos.MODES)}, WEIGHT >= 0) or "
+                             f"{photos.CLEAN_KEY}=P (0 <= P <= 1); got {field!r}")
         mix[key] = weight
-    if not sum(mix.values()) > 0:
+    if not sum(v for k, v in mix.items() if k in photos.MODES) > 0:
         raise SystemExit(f"--mix: the weights must have a positive sum; got {text!r}")
     return mix
 
@@ -380,6 +380,8 @@ def mix_spec(mix, root="../shared/data/sharp"):
     from tfdeblur.datasets import photos
 
     changed = [f"{m}={mix[m]:g}" for m in photos.MODES if mix and mix.get(m, 0.0) != photos.DEFAULT_MIX[m]]
+    if mix and mix.get(photos.CLEAN_KEY, 0.0):
+        changed.append(f"{photos.CLEAN_KEY}={mix[photos.CLEAN_KEY]:g}")
     return ",".join([f"photos:{root}"] + changed)
 
 
