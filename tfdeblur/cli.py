@@ -143,7 +143,7 @@ def _add_inference_options(p):
     p.add_argument("--max-pixels", type=_positive_int, default=inference.DEFAULT_MAX_PIXELS, help=f"tile images with more pixels than this, {inference.DEFAULT_TILE}px tiles (default {inference.DEFAULT_MAX_PIXELS})")
     p.add_argument("--ensemble", nargs="?", type=_ensemble_size, const=8, default=1, metavar="N",
                    help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
-                        "nearly all of the gain; 2: one quarter turn)")
+                        "75-100 %% of the 8-way gain; 2: one quarter turn, 35-85 %%)")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")

@@ -51,8 +51,8 @@ group are each restored, mapped back and averaged (Lim et al., "Enhanced Deep
 Residual Networks for Single Image Super-Resolution" (EDSR), CVPRW 2017,
 Sec. 4 "geometric self-ensemble"; used for deblurring by MIMO-UNet++, Cho et
 al., ICCV 2021). It costs 8 forward passes. `ensemble=4` averages the four
-quarter-turn rotations only (4 passes; nearly all of the gain on the shipped
-models), `ensemble=2` the image and one quarter turn (`ENSEMBLES`).
+quarter-turn rotations only (4 passes; 75-100 % of the 8-way gain on the
+shipped models), `ensemble=2` the image and one quarter turn (`ENSEMBLES`).
 
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
