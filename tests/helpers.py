@@ -190,6 +190,16 @@ def run_cli_error(capsys, argv):
     return err
 
 
+def load_benchmark(name):
+    """The module of `benchmarks/NAME.py` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def save_tiny_model(path):
     """Saves a small untrained LMFN (levels=2: sides padded to a multiple of 4,
     minimum side 3; 30k parameters) for CLI tests that need a `.keras` file."""

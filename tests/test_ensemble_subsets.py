@@ -1,23 +1,19 @@
 """benchmarks/ensemble_subsets.py: its cached per-transform outputs give
 exactly what `Deblurrer` gives for the plain output, the 8-way ensemble and a
 second pass, and its sweep scores every subset against the card's loaders."""
-import importlib.util
 import json
 
 import keras
 import numpy as np
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import load_benchmark
 from tfdeblur import inference
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("ensemble_subsets", REPO / "benchmarks" / "ensemble_subsets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ensemble_subsets")
 
 
 def _conv(seed=0):

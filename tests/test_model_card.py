@@ -2,22 +2,18 @@
 output head starts at zero, so it returns its input): the card's input
 scores must equal the shared folder's golden values and its gains be 0;
 the CBSD68 blur must match an independent linear-light convolution."""
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.helpers import REPO, save_tiny_model, shared_path
+from tests.helpers import load_benchmark, save_tiny_model, shared_path
 
 
 @pytest.fixture(scope="module")
 def card():
-    spec = importlib.util.spec_from_file_location("model_card", REPO / "benchmarks" / "model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("model_card")
 
 
 def test_cbsd68_blur_is_a_linear_light_convolution(card):
@@ -78,10 +74,7 @@ def test_levin_pairs_are_blurred_in_their_stored_values(capsys):
     """The reason the card gamma-encodes Levin's pairs: re-blurring the sharp
     image by the recorded kernel fits the blurry one best in the stored values."""
     shared = shared_path()
-    spec = importlib.util.spec_from_file_location("levin_space", REPO / "benchmarks" / "levin_space.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--shared", str(shared)])
+    load_benchmark("levin_space").main(["--shared", str(shared)])
     lines = capsys.readouterr().out.splitlines()
     mean = [float(v) for v in next(l for l in lines if l.startswith("mean")).split()[1:]]
     assert mean[0] > mean[1] + 5 and mean[0] > mean[2] + 3
