@@ -86,21 +86,27 @@ def test_glob_tiles_ensemble_and_ground_truth_sheet(tiny_model, tmp_path, capsys
     assert main(argv + ["--overwrite"]) == 0 and os.stat(out / "x1.png").st_mtime_ns != before
 
 
-def test_ensemble_takes_a_count(tiny_model, tmp_path, capsys, monkeypatch):
+def test_ensemble_takes_a_count_and_scales_a_list(tiny_model, tmp_path, capsys, monkeypatch):
     from tfdeblur import inference
 
-    seen = []
+    seen, scales = [], []
     real = inference.Deblurrer.__init__
 
     def spy(self, *args, **kwargs):
         real(self, *args, **kwargs)
         seen.append(len(self.transforms))
+        scales.append(self.scales)
 
     monkeypatch.setattr(inference.Deblurrer, "__init__", spy)
     src = _write(tmp_path / "in" / "a.png", _rgb(seed=3))
     for extra, want in (([], 1), (["--ensemble"], 8), (["--ensemble", "4"], 4), (["--ensemble", "2"], 2)):
         assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / f"out{want}")] + extra) == 0
-        assert seen[-1] == want
+        assert seen[-1] == want and scales[-1] == (1.0,)
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s"), "--scales", "1,0.5"]) == 0
+    assert scales[-1] == (1.0, 0.5)
+    with pytest.raises(SystemExit):
+        main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s2"), "--scales", "1,1.5"])
+    assert "argument --scales: expected distinct scales in (0, 1]" in capsys.readouterr().err
     for argv, text in ((["--ensemble", src], "a.png' (a file name? put it before --ensemble)"),
                        ([src, "--ensemble", "3"], "got '3'")):
         with pytest.raises(SystemExit) as e:  # argparse: usage, then one error line

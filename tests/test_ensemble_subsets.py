@@ -1,4 +1,4 @@
-"""benchmarks/ensemble_subsets.py: its cached per-transform outputs give
+"""benchmarks/ensemble_subsets.py and scale_inference.py. The first's cached per-transform outputs give
 exactly what `Deblurrer` gives for the plain output, the 8-way ensemble and a
 second pass, and its sweep scores every subset against the card's loaders."""
 import json
@@ -60,3 +60,19 @@ def test_sweep_scores_every_subset(bench, tmp_path, capsys):
     assert "| 2 | 28 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main([str(path), "--sizes", "9"])
+
+
+def test_scale_benchmark_scores_each_setting(tmp_path, capsys):
+    # benchmarks/scale_inference.py on an untrained tiny network and the
+    # synthetic set: one column per setting, a bad setting is refused
+    from tests.helpers import save_tiny_model
+
+    bench = load_benchmark("scale_inference")
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    out = tmp_path / "s.json"
+    assert bench.main([path, "--data", "synthetic", "--limit", "2", "--scales", "1", "1,0.5", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["sets"]["synthetic"]["scales"]
+    assert list(rows) == ["1", "1,0.5"]
+    assert "| synthetic | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main([path, "--scales", "2"])

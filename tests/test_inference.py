@@ -182,6 +182,51 @@ def test_ensemble_refuses_other_counts(identity, bad):
     assert inference.Deblurrer(identity, ensemble=True).ensemble == 8
     assert inference.Deblurrer(identity, ensemble=False).ensemble == 1
 
+
+# ------------------------------------------------------------------ scales
+
+
+def test_smaller_scale_keeps_the_detail_the_resizing_removed(identity):
+    # An identity network restores nothing: down, restore, up, plus the
+    # input's own down-up residual gives the input back.
+    img = _rng_image(37, 50, seed=8)
+    got = inference.Deblurrer(identity, scales=(0.5,)).restore_rgb(img)
+    np.testing.assert_allclose(got, img, atol=1e-5)
+
+
+def test_smaller_scale_is_conv_of_the_downscaled_image_upscaled():
+    model = _conv_stack([3], seed=9)
+    kernel = model.get_layer("c0").get_weights()[0]
+    img = _rng_image(40, 46, seed=10)
+    small = cv2.resize(img, (23, 20), interpolation=cv2.INTER_AREA)
+    conv = np.zeros_like(small)
+    for o in range(3):
+        for i in range(3):
+            conv[..., o] += cv2.filter2D(small[..., i], -1, np.ascontiguousarray(kernel[:, :, i, o]),
+                                         borderType=cv2.BORDER_CONSTANT)
+    up = cv2.resize(np.clip(conv, 0, 1), (46, 40), interpolation=cv2.INTER_CUBIC)
+    want = np.clip(up + img - cv2.resize(small, (46, 40), interpolation=cv2.INTER_CUBIC), 0, 1)
+    half = inference.Deblurrer(model, scales=(0.5,)).restore_rgb(img)
+    np.testing.assert_allclose(half, want, atol=1e-5)
+    full = inference.Deblurrer(model).restore_rgb(img)
+    both = inference.Deblurrer(model, scales=(1.0, 0.5)).restore_rgb(img)
+    np.testing.assert_allclose(both, (full + half) / 2, atol=1e-6)
+    assert np.abs(half - full).max() > 1e-2
+
+
+@pytest.mark.parametrize("bad", [(), (0.0,), (1.5,), (0.5, 0.5), ("x",), "0.5", None])
+def test_scales_are_checked(identity, bad):
+    with pytest.raises(ValueError, match="scales must be distinct numbers in \\(0, 1\\]"):
+        inference.Deblurrer(identity, scales=bad)
+
+
+def test_an_image_too_small_at_a_scale_is_one_clear_error():
+    model = keras.Model(inputs := keras.Input((None, None, 3)), keras.layers.Identity()(inputs))
+    model.min_size = 16
+    d = inference.Deblurrer(model, scales=(1.0, 0.25))
+    with pytest.raises(ValueError, match="40x30 at scale 0.25 is 10x8, smaller than the network's minimum 16x16"):
+        d.restore_rgb(_rng_image(30, 40))
+
 # ---------------------------------------------------- dtypes and channels
 
 

@@ -134,6 +134,16 @@ def _ensemble_size(text):
                                      f"it before --ensemble)")
 
 
+def _scales(text):
+    from tfdeblur.inference import check_scales
+
+    try:
+        return check_scales([v for v in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected distinct scales in (0, 1] separated by commas, e.g. 1,0.5; "
+                                         f"got {text!r}") from None
+
+
 def _add_inference_options(p):
     """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble)."""
     from tfdeblur import inference
@@ -144,6 +154,9 @@ def _add_inference_options(p):
     p.add_argument("--ensemble", nargs="?", type=_ensemble_size, const=8, default=1, metavar="N",
                    help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
                         "75-100 %% of the 8-way gain; 2: one quarter turn, 35-85 %%)")
+    p.add_argument("--scales", type=_scales, default=(1.0,), metavar="S[,S...]",
+                   help="restore at these scales and average, e.g. 1,0.5: blur wider than the network learned "
+                        "comes within reach at a smaller scale (default 1)")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
@@ -160,7 +173,7 @@ def _deblurrer(args, model):
     # A model -> callable hook: the test-time local converter; its notices go to stderr.
     transform = tlc.option_transform(args.tlc, args.tlc_window, notice=lambda m: print(m, file=sys.stderr))
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
-                     ensemble=args.ensemble, transform=transform)
+                     ensemble=args.ensemble, transform=transform, scales=args.scales)
 
 
 def _cmd_train(args):
