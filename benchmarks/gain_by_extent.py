@@ -1,6 +1,6 @@
 """Gain over the blurry input as a function of the blur's extent.
 
-    python benchmarks/gain_by_extent.py mtwdn-photos lmfn-photos [--photos 8]
+    python benchmarks/gain_by_extent.py mtwdn-photos lmfn-photos [--photos 8] [--scales 1 1,0.5]
 
 Where does a model stop helping? Held-out photos (CBSD68, never in the
 `photos:` training data) are centre-cropped to --crop px and blurred in linear
@@ -15,7 +15,9 @@ CBSD68 row) by:
 For each (model, kernel) it prints the mean input PSNR, output PSNR and gain
 (dB, whole image). The photos stream's blur sizes (datasets/photos.py:
 MAX_SHIFT, UNIFORM_SIZE_BIAS) are printed beside, so the table says whether a
-weak row is a size the training data rarely shows.
+weak row is a size the training data rarely shows. `--scales` gives each
+model one column per setting of `Deblurrer(scales=...)` (`deblur --scales`:
+restoring at smaller scales too), to see which blur extents gain from it.
 """
 
 import argparse
@@ -66,6 +68,8 @@ def main(argv=None):
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lengths", default="5,9,13,17,21,25,31")
     p.add_argument("--angles", type=int, default=2)
+    p.add_argument("--scales", nargs="+", default=["1"], metavar="S[,S...]",
+                   help="Deblurrer scales settings, one column each (default 1: the plain network)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -73,7 +77,12 @@ def main(argv=None):
     from tfdeblur import io as tio
     from tfdeblur import protocols
     from tfdeblur.datasets import blur_image, photos as P
-    from tfdeblur.inference import inference_fn, load_model
+    from tfdeblur.inference import Deblurrer, check_scales, inference_fn, load_model
+
+    try:
+        settings = [check_scales(text.split(",")) for text in args.scales]
+    except ValueError as e:
+        p.error(f"--scales: {e}")
 
     folder = os.path.join(args.shared, "data", "cbsd68")
     if not os.path.isdir(folder):
@@ -92,8 +101,14 @@ def main(argv=None):
     models = []
     for name in args.names:
         m = load_model(name, arg="names")
-        models.append((name, inference_fn(m)))
-    head = f"{'kernel':<14}{'extent':>7}{'input':>8}" + "".join(f"{n[:18]:>20}" for n, _ in models)
+        for scales in settings:
+            if scales == (1.0,):
+                fn = inference_fn(m)
+                models.append((name, lambda x, fn=fn: np.clip(fn(x[None]).numpy()[0], 0.0, 1.0)))
+            else:
+                label = f"{name}@{','.join(f'{v:g}' for v in scales)}"
+                models.append((label, Deblurrer(m, scales=scales).restore_rgb))
+    head = f"{'kernel':<14}{'extent':>7}{'input':>8}" + "".join(f"{n[:20]:>21}" for n, _ in models)
     print(head)
     started = time.perf_counter()
     for label, ext, ks in table:
@@ -103,11 +118,10 @@ def main(argv=None):
                 blurry = blur_image(img, k, noise_sigma=0, gamma=2.2, quantize=True)
                 inp.append(protocols.score("whole", blurry, img)["psnr"])
                 with tf.device("/CPU:0"):
-                    for j, (_, fn) in enumerate(models):
-                        out = np.clip(fn(blurry[None]).numpy()[0], 0.0, 1.0)
-                        outs[j].append(protocols.score("whole", out, img)["psnr"])
+                    for j, (_, restore) in enumerate(models):
+                        outs[j].append(protocols.score("whole", restore(blurry), img)["psnr"])
         i = float(np.mean(inp))
-        cells = "".join(f"{np.mean(o):>10.2f} ({np.mean(o) - i:+.2f})" for o in outs)
+        cells = "".join(f"{np.mean(o):>11.2f} ({np.mean(o) - i:+.2f})" for o in outs)
         print(f"{label:<14}{ext:>7g}{i:>8.2f}{cells}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")
 
