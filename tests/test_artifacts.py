@@ -70,7 +70,8 @@ def loaded(artifacts):
         return {kind: inference.load_artifact(source) for kind, source in sources.items()}
 
 
-@pytest.mark.parametrize("options", [{}, {"tile": 48, "overlap": 12}, {"ensemble": True}], ids=["whole", "tiled", "ensemble"])
+@pytest.mark.parametrize("options", [{}, {"tile": 48, "overlap": 12}, {"ensemble": True}, {"scales": (1.0, 0.5)}],
+                         ids=["whole", "tiled", "ensemble", "scales"])
 def test_every_artifact_gives_the_keras_output_on_a_real_photo(artifacts, loaded, photo, options):
     expected = tfdeblur.deblur(photo, artifacts["model"], **options)
     for kind, model in loaded.items():
