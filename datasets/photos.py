@@ -34,6 +34,15 @@ A sample draws one *mode* from `DEFAULT_MIX` (the spec may reweight it,
   is a trajectory 60 % of the time, with a median extent near 10 px before
   the path curls up). Appended last with weight 0, it leaves the default
   stream sample for sample as it was;
+* ``wide``: off by default (weight 0; `photos:DIR,wide=0.6`): the
+  ``camera`` exposure with a translation of `WIDE_SHIFT` px (uniform in
+  18-48 px where ``camera`` draws up to 18, most of them short), and with
+  probability `WIDE_OBJECTS_PROB` 1-3 object layers moving as far. Added
+  when restoring GoPro dev frames at half size gained 0.4 dB
+  (`Deblurrer(scales=...)`, 2026-11-27): the 1280x720 frames blur wider
+  than anything the default mix draws (kernels <= 31 px, camera paths <=
+  18 px); `gain_by_extent` showed straight blur past ~15 px holding up
+  only at the smaller scale. Appended last with weight 0 as ``shake``;
 * ``synthetic`` / ``dynamic``: a pair of the procedural streams
   (`synthetic.make_pair`, `dynamic.make_dynamic_pair`), kept in the mix so
   that thin structures and text, rare in photos, stay in the diet.
@@ -78,9 +87,9 @@ from tfdeblur.datasets.synthetic import check_split, quantize8, seeded_pairs
 SPLIT_TAGS = {"train": 31, "val": 32}
 # New modes go at the end with weight 0 in DEFAULT_MIX: the mode draw then
 # picks exactly what it picked before, so the default stream is unchanged.
-MODES = ("uniform", "camera", "objects", "synthetic", "dynamic", "shake")
+MODES = ("uniform", "camera", "objects", "synthetic", "dynamic", "shake", "wide")
 DEFAULT_MIX = MappingProxyType(
-    {"uniform": 0.35, "camera": 0.3, "objects": 0.25, "synthetic": 0.05, "dynamic": 0.05, "shake": 0.0}
+    {"uniform": 0.35, "camera": 0.3, "objects": 0.25, "synthetic": 0.05, "dynamic": 0.05, "shake": 0.0, "wide": 0.0}
 )
 GAMMA = 2.2
 VAL_EVERY = 10
@@ -95,6 +104,9 @@ MAX_ROTATION = 2.0  # degrees of in-plane rotation over the exposure
 MAX_ZOOM = 0.06  # relative scale change over the exposure
 MAX_TILT = 4e-5  # perspective terms (1/px) of the homography at the end of the exposure
 MAX_OBJECT_SHIFT = 24.0
+WIDE_SHIFT = (18.0, 48.0)  # "wide": px of translation over the exposure, uniform in this range
+WIDE_OBJECTS_PROB = 0.5  # "wide": chance of 1-3 object layers, moving as far as the camera
+WIDE_MAX_SUBFRAMES = 121  # "wide": up to 48 px and more at MAX_STEP_PX a sub-frame
 STILL_CAMERA_PROB = 0.3  # in the "objects" mode
 MAX_STEP_PX = 0.75  # sub-frames close enough that the average is a smear, not ghosts
 MIN_SUBFRAMES, MAX_SUBFRAMES = 7, 61
@@ -192,8 +204,13 @@ def _window(rng, img, side):
 
 
 def _path(rng, max_shift):
-    """(velocity, acceleration) in px over the exposure t in [-1/2, 1/2]."""
-    length = max_shift * (0.1 + 0.9 * rng.random() ** 1.5)
+    """(velocity, acceleration) in px over the exposure t in [-1/2, 1/2];
+    `max_shift` a number (lengths up to it, most short) or a (lo, hi) range
+    (lengths uniform in it)."""
+    if isinstance(max_shift, tuple):
+        length = rng.uniform(*max_shift)
+    else:
+        length = max_shift * (0.1 + 0.9 * rng.random() ** 1.5)
     heading = rng.uniform(0, 2 * np.pi)
     velocity = length * np.array([math.cos(heading), math.sin(heading)])
     return velocity, rng.normal(0.0, 0.5 * length, 2)
@@ -204,14 +221,14 @@ class CameraPath:
     translation d(t) = v t + a t^2 / 2, rotation by r t degrees, zoom
     1 + z t, perspective terms p t (screen -> scene coordinates)."""
 
-    def __init__(self, rng, size, still=False):
+    def __init__(self, rng, size, still=False, shift=None):
         self.c = np.array([(size - 1) / 2, (size - 1) / 2])
         if still:
             self.v = self.a = np.zeros(2)
             self.rot = self.zoom = 0.0
             self.tilt = np.zeros(2)
             return
-        self.v, self.a = _path(rng, MAX_SHIFT)
+        self.v, self.a = _path(rng, MAX_SHIFT if shift is None else shift)
         self.rot = rng.uniform(-MAX_ROTATION, MAX_ROTATION) * rng.random()
         self.zoom = rng.uniform(-MAX_ZOOM, MAX_ZOOM) * rng.random()
         self.tilt = rng.uniform(-MAX_TILT, MAX_TILT, 2) * rng.random()
@@ -237,9 +254,9 @@ class CameraPath:
                      + abs(self.zoom) * r + float(np.abs(self.tilt).sum()) * r * r)
 
 
-def _subframes(reach):
+def _subframes(reach, most=None):
     n = int(math.ceil(reach / MAX_STEP_PX)) + 1
-    n = min(MAX_SUBFRAMES, max(MIN_SUBFRAMES, n))
+    n = min(MAX_SUBFRAMES if most is None else most, max(MIN_SUBFRAMES, n))
     return n + 1 - n % 2
 
 
@@ -255,7 +272,7 @@ def _warp(img, m, size, margin, border=cv2.BORDER_REFLECT):
                                borderMode=border)
 
 
-def _object_layers(rng, bank, split, size, count):
+def _object_layers(rng, bank, split, size, count, shift=MAX_OBJECT_SHIFT):
     from tfdeblur.datasets.dynamic import _mask
 
     layers = []
@@ -263,7 +280,7 @@ def _object_layers(rng, bank, split, size, count):
         p = int(max(16, size * rng.uniform(0.2, 0.55)))
         alpha = _mask(rng, p)
         tex = np.power(_window(rng, bank.pick(rng, split), p), GAMMA)
-        v, a = _path(rng, MAX_OBJECT_SHIFT)
+        v, a = _path(rng, shift)
         layers.append(dict(color=(tex * alpha[..., None]).astype(np.float32), alpha=alpha,
                            pos=np.array([rng.uniform(0, size - 1), rng.uniform(0, size - 1)]),
                            v=v, a=a, angle=rng.uniform(0, 360), spin=rng.uniform(-10, 10)))
@@ -282,13 +299,13 @@ def _layer_matrix(layer, cam, t):
     return to_patch @ back @ to_local @ cam
 
 
-def _render(linear, size, margin, cam, layers):
+def _render(linear, size, margin, cam, layers, most=None):
     """(blur, sharp) in linear light, unclipped: the mean of the sub-frames and the middle one."""
     reach = cam.reach(size)
     for layer in layers:
         reach = max(reach, cam.reach(size) + np.linalg.norm(layer["v"]) + np.linalg.norm(layer["a"]) / 4
                     + math.radians(abs(layer["spin"])) * layer["alpha"].shape[0] / math.sqrt(2))
-    n = _subframes(reach)
+    n = _subframes(reach, most)
     acc = np.zeros((size, size, 3), np.float64)
     sharp = None
     for t in _times(n):
@@ -375,15 +392,18 @@ def make_photo_pair(bank, seed, size=128, split="train", mix=None, mode=None):
         blurred = cv2.filter2D(linear, -1, np.ascontiguousarray(k[::-1, ::-1]), borderType=cv2.BORDER_REFLECT)
         crop = slice(margin, margin + size)
         return _camera_pipeline(rng, blurred[crop, crop], linear[crop, crop], _clean_prob(mix))
-    cam = CameraPath(rng, size, still=(chosen == "objects" and rng.random() < STILL_CAMERA_PROB))
+    wide = chosen == "wide"
+    cam = CameraPath(rng, size, still=(chosen == "objects" and rng.random() < STILL_CAMERA_PROB),
+                     shift=WIDE_SHIFT if wide else None)
     margin = int(math.ceil(cam.reach(size))) + 2
     linear = np.power(_window(rng, bank.pick(rng, split), size + 2 * margin), GAMMA) * gain
     layers = []
-    if chosen == "objects":
-        layers = _object_layers(rng, bank, split, size, int(rng.integers(1, 4)))
+    if chosen == "objects" or (wide and rng.random() < WIDE_OBJECTS_PROB):
+        layers = _object_layers(rng, bank, split, size, int(rng.integers(1, 4)),
+                                shift=WIDE_SHIFT if wide else MAX_OBJECT_SHIFT)
         for layer in layers:
             layer["color"] = layer["color"] * gain
-    blur_lin, sharp_lin = _render(linear, size, margin, cam, layers)
+    blur_lin, sharp_lin = _render(linear, size, margin, cam, layers, WIDE_MAX_SUBFRAMES if wide else None)
     return _camera_pipeline(rng, blur_lin, sharp_lin, _clean_prob(mix))
 
 

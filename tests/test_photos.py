@@ -212,7 +212,7 @@ def test_shake_mode_leaves_the_default_stream_as_it_was(photo_dir):
     default mix (and so every default sample, the rest of the draw being the
     same code) equals the draw over the five modes before it existed."""
     old_modes = ("uniform", "camera", "objects", "synthetic", "dynamic")
-    assert photos.MODES[:5] == old_modes and photos.DEFAULT_MIX["shake"] == 0.0
+    assert photos.MODES[:5] == old_modes and photos.DEFAULT_MIX["shake"] == photos.DEFAULT_MIX["wide"] == 0.0
     old_p = np.array([photos.DEFAULT_MIX[m] for m in old_modes])
     new_p = photos._mix_probs(None)
     for i in range(500):
@@ -257,6 +257,52 @@ def test_shake_pairs_are_a_trajectory_kernel_of_the_sharp_target(photo_dir, monk
     r = k.shape[0] // 2 + 1  # the stream blurred a larger window: compare away from the border
     assert np.abs(again - blur)[r:-r, r:-r].max() < 3 / 255
     assert np.abs(blur - sharp).mean() > 1e-3
+
+
+def test_wide_pairs_are_the_sharp_target_averaged_along_a_long_path(photo_dir, monkeypatch):
+    """A `wide` pair with rotation, zoom, tilt, objects, gain, noise and JPEG
+    off is the sharp target convolved with its path: the sub-frame offsets
+    d(t) = v t + a t^2 / 2 splatted bilinearly into a kernel (what a
+    bilinear warp by each offset averages to), the translation's length in
+    WIDE_SHIFT, far past what `camera` draws (MAX_SHIFT)."""
+    for name, value in [("SATURATION_PROB", 0.0), ("SHOT_NOISE", (0.0, 0.0)), ("READ_NOISE", (0.0, 0.0)),
+                        ("JPEG_PROB", 0.0), ("MAX_ROTATION", 0.0), ("MAX_ZOOM", 0.0), ("MAX_TILT", 0.0),
+                        ("WIDE_OBJECTS_PROB", 0.0)]:
+        monkeypatch.setattr(photos, name, value)
+    paths = []
+    real = photos.CameraPath
+
+    class Spy(real):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            paths.append(self)
+
+    monkeypatch.setattr(photos, "CameraPath", Spy)
+    bank = photos.PhotoBank(photo_dir)
+    size = 200
+    for i in range(3):
+        paths.clear()
+        blur, sharp = photos.make_photo_pair(bank, (31, 7, i), size, mode="wide")
+        (cam,) = paths
+        assert photos.WIDE_SHIFT[0] - 1e-9 <= np.linalg.norm(cam.v) <= photos.WIDE_SHIFT[1] + 1e-9
+        assert photos.WIDE_SHIFT[0] >= photos.MAX_SHIFT
+        n = photos._subframes(cam.reach(size), photos.WIDE_MAX_SUBFRAMES)
+        offsets = [cam.v * t + cam.a * t * t / 2 for t in photos._times(n)]
+        r = int(np.ceil(max(np.abs(o).max() for o in offsets))) + 1
+        k = np.zeros((2 * r + 1, 2 * r + 1))
+        for dx, dy in offsets:  # frame(p) = sharp(p + d): weight at kernel cell (r + d)
+            x0, y0 = int(np.floor(dx)), int(np.floor(dy))
+            fx, fy = dx - x0, dy - y0
+            for (yy, xx, w) in [(y0, x0, (1 - fx) * (1 - fy)), (y0, x0 + 1, fx * (1 - fy)),
+                                (y0 + 1, x0, (1 - fx) * fy), (y0 + 1, x0 + 1, fx * fy)]:
+                k[r + yy, r + xx] += w / n
+        lin = np.power(sharp.astype(np.float64), photos.GAMMA)
+        # filter2D correlates: out(p) = sum_d k[r + d] lin(p + d)
+        again = np.power(np.clip(cv2.filter2D(lin, -1, k, borderType=cv2.BORDER_REFLECT), 0, 1), 1 / photos.GAMMA)
+        inner = (slice(r, size - r), slice(r, size - r))
+        assert size - 2 * r >= 40, r
+        assert np.abs(again - blur)[inner].max() < 3 / 255, (i, np.abs(again - blur)[inner].max())
+        assert np.abs(blur - sharp)[inner].mean() > 0.01
 
 
 def test_validation_pairs_ignore_the_spec_mix(photo_dir):
