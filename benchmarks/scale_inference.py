@@ -8,7 +8,7 @@ half the size that blur is half as wide. `Deblurrer(scales=(0.5,))`
 restores the image downscaled (area), upscales the result (bicubic) and adds
 back the detail the downscaling removed; `(1.0, 0.5)` averages that with
 the full-size output (`deblur --scales 1,0.5`). This scores each setting
-given to `--scales` (each one comma-separated list) on the card's sets with
+given to `--scales` (each one comma-separated list, or `auto`: `inference.auto_scales`) on the card's sets with
 the card's loaders and protocols (`benchmarks/model_card.py`), and prints
 the gain over the blurry input and the median restoring time per image.
 `--ensemble N` restores every scale with N flips/rotations (`deblur
@@ -31,7 +31,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="shipped weights name or .keras file")
     p.add_argument("--scales", nargs="+", default=["1", "0.75", "0.5", "1,0.5"], metavar="S[,S...]",
-                   help="settings to compare, each a comma-separated list of scales")
+                   help="settings to compare, each a comma-separated list of scales or auto")
     p.add_argument("--data", nargs="+", default=list(model_card.SETS), choices=model_card.SETS)
     p.add_argument("--limit", type=int, default=16, help="at most N images per set (default 16)")
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"))
@@ -44,11 +44,11 @@ def main(argv=None):
     from tfdeblur.inference import Deblurrer, check_scales, load_model
 
     try:
-        settings = [check_scales(text.split(",")) for text in args.scales]
+        settings = [check_scales(text if text == "auto" else text.split(",")) for text in args.scales]
     except ValueError as e:
         p.error(f"--scales: {e}")
     model = load_model(args.name, arg="name")
-    labels = [",".join(f"{v:g}" for v in s) for s in settings]
+    labels = [s if s == "auto" else ",".join(f"{v:g}" for v in s) for s in settings]
     result = {"model": args.name, "limit": args.limit, "ensemble": args.ensemble, "sets": {}}
     print("| set | images | input | " + " | ".join(f"scales {label}" for label in labels) + " |")
     print("| --- | ---: | ---: |" + " ---: |" * len(labels))

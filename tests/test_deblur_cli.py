@@ -104,6 +104,8 @@ def test_ensemble_takes_a_count_and_scales_a_list(tiny_model, tmp_path, capsys, 
         assert seen[-1] == want and scales[-1] == (1.0,)
     assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s"), "--scales", "1,0.5"]) == 0
     assert scales[-1] == (1.0, 0.5)
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "a"), "--scales", "auto"]) == 0
+    assert scales[-1] == "auto"
     with pytest.raises(SystemExit):
         main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s2"), "--scales", "1,1.5"])
     assert "argument --scales: expected distinct scales in (0, 1]" in capsys.readouterr().err

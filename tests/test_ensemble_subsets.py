@@ -70,9 +70,11 @@ def test_scale_benchmark_scores_each_setting(tmp_path, capsys):
     bench = load_benchmark("scale_inference")
     path = save_tiny_model(tmp_path / "tiny.keras")
     out = tmp_path / "s.json"
-    assert bench.main([path, "--data", "synthetic", "--limit", "2", "--scales", "1", "1,0.5", "--json", str(out)]) == 0
+    assert bench.main([path, "--data", "synthetic", "--limit", "2", "--scales", "1", "1,0.5", "auto",
+                       "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["sets"]["synthetic"]["scales"]
-    assert list(rows) == ["1", "1,0.5"]
+    assert list(rows) == ["1", "1,0.5", "auto"]
+    assert rows["auto"] == rows["1"] | {"restore_seconds_median": rows["auto"]["restore_seconds_median"]}
     assert "| synthetic | 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main([path, "--scales", "2"])

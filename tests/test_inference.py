@@ -214,7 +214,23 @@ def test_smaller_scale_is_conv_of_the_downscaled_image_upscaled():
     assert np.abs(half - full).max() > 1e-2
 
 
-@pytest.mark.parametrize("bad", [(), (0.0,), (1.5,), (0.5, 0.5), ("x",), "0.5", None])
+def test_auto_scales_pick_by_the_shorter_side(monkeypatch):
+    """`scales="auto"`: (1.0, 0.5) from AUTO_MIN_SIDE px on the shorter side
+    (the same output as asking for them), the plain pass below it."""
+    monkeypatch.setattr(inference, "AUTO_MIN_SIDE", 40)
+    model = _conv_stack([3], seed=11)
+    auto = inference.Deblurrer(model, scales="auto")
+    assert auto.scales == "auto" and inference.Deblurrer(model, scales=" Auto ").scales == "auto"
+    for h, w, want in ((40, 46, (1.0, 0.5)), (46, 40, (1.0, 0.5)), (39, 80, (1.0,)), (80, 39, (1.0,))):
+        assert auto.scales_for(h, w) == want == inference.auto_scales(h, w)
+        img = _rng_image(h, w, seed=h + w)
+        np.testing.assert_array_equal(auto.restore_rgb(img), inference.Deblurrer(model, scales=want).restore_rgb(img))
+    big, small = _rng_image(40, 46, seed=12), _rng_image(39, 46, seed=12)
+    assert np.abs(auto.restore_rgb(big) - inference.Deblurrer(model).restore_rgb(big)).max() > 1e-2
+    np.testing.assert_array_equal(auto.restore_rgb(small), inference.Deblurrer(model).restore_rgb(small))
+
+
+@pytest.mark.parametrize("bad", [(), (0.0,), (1.5,), (0.5, 0.5), ("x",), "0.5", "automatic", None])
 def test_scales_are_checked(identity, bad):
     with pytest.raises(ValueError, match="scales must be distinct numbers in \\(0, 1\\]"):
         inference.Deblurrer(identity, scales=bad)

@@ -138,9 +138,9 @@ def _scales(text):
     from tfdeblur.inference import check_scales
 
     try:
-        return check_scales([v for v in text.split(",")])
+        return check_scales(text if text.strip().lower() == "auto" else [v for v in text.split(",")])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected distinct scales in (0, 1] separated by commas, e.g. 1,0.5; "
+        raise argparse.ArgumentTypeError(f"expected distinct scales in (0, 1] separated by commas, e.g. 1,0.5, or auto; "
                                          f"got {text!r}") from None
 
 
@@ -154,9 +154,10 @@ def _add_inference_options(p):
     p.add_argument("--ensemble", nargs="?", type=_ensemble_size, const=8, default=1, metavar="N",
                    help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
                         "75-100 %% of the 8-way gain; 2: one quarter turn, 35-85 %%)")
-    p.add_argument("--scales", type=_scales, default=(1.0,), metavar="S[,S...]",
+    p.add_argument("--scales", type=_scales, default=(1.0,), metavar="S[,S...]|auto",
                    help="restore at these scales and average, e.g. 1,0.5: blur wider than the network learned "
-                        "comes within reach at a smaller scale (default 1)")
+                        f"comes within reach at a smaller scale; auto: 1,0.5 for images of at least "
+                        f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), else 1 (default 1)")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")

@@ -62,7 +62,9 @@ its own down-up copy); the outputs of all scales are averaged. On the real
 1280x720 GoPro dev pairs `mtwdn-photos` gains +0.86 dB plain, +1.26 at
 `(0.5,)` alone and +1.28 with `(1.0, 0.5)`; small, mildly blurred images
 lose (the procedural 256 px set: +2.47 -> +2.00): docs/models.md,
-"Restoring at a smaller scale".
+"Restoring at a smaller scale". `scales="auto"` picks by image size
+(`auto_scales`: (1.0, 0.5) from `AUTO_MIN_SIDE` = 600 px on the shorter
+side, else (1.0,)).
 
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
@@ -388,14 +390,34 @@ DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
 ENSEMBLES = {1: DIHEDRAL[:1], 2: DIHEDRAL[:2], 4: DIHEDRAL[:4], 8: DIHEDRAL}
 
 
+AUTO = "auto"
+# `scales="auto"`: images whose shorter side has at least this many pixels are
+# restored at (1.0, 0.5), smaller ones at (1.0,). Blur in pixels grows with
+# the resolution (the same shake spans twice the pixels at twice the size),
+# and the shipped networks learned blur of up to ~30-48 px on 256 px crops
+# of photos downscaled 0.5-1x. Measured 2026-11-27 (docs/models.md,
+# "Restoring at a smaller scale"): every 1280x720 set gains with (1.0, 0.5)
+# (GoPro dev: mtwdn-photos +0.98 -> +1.28 dB, 8 of 11 frames up, 3 down by
+# at most 0.04), the 256-384 px synthetic sets lose (-0.3 to -0.5 dB).
+AUTO_MIN_SIDE = 600
+
+
+def auto_scales(height, width):
+    """The scales `scales="auto"` restores an image of this size at."""
+    return (1.0, 0.5) if min(height, width) >= AUTO_MIN_SIDE else (1.0,)
+
+
 def check_scales(scales):
-    """`Deblurrer`'s `scales` -> a tuple of distinct floats in (0, 1]."""
+    """`Deblurrer`'s `scales` -> a tuple of distinct floats in (0, 1], or
+    "auto" (`auto_scales`: by image size)."""
+    if isinstance(scales, str) and scales.strip().lower() == AUTO:
+        return AUTO
     try:
         values = tuple(float(v) for v in scales)
     except (TypeError, ValueError):
         values = ()
     if not values or any(not 0 < v <= 1 for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"scales must be distinct numbers in (0, 1], e.g. (1.0, 0.5); got {scales!r}")
+        raise ValueError(f"scales must be distinct numbers in (0, 1], e.g. (1.0, 0.5), or 'auto'; got {scales!r}")
     return values
 
 
@@ -425,7 +447,9 @@ class Deblurrer:
     hook (e.g. TLC); `progress(done, total)` is called after every tile
     (and every transform of the ensemble). `ensemble`: True for the 8
     flips/rotations, or how many to average (1, 2, 4, 8: `ENSEMBLES`).
-    `scales`: restore at each of these scales and average (module docstring).
+    `scales`: restore at each of these scales and average (module docstring);
+    "auto": (1.0, 0.5) for images of at least `AUTO_MIN_SIDE` px on the
+    shorter side, (1.0,) below (`auto_scales`).
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -495,15 +519,16 @@ class Deblurrer:
     def restore_rgb(self, rgb, progress=None):
         """(H, W, 3) float32 in [0, 1] -> restored (H, W, 3) float32, clipped to [0, 1]."""
         rgb = np.asarray(rgb, np.float32)
-        if self.scales == (1.0,):
+        h, w = rgb.shape[:2]
+        scales = self.scales_for(h, w)
+        if scales == (1.0,):
             return self._restore_one_scale(rgb, progress)
         import cv2
 
-        h, w = rgb.shape[:2]
         acc = None
-        for j, scale in enumerate(self.scales):
+        for j, scale in enumerate(scales):
             part = None if progress is None else (
-                lambda done, total, j=j: progress(j * total + done, len(self.scales) * total))
+                lambda done, total, j=j: progress(j * total + done, len(scales) * total))
             if scale == 1.0:
                 out = self._restore_one_scale(rgb, part)
             else:
@@ -516,7 +541,11 @@ class Deblurrer:
                 up = cv2.resize(self._restore_one_scale(small, part), (w, h), interpolation=cv2.INTER_CUBIC)
                 out = np.clip(up + detail, 0.0, 1.0)
             acc = out if acc is None else acc + out
-        return np.clip(acc / len(self.scales), 0.0, 1.0)
+        return np.clip(acc / len(scales), 0.0, 1.0)
+
+    def scales_for(self, height, width):
+        """The scales an image of this size is restored at (`scales="auto"`: `auto_scales`)."""
+        return auto_scales(height, width) if self.scales == AUTO else self.scales
 
     def _restore_one_scale(self, rgb, progress=None):
         transforms = self.transforms
