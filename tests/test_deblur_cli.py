@@ -101,10 +101,17 @@ def test_ensemble_takes_a_count_and_scales_a_list(tiny_model, tmp_path, capsys, 
     src = _write(tmp_path / "in" / "a.png", _rgb(seed=3))
     for extra, want in (([], 1), (["--ensemble"], 8), (["--ensemble", "4"], 4), (["--ensemble", "2"], 2)):
         assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / f"out{want}")] + extra) == 0
-        assert seen[-1] == want and scales[-1] == (1.0,)
+        assert seen[-1] == want and scales[-1] == "auto"  # deblur's default
     assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s"), "--scales", "1,0.5"]) == 0
     assert scales[-1] == (1.0, 0.5)
-    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "a"), "--scales", "auto"]) == 0
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "a"), "--scales", "1"]) == 0
+    assert scales[-1] == (1.0,)
+    pairs = tmp_path / "pairs"
+    _write(pairs / "blur" / "p.png", _rgb(seed=4))
+    _write(pairs / "sharp" / "p.png", _rgb(seed=5))
+    assert main(["eval", "--model", tiny_model, "--data", f"pairs:{pairs}/blur,{pairs}/sharp"]) == 0
+    assert scales[-1] == (1.0,)  # eval measures the network: scale 1 unless told
+    assert main(["eval", "--model", tiny_model, "--data", f"pairs:{pairs}/blur,{pairs}/sharp", "--scales", "auto"]) == 0
     assert scales[-1] == "auto"
     with pytest.raises(SystemExit):
         main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "s2"), "--scales", "1,1.5"])

@@ -230,6 +230,19 @@ def test_auto_scales_pick_by_the_shorter_side(monkeypatch):
     np.testing.assert_array_equal(auto.restore_rgb(small), inference.Deblurrer(model).restore_rgb(small))
 
 
+def test_the_deblur_function_defaults_to_auto_scales(monkeypatch):
+    """`tfdeblur.deblur` (the one-line API, like the `deblur` command)
+    restores at "auto" scales unless told; `Deblurrer` stays at scale 1."""
+    monkeypatch.setattr(inference, "AUTO_MIN_SIDE", 40)
+    model = _conv_stack([3], seed=13)
+    img = _rng_image(40, 46, seed=14)
+    both = inference.Deblurrer(model, scales=(1.0, 0.5)).restore_rgb(img)
+    np.testing.assert_allclose(inference.deblur(img, model), both, atol=1e-6)
+    np.testing.assert_allclose(inference.deblur(img, model, scales=(1.0,)), inference.Deblurrer(model).restore_rgb(img),
+                               atol=1e-6)
+    assert inference.Deblurrer(model).scales == (1.0,)
+
+
 @pytest.mark.parametrize("bad", [(), (0.0,), (1.5,), (0.5, 0.5), ("x",), "0.5", "automatic", None])
 def test_scales_are_checked(identity, bad):
     with pytest.raises(ValueError, match="scales must be distinct numbers in \\(0, 1\\]"):

@@ -11,7 +11,8 @@ def deblur(image, model=None, **options):
     """Restores an image array or file with a tfdeblur model, a `.keras`
     path, a SavedModel folder or `.tflite` file from `export`, or a shipped weights name (None: the default shipped weights,
     `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
-    input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform; see `tfdeblur.inference`."""
+    input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform, scales (default "auto":
+    images of 600 px and more on the shorter side are also restored at half size); see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.
     from tfdeblur.inference import deblur as _deblur
 

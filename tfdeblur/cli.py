@@ -90,7 +90,7 @@ def _parser():
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
     d.add_argument("--out-in-input", action="store_true", help="allow an --out that is, or is inside, an input folder "
                    "(an input file is never replaced)")
-    _add_inference_options(d)
+    _add_inference_options(d, scales="auto")
     d.add_argument("--compare", action="store_true", help="also write OUT/compare/NAME.png: input | output (| ground truth)")
     d.add_argument("--gt", metavar="DIR", help="ground-truth folder for --compare, matched by file name")
 
@@ -144,8 +144,9 @@ def _scales(text):
                                          f"got {text!r}") from None
 
 
-def _add_inference_options(p):
-    """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble)."""
+def _add_inference_options(p, scales=(1.0,)):
+    """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble, scales;
+    `scales`: the default, "auto" for `deblur`, 1 for `eval`, which measures the network)."""
     from tfdeblur import inference
 
     p.add_argument("--tile", type=_positive_int, help="tile side in pixels; forces tiled inference (default: tile only above --max-pixels)")
@@ -154,10 +155,11 @@ def _add_inference_options(p):
     p.add_argument("--ensemble", nargs="?", type=_ensemble_size, const=8, default=1, metavar="N",
                    help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
                         "75-100 %% of the 8-way gain; 2: one quarter turn, 35-85 %%)")
-    p.add_argument("--scales", type=_scales, default=(1.0,), metavar="S[,S...]|auto",
+    p.add_argument("--scales", type=_scales, default=scales, metavar="S[,S...]|auto",
                    help="restore at these scales and average, e.g. 1,0.5: blur wider than the network learned "
                         f"comes within reach at a smaller scale; auto: 1,0.5 for images of at least "
-                        f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), else 1 (default 1)")
+                        f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), else 1 "
+                        f"(default {'auto' if scales == 'auto' else ','.join(f'{v:g}' for v in scales)})")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")

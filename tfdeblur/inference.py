@@ -64,7 +64,8 @@ its own down-up copy); the outputs of all scales are averaged. On the real
 lose (the procedural 256 px set: +2.47 -> +2.00): docs/models.md,
 "Restoring at a smaller scale". `scales="auto"` picks by image size
 (`auto_scales`: (1.0, 0.5) from `AUTO_MIN_SIDE` = 600 px on the shorter
-side, else (1.0,)).
+side, else (1.0,)); it is the default of `deblur` (the function and the
+command), while `Deblurrer` and `eval` default to (1.0,).
 
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
@@ -634,8 +635,10 @@ def deblur(image, model=None, **options):
     a SavedModel folder or `.tflite` file from `export`; None: the default
     shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
-    ensemble, transform. For many images build one `Deblurrer` and call it:
-    it traces once."""
+    ensemble, transform, scales -- whose default here, as in `deblur` on the
+    command line, is "auto" (`auto_scales`; `Deblurrer`'s is (1.0,)). For
+    many images build one `Deblurrer` and call it: it traces once."""
+    options.setdefault("scales", AUTO)
     return Deblurrer(model, **options)(image)
 
 
