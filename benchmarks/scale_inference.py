@@ -12,7 +12,11 @@ given to `--scales` (each one comma-separated list, or `auto`: `inference.auto_s
 the card's loaders and protocols (`benchmarks/model_card.py`), and prints
 the gain over the blurry input and the median restoring time per image.
 `--ensemble N` restores every scale with N flips/rotations (`deblur
---ensemble N`).
+--ensemble N`). `--per-image` also prints, per image, each setting's PSNR
+minus the first setting's. `--data train_crops` adds a set none of the
+card's: `TRAIN_CROPS` crops of 384 px from the *training* photos, blurred
+by the photos stream's four photo modes in turn (the set `auto_scales`'s
+size threshold was set on, beside the GoPro frames' size).
 """
 import argparse
 import json
@@ -25,6 +29,34 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_card  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_CROPS = 24
+TRAIN_CROP_SIZE = 384
+TRAIN_CROP_MODES = ("uniform", "camera", "wide", "shake")
+
+
+def train_crops(shared, limit=None):
+    """(pairs, names): crops of the training split of shared/data/sharp,
+    blurred by `TRAIN_CROP_MODES` in turn (photos stream seed (31, 777, i))."""
+    from tfdeblur.datasets import photos
+
+    bank = photos.photo_bank(os.path.join(shared, "data", "sharp"))
+    n = TRAIN_CROPS if limit is None else min(limit, TRAIN_CROPS)
+    modes = [TRAIN_CROP_MODES[i % len(TRAIN_CROP_MODES)] for i in range(n)]
+    pairs = [photos.make_photo_pair(bank, (31, 777, i), TRAIN_CROP_SIZE, split="train", mode=m)
+             for i, m in enumerate(modes)]
+    return pairs, [f"{m}{i}" for i, m in enumerate(modes)]
+
+
+def score(name, model, deblurrer, shared, limit):
+    """(summary, rows) of one set: the card's, or `train_crops`."""
+    if name != "train_crops":
+        return model_card.evaluate_set(name, model, deblurrer, shared, limit, fed_as_stored=False)
+    from tfdeblur.evaluate import evaluate_pairs
+
+    pairs, names = train_crops(shared, limit)
+    summary, rows, _ = evaluate_pairs(model, pairs, names=names, protocol="whole", deblurrer=deblurrer)
+    summary = dict(summary, gain_db=summary["psnr"] - summary["input_psnr"])
+    return summary, rows
 
 
 def main(argv=None):
@@ -32,7 +64,8 @@ def main(argv=None):
     p.add_argument("name", help="shipped weights name or .keras file")
     p.add_argument("--scales", nargs="+", default=["1", "0.75", "0.5", "1,0.5"], metavar="S[,S...]",
                    help="settings to compare, each a comma-separated list of scales or auto")
-    p.add_argument("--data", nargs="+", default=list(model_card.SETS), choices=model_card.SETS)
+    p.add_argument("--data", nargs="+", default=list(model_card.SETS), choices=model_card.SETS + ("train_crops",))
+    p.add_argument("--per-image", action="store_true", help="also print each image's PSNR difference to the first setting")
     p.add_argument("--limit", type=int, default=16, help="at most N images per set (default 16)")
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"))
     p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8), help="flips/rotations per scale")
@@ -53,15 +86,21 @@ def main(argv=None):
     print("| set | images | input | " + " | ".join(f"scales {label}" for label in labels) + " |")
     print("| --- | ---: | ---: |" + " ---: |" * len(labels))
     for name in args.data:
-        rows = {}
+        rows, images = {}, {}
         for label, scales in zip(labels, settings):
-            summary, _ = model_card.evaluate_set(name, model, Deblurrer(model, scales=scales, ensemble=args.ensemble),
-                                                 args.shared,
-                                                 args.limit, fed_as_stored=False)
+            summary, per = score(name, model, Deblurrer(model, scales=scales, ensemble=args.ensemble), args.shared,
+                                 args.limit)
             rows[label] = {k: summary[k] for k in ("psnr", "ssim", "gain_db", "restore_seconds_median")}
-        result["sets"][name] = {"images": summary["images"], "input_psnr": summary["input_psnr"], "scales": rows}
+            images[label] = [(r["name"], r["psnr"]) for r in per]
+        result["sets"][name] = {"images": summary["images"], "input_psnr": summary["input_psnr"], "scales": rows,
+                                "per_image_psnr": {label: dict(v) for label, v in images.items()}}
         cells = " | ".join(f"{r['gain_db']:+.2f} ({r['restore_seconds_median']:.2f} s)" for r in rows.values())
         print(f"| {name} | {summary['images']} | {summary['input_psnr']:.2f} | {cells} |", flush=True)
+        if args.per_image:
+            first = images[labels[0]]
+            for i, (image, base) in enumerate(first):
+                diffs = " ".join(f"{label} {images[label][i][1] - base:+.2f}" for label in labels[1:])
+                print(f"    {name} {image}: {labels[0]} {base:.2f} dB; {diffs}", flush=True)
     if args.json:
         from tfdeblur.io import atomic_write
 

@@ -76,5 +76,12 @@ def test_scale_benchmark_scores_each_setting(tmp_path, capsys):
     assert list(rows) == ["1", "1,0.5", "auto"]
     assert rows["auto"] == rows["1"] | {"restore_seconds_median": rows["auto"]["restore_seconds_median"]}
     assert "| synthetic | 2 |" in capsys.readouterr().out
+    per = json.loads(out.read_text())["sets"]["synthetic"]["per_image_psnr"]
+    assert list(per) == ["1", "1,0.5", "auto"] and len(per["1"]) == 2
+    assert bench.main([path, "--data", "synthetic", "--limit", "2", "--scales", "1", "1,0.5", "--per-image"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("    synthetic ")]
+    first = next(iter(per["1"]))
+    assert len(lines) == 2 and first in lines[0]
+    assert f"1,0.5 {per['1,0.5'][first] - per['1'][first]:+.2f}" in lines[0]
     with pytest.raises(SystemExit):
         bench.main([path, "--scales", "2"])
