@@ -398,8 +398,8 @@ AUTO = "auto"
 # and the shipped networks learned blur of up to ~30-48 px on 256 px crops
 # of photos downscaled 0.5-1x. Measured 2026-11-27 (docs/models.md,
 # "Restoring at a smaller scale"): every 1280x720 set gains with (1.0, 0.5)
-# (GoPro dev: mtwdn-photos +0.98 -> +1.28 dB, 8 of 11 frames up, 3 down by
-# at most 0.04), the 256-384 px synthetic sets lose (-0.3 to -0.5 dB).
+# (GoPro dev: mtwdn-photos +0.98 -> +1.28 dB, 10 of 11 frames up, one down
+# by 0.04), the 256-384 px synthetic sets lose (-0.3 to -0.5 dB).
 AUTO_MIN_SIDE = 600
 
 
