@@ -40,7 +40,7 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     model = save_tiny_model(tmp_path / "tiny.keras")
     out = tmp_path / "card"
     code = card.main(["--model", model, "--limit", "1", "--repeats", "1", "--data", "gopro_pair", "levin",
-                      "--shared", str(shared), "--out-dir", str(out)])
+                      "--auto", "gopro_pair", "--shared", str(shared), "--out-dir", str(out)])
     assert code == 0
     result = json.loads((out / "tiny.json").read_text())
     frame = result["sets"]["gopro_pair"]
@@ -53,6 +53,10 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     assert result["sets"]["levin"]["protocol"] == "levin" and result["params"] > 0 and result["cpu"]["seconds"] > 0
     text = (out / "tiny.md").read_text()
     assert "| GoPro test frame GOPR0384_11_00-000001 | 1 | 24.05 dB / 0.7170 | 24.05 dB / 0.7170 | **+0.00 dB** |" in text
+    # --scales auto on the 1280x720 frame restores at 1 and 0.5; the identity-like
+    # tiny network gives the input back at both (the detail add-back is exact)
+    assert frame["auto"]["gain_db"] == pytest.approx(0.0, abs=0.01) and frame["auto"]["images"] == 1
+    assert "the same, `--scales auto`" in text and "restored as `deblur` does" in text
     assert (out / "tiny-real_blur_only.jpg").stat().st_size > 10_000
 
 
