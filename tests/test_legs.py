@@ -182,3 +182,58 @@ def test_a_leg_that_holds_the_held_out_photos_but_loses_a_gate_set_is_not_shippe
         legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], gate=["nonsense:/x"], log=_quiet)
     with pytest.raises(ValueError, match="`gate_images` must be a positive integer"):
         legs.finish("mtwdn-legtest", run1, log_dir=dirs["log"], gate=[gate], gate_images=0, log=_quiet)
+
+
+def test_average_makes_a_leg_of_the_mean_of_weight_files(leg1, tmp_path, monkeypatch):
+    """`average`: the run's weights are the mean of the sources' (checked
+    against numpy on the loaded files), `finish` ships it as a leg of no
+    steps that records its sources; one source, or two different networks,
+    are one clear error."""
+    from tfdeblur import weights as W
+    from tfdeblur.inference import load_model
+    from tfdeblur.training.run import save_model_atomic
+    from tfdeblur.weights.pack import pack
+
+    dirs, run1 = leg1
+    monkeypatch.setenv("TFDEBLUR_WEIGHTS_DIR", dirs["weights"])
+    log = str(tmp_path / "legs")
+    rec1 = legs.finish("mtwdn-legtest", run1, log_dir=log, val_images=1, log=_quiet)
+    a = os.path.join(dirs["weights"], "mtwdn-legtest.json")
+    other = keras.saving.load_model(f"{run1}/model.keras", compile=False)
+    rng = np.random.default_rng(0)
+    other.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in other.get_weights()])
+    save_model_atomic(other, str(tmp_path / "other.keras"))
+    (tmp_path / "b").mkdir()
+    pack(str(tmp_path / "other.keras"), "mtwdn-legtest", out=str(tmp_path / "b"), log=_quiet)
+    b = str(tmp_path / "b" / "mtwdn-legtest.json")
+
+    shas = [W.read_manifest(p).data["sha256"] for p in (a, b)]  # `finish` below replaces a
+    run = legs.average("mtwdn-legtest", [a, b], str(tmp_path / "runs"), log_dir=log, log=_quiet)
+    assert run.endswith("mtwdn-legtest-leg2")
+    got = keras.saving.load_model(f"{run}/model.keras", compile=False).get_weights()
+    want = [(x.astype(np.float64) + y) / 2 for x, y in zip(load_model(a).get_weights(), load_model(b).get_weights())]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert max(np.abs(g - x).max() for g, x in zip(got, load_model(a).get_weights())) > 1e-3  # not a copy of one
+
+    rec = legs.finish("mtwdn-legtest", run, log_dir=log, val_images=1, log=_quiet, ship_anyway=True)
+    assert rec["leg"] == 2 and rec["steps_done"] == 0 and rec["shipped"]
+    assert rec["total_steps_all_legs"] == rec1["steps_done"]  # averaging trains nothing
+    assert "weight average" in rec["init_from"]
+    assert [s["sha256"] for s in rec["averaged_from"]] == shas
+    assert W.read_manifest(a).data["sha256"] not in shas  # the average shipped
+    assert rec["averaged_from"][0]["leg"] == 1
+
+    with pytest.raises(ValueError, match="at least two weight files"):
+        legs.average("mtwdn-legtest", [a], str(tmp_path / "runs"), log_dir=log, log=_quiet)
+    import tfdeblur.models as models
+
+    wider = models.build("mtwdn", widths=[4, 8, 16], blocks_per_level=1)
+    wider(np.zeros((1, 32, 32, 3), np.float32))
+    save_model_atomic(wider, str(tmp_path / "wider.keras"))
+    (tmp_path / "c").mkdir()
+    pack(str(tmp_path / "wider.keras"), "mtwdn-other", out=str(tmp_path / "c"), log=_quiet)
+    with pytest.raises(ValueError, match="`from` .*mtwdn-other.json: a different network"):
+        legs.average("mtwdn-legtest", [a, str(tmp_path / "c" / "mtwdn-other.json")], str(tmp_path / "runs"),
+                     log_dir=log, log=_quiet)

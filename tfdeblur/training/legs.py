@@ -22,6 +22,14 @@ done, data, recipe, learning rate, seed, wall time, machine, metrics.
 
 Each leg draws fresh samples (its seed is the leg number), so no leg
 repeats another's batches.
+
+`average` makes a leg without training: the element-wise mean of two or
+more weight files of the same network (a "model soup", Wortsman et al.,
+ICML 2022; here legs of one lineage that learned different things, e.g.
+before and after a change of the data mix), written as a run folder that
+`finish` scores, gates and ships like any leg:
+
+    python -m tfdeblur.training.legs average mtwdn-photos --from OLD.json --from mtwdn-photos --runs /work/runs
 """
 import argparse
 import datetime
@@ -297,7 +305,9 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
         record["gate"] = gates
     if because:
         record["not_shipped_because"] = because
-    for key in ("backend", "schedule_note", "data_note", "train_seconds", "bias_gradients"):
+    if config.get("averaged_from"):
+        record["init_from"] = "the weight average of the legs in averaged_from (no training)"
+    for key in ("backend", "schedule_note", "data_note", "train_seconds", "bias_gradients", "averaged_from"):
         if config.get(key) is not None:
             record[key] = config[key]
     if shipped:
@@ -311,6 +321,62 @@ def finish(name, run, log_dir=None, weights_out=None, val_images=None, log=None,
         f"val PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f} dB, "
         f"gain {summary['psnr'] - summary['input_psnr']:+.2f} dB); total {record['total_steps_all_legs']} steps")
     return record
+
+
+def average(name, sources, runs, log_dir=None, log=None):
+    """A run folder `runs/NAME-legK` (K: the next leg) whose `model.keras` is
+    the element-wise mean of `sources` (two or more shipped weights names or
+    manifest paths of one network), with a `config.json` for `finish`: the
+    data and recipe of release `name`'s newest shipped leg, no steps, and
+    `averaged_from` (each source's manifest, sha256 and leg). Returns the
+    folder."""
+    import numpy as np
+
+    from tfdeblur import weights as W
+    from tfdeblur.inference import load_model
+    from tfdeblur.training.run import save_model_atomic
+
+    log = log or logger.info
+    if len(sources) < 2:
+        raise ValueError(f"`from`: averaging needs at least two weight files; got {len(sources)}")
+    shipped = [leg for leg in read_legs(name, log_dir) if leg.get("shipped", True)]
+    if not shipped:
+        raise ValueError(f"`name` {name}: no shipped leg in {log_path(name, log_dir)} to take the data and recipe from")
+    models, about = [], []
+    for src in sources:
+        manifest = W.read_manifest(src)
+        models.append(load_model(src, arg="`from`"))
+        last = manifest.summary.get("last_leg") or {}
+        about.append({"weights": src, "sha256": manifest.data["sha256"], "leg": last.get("leg"),
+                      "steps": manifest.summary.get("steps")})
+    first = models[0]
+    for src, model in zip(sources[1:], models[1:]):
+        if type(model) is not type(first) or model.get_config() != first.get_config():
+            raise ValueError(f"`from` {src}: a different network from {sources[0]} ({type(model).__name__} "
+                             f"{model.get_config()} vs {type(first).__name__} {first.get_config()})")
+    for i, variable in enumerate(first.weights):
+        values = [np.asarray(m.weights[i].numpy(), np.float64) for m in models]
+        variable.assign(np.mean(values, axis=0).astype(variable.dtype))
+    leg = len(read_legs(name, log_dir)) + 1
+    out = os.path.join(runs, f"{name}-leg{leg}")
+    if os.path.exists(out):
+        raise ValueError(f"`runs`: {out} exists already")
+    os.makedirs(out)
+    newest = shipped[-1]
+    config = {
+        "net": newest["net"], "data": newest["data"], "seed": None, "total_steps": 0,
+        "crop": newest["crop"], "batch_size": newest["batch_size"], "learning_rate": None,
+        "recipe_name": newest.get("recipe_name"), "recipe": {"schedule": None, "loss": newest.get("loss")},
+        "precision_resolved": "float64 mean of the sources' weights", "init_from": None,
+        "data_note": "no training: the weight average of " + ", ".join(
+            f"leg {a['leg']}" if a["leg"] is not None else a["weights"] for a in about),
+        "averaged_from": about,
+    }
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    save_model_atomic(first, os.path.join(out, "model.keras"))
+    log(f"averaged {len(sources)} weight files ({', '.join(map(str, sources))}) into {out}")
+    return out
 
 
 def main(argv=None):
@@ -344,6 +410,12 @@ def main(argv=None):
     f.add_argument("--gate-images", type=int, help="score the first N pairs of each gate set (default: all)")
     f.add_argument("--gate-tolerance", type=float, default=GATE_TOLERANCE_DB,
                    help=f"dB a gate set may lose (default {GATE_TOLERANCE_DB})")
+    a = sub.add_parser("average", help="a leg without training: the mean of two or more weight files (then `finish` it)")
+    a.add_argument("name", help="release name, e.g. mtwdn-photos (its newest shipped leg gives the data and recipe)")
+    a.add_argument("--from", dest="sources", action="append", required=True, metavar="WEIGHTS",
+                   help="shipped weights name or manifest (.json) path; repeat, at least twice")
+    a.add_argument("--runs", default="runs", help="folder of the legs' run folders (default runs/)")
+    a.add_argument("--log-dir")
     args = p.parse_args(argv)
     from tfdeblur import console
     from tfdeblur.errors import first_line, flags, print_error
@@ -357,6 +429,8 @@ def main(argv=None):
                   steps_per_epoch=args.steps_per_epoch, log_dir=args.log_dir, from_weights=args.from_weights,
                   crop=args.crop, batch_size=args.batch_size, learning_rate=args.learning_rate, progress=True,
                   precision=args.precision)
+        elif args.command == "average":
+            average(args.name, args.sources, args.runs, log_dir=args.log_dir)
         else:
             finish(args.name, args.run, log_dir=args.log_dir, weights_out=args.weights_out,
                    val_images=args.val_images, ship_anyway=args.ship_anyway, gate=args.gate,
