@@ -283,6 +283,10 @@ def _leg_text(leg):
     machine = leg.get("machine") or {}
     where = _machine_text(machine) if machine.get("gpus") else f"load average {(machine.get('load_average') or ['?'])[0]}"
     backend = f", {leg['backend']}" if leg.get("backend") else ""
+    if leg.get("averaged_from"):  # `legs average`: no training
+        sources = ", ".join(str(a.get("leg") or a.get("weights")) for a in leg["averaged_from"])
+        return (f"no training: the weight average of legs {sources} (`legs average`), "
+                f"{_fmt_seconds(leg.get('wall_seconds'))}, {where}{gain}")
     return (f"{leg.get('steps_done')} steps{salvaged} from {leg.get('init_from')}, seed {leg.get('seed')}, "
             f"crop {leg.get('crop')}, batch {leg.get('batch_size')}, lr {lr:g} {sched}, {leg.get('precision')}, "
             f"{_fmt_seconds(leg.get('wall_seconds'))}, {where}{backend}{gain}")
@@ -471,9 +475,10 @@ def main(argv=None):
         except ValueError as e:
             print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
             return 2
+        # the measurements first: a card that fails to render keeps them
+        atomic_write(os.path.join(args.out_dir, f"{result['label']}.json"), json.dumps(result, indent=1) + "\n")
         text = card_markdown(result)
         atomic_write(os.path.join(args.out_dir, f"{result['label']}.md"), text)
-        atomic_write(os.path.join(args.out_dir, f"{result['label']}.json"), json.dumps(result, indent=1) + "\n")
         print(text)
     return 0
 

@@ -163,3 +163,14 @@ def test_ensemble_row_is_the_mean_of_the_eight_flips_and_rotations(card, tmp_pat
     assert ens["gain_db"] == pytest.approx(ens["psnr"] - plain["input_psnr"])
     text = (out / "perturbed.md").read_text()
     assert f"self-ensemble (mean of 8 flips/rotations, `--ensemble`, 8x time) | 1 | | {ens['psnr']:.2f} dB" in text
+
+
+def test_an_averaged_leg_is_one_line_of_the_card(card):
+    """A `legs average` record (no steps, seed or learning rate) renders as
+    the legs it averaged."""
+    leg = {"leg": 14, "steps_done": 0, "seed": None, "learning_rate": None, "init_from": "the weight average",
+           "averaged_from": [{"weights": "old.json", "leg": 9}, {"weights": "mtwdn-photos", "leg": 13}],
+           "wall_seconds": 8.0, "machine": {"load_average": [1.0]},
+           "val": {"psnr": 25.51, "input_psnr": 22.92}}
+    text = card._leg_text(leg)
+    assert text.startswith("no training: the weight average of legs 9, 13") and "held-out photos 25.51 dB (+2.59)" in text
