@@ -39,7 +39,7 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     shared = shared_path()
     model = save_tiny_model(tmp_path / "tiny.keras")
     out = tmp_path / "card"
-    code = card.main(["--model", model, "--limit", "1", "--repeats", "1", "--data", "gopro_pair", "levin",
+    code = card.main(["--model", model, "--limit", "1", "--repeats", "1", "--data", "gopro_pair", "levin", "cbsd68",
                       "--auto", "gopro_pair", "--shared", str(shared), "--out-dir", str(out)])
     assert code == 0
     result = json.loads((out / "tiny.json").read_text())
@@ -51,12 +51,15 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     assert frame["published"]["HINet"]["psnr"] == pytest.approx(33.190, abs=0.005)
     assert frame["gain_db"] == 0.0 and result["sets"]["levin"]["gain_db"] == 0.0
     assert result["sets"]["levin"]["protocol"] == "levin" and result["params"] > 0 and result["cpu"]["seconds"] > 0
+    # CBSD68 x Levin kernels: Levin's shift search, the whole-image score beside it
+    cbsd = result["sets"]["cbsd68"]
+    assert cbsd["protocol"] == "levin" and cbsd["also"]["whole"]["input_psnr"] < cbsd["input_psnr"]
     text = (out / "tiny.md").read_text()
     assert "| GoPro test frame GOPR0384_11_00-000001 | 1 | 24.05 dB / 0.7170 | 24.05 dB / 0.7170 | **+0.00 dB** |" in text
     # --scales auto on the 1280x720 frame restores at 1 and 0.5; the identity-like
     # tiny network gives the input back at both (the detail add-back is exact)
     assert frame["auto"]["gain_db"] == pytest.approx(0.0, abs=0.01) and frame["auto"]["images"] == 1
-    assert "the same, `--scales auto`" in text and "restored as `deblur` does" in text
+    assert "the same, `--scales auto`" in text and "the same, `whole` protocol (no shift search)" in text and "restored as `deblur` does" in text
     assert (out / "tiny-real_blur_only.jpg").stat().st_size > 10_000
 
 

@@ -3,6 +3,7 @@ references: scipy's 3-D Gaussian filter, scikit-image, the GoPro golden
 values, known warps and shifts."""
 import csv
 import json
+import math
 
 import cv2
 import numpy as np
@@ -179,18 +180,70 @@ def test_eval_kohler_layout_scores_against_every_frame(tiny_model, tmp_path, cap
 
 def test_levin_finds_a_known_integer_shift_and_scores_the_interior():
     # Closed form: a shifted copy of the truth is found at its shift with an
-    # infinite-free exact match; PSNR over the interior equals skimage's.
+    # exact match; PSNR over the interior (15 px border, as Levin's
+    # comp_upto_shift.m) equals skimage's.
     truth = _u8(_texture(60, 70, seed=4))
     shifted = np.roll(truth, (2, -1), axis=(0, 1))  # output[y + 2, x - 1] = truth[y, x]
     got = protocols.score("levin", shifted, truth)
-    assert got["shift"] == [-1, 2] and got["ssim"] == pytest.approx(1.0)
+    assert got["shift"] == [-1, 2] and got["ssim"] == pytest.approx(1.0) and got["psnr"] == math.inf
     noisy = _u8(shifted + np.random.default_rng(0).normal(0, 6, shifted.shape))
-    got = protocols.score("levin", noisy, truth)
-    assert got["shift"] == [-1, 2]
+    on_grid = protocols.levin(noisy, truth, step=1.0)
+    assert on_grid["shift"] == [-1, 2]
     from skimage.metrics import peak_signal_noise_ratio
 
-    want = peak_signal_noise_ratio(truth[3:-3, 3:-3], noisy[5:-1, 2:-4], data_range=255)
-    assert got["psnr"] == pytest.approx(want, abs=1e-9)
-    # A shift beyond the +-3 px search is not found: the score stays low.
-    far = np.roll(truth, (5, 0), axis=(0, 1))
+    want = peak_signal_noise_ratio(truth[15:-15, 15:-15], noisy[17:-13, 14:-16], data_range=255)
+    assert on_grid["psnr"] == pytest.approx(want, abs=1e-4)
+    # On the quarter-pixel grid, interpolation averages some noise away:
+    # the best shift stays within half a pixel and scores at least as well.
+    got = protocols.score("levin", noisy, truth)
+    assert abs(got["shift"][0] + 1) <= 0.5 and abs(got["shift"][1] - 2) <= 0.5 and got["psnr"] >= want
+    # Levin's search reaches +-5 px (k6's centre of mass is 4.3 px off its
+    # array's centre); beyond that the score stays low.
+    assert protocols.score("levin", np.roll(truth, (5, -4), axis=(0, 1)), truth)["shift"] == [-4, 5]
+    far = np.roll(truth, (7, 0), axis=(0, 1))
     assert protocols.score("levin", far, truth)["psnr"] < protocols.score("levin", shifted, truth)["psnr"] - 20
+
+
+def test_levin_finds_a_quarter_pixel_shift_as_scipy_interpolates_it():
+    # An independent bilinear shift (scipy.ndimage.shift, order 1) of a smooth
+    # truth by (-1.25, +2.5) px is found at the opposite quarter-pixel shift,
+    # and the PSNR equals scipy's own re-shift of the output scored by skimage.
+    from skimage.metrics import peak_signal_noise_ratio
+
+    truth = _u8(cv2.GaussianBlur(_texture(72, 80, seed=9), (0, 0), 1.5))
+    t = truth.astype(np.float64)
+    output = _u8(ndimage.shift(t, (-1.25, 2.5, 0), order=1, mode="nearest"))  # output[y, x] = truth[y + 1.25, x - 2.5]
+    got = protocols.score("levin", output, truth)
+    assert got["shift"] == [2.5, -1.25]
+    back = ndimage.shift(output.astype(np.float64) / 255.0, (1.25, -2.5, 0), order=1, mode="nearest")
+    want = peak_signal_noise_ratio(t[15:-15, 15:-15] / 255.0, np.clip(back[15:-15, 15:-15], 0, 1), data_range=1.0)
+    assert got["psnr"] == pytest.approx(want, abs=1e-3)
+    # The integer-only search of before 2026-11-27 would have scored lower.
+    assert got["psnr"] > protocols.levin(output, truth, step=1.0)["psnr"] + 1.0
+
+
+def test_evaluate_pairs_scores_the_same_outputs_with_more_protocols():
+    # `also` scores each output a second way without restoring again; its
+    # numbers equal a separate run with that protocol, and the shift search
+    # of `levin` lifts a shifted output that `whole` punishes.
+    from tfdeblur.evaluate import evaluate_pairs
+
+    class Shifter:  # a stand-in restorer: returns its input moved by (2, -1) px
+        calls = 0
+
+        def restore_rgb(self, rgb, progress=None):
+            Shifter.calls += 1
+            return np.roll(rgb, (2, -1), axis=(0, 1))
+
+    sharp = [_texture(64, 72, seed=s) / 255.0 for s in (1, 2)]
+    pairs = [(cv2.GaussianBlur(x, (0, 0), 1.2), x) for x in sharp]
+    both, rows, _ = evaluate_pairs(None, pairs, protocol="levin", deblurrer=Shifter(), also=("whole",))
+    assert Shifter.calls == 2
+    alone, _, _ = evaluate_pairs(None, pairs, protocol="whole", deblurrer=Shifter())
+    for key in ("psnr", "ssim", "input_psnr", "input_ssim"):
+        assert both["also"]["whole"][key] == pytest.approx(alone[key], abs=1e-12)
+    assert both["also"]["whole"]["gain_db"] == pytest.approx(alone["psnr"] - alone["input_psnr"])
+    assert rows[0]["also"]["whole"]["psnr"] == pytest.approx(protocols.score("whole", np.roll(pairs[0][0], (2, -1), axis=(0, 1)), pairs[0][1])["psnr"])
+    assert both["psnr"] > both["also"]["whole"]["psnr"] + 3
+    with pytest.raises(ValueError, match="protocol"):
+        evaluate_pairs(None, pairs, deblurrer=Shifter(), also=("nope",))

@@ -20,7 +20,7 @@ from tfdeblur.inference import Deblurrer
 from tfdeblur.io import read_image, to_uint8, write_text
 
 
-def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="whole", deblurrer=None):
+def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="whole", deblurrer=None, also=()):
     """Scores `model` on an unbatched dataset of (blur, sharp) float images.
 
     `protocol` is one of `tfdeblur.protocols.PROTOCOLS` (for "kohler" the
@@ -31,9 +31,15 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
     "images", "ssim_convention", "ssim_conventions", "protocol",
     "seconds_per_image"), the per-image rows (with "seconds", the restoring
     time of that image; the first includes tracing), and the first `keep`
-    (blur, output, sharp) uint8 triples.
+    (blur, output, sharp) uint8 triples. `also`: more protocols to score
+    the same outputs with (no second restore), as the summary's and each
+    row's "also" {protocol: {"psnr", "ssim", "input_psnr", "input_ssim"}}
+    (the summary's with "gain_db").
     """
     protocols.check_protocol(protocol)
+    also = tuple(also)
+    for extra in also:
+        protocols.check_protocol(extra)
     if deblurrer is None:
         deblurrer = Deblurrer(model, max_pixels=2**62)
     rows, kept = [], []
@@ -53,6 +59,12 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
         row.update({k: got[k] for k in ("psnr", "ssim", "ssim_matlab")})
         row.update({f"input_{k}": base[k] for k in ("psnr", "ssim", "ssim_matlab")})
         row["seconds"] = seconds
+        if also:
+            row["also"] = {}
+            for extra in also:
+                e_got, e_base = protocols.score(extra, o8, truth), protocols.score(extra, b8, truth)
+                row["also"][extra] = {"psnr": e_got["psnr"], "ssim": e_got["ssim"],
+                                      "input_psnr": e_base["psnr"], "input_ssim": e_base["ssim"]}
         rows.append(row)
         if len(kept) < keep:
             kept.append((b8, o8, s8 if s8.ndim == 3 else s8[0]))
@@ -71,6 +83,12 @@ def evaluate_pairs(model, dataset, names=None, keep=0, progress=None, protocol="
         seconds_per_image=elapsed / len(rows),
         restore_seconds_median=float(np.median([r["seconds"] for r in rows])),
     )
+    if also:
+        summary["also"] = {}
+        for extra in also:
+            means = {k: float(np.mean([r["also"][extra][k] for r in rows])) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+            means["gain_db"] = means["psnr"] - means["input_psnr"]
+            summary["also"][extra] = means
     return summary, rows, kept
 
 
