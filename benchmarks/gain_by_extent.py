@@ -13,7 +13,10 @@ CBSD68 row) by:
   side of the bounding box holding 99 % of its mass).
 
 For each (model, kernel) it prints the mean input PSNR, output PSNR and gain
-(dB, whole image). The photos stream's blur sizes (datasets/photos.py:
+(dB, whole image; `--protocol levin`: Levin's shift search, as the model
+card scores Levin's kernels since 2026-11-27 -- a blind network restores
+to the blur's centre of mass, and Levin's kernels are centred by their
+support, up to 4.3 px away). The photos stream's blur sizes (datasets/photos.py:
 MAX_SHIFT, UNIFORM_SIZE_BIAS) are printed beside, so the table says whether a
 weak row is a size the training data rarely shows. `--scales` gives each
 model one column per setting of `Deblurrer(scales=...)` (`deblur --scales`:
@@ -68,6 +71,8 @@ def main(argv=None):
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lengths", default="5,9,13,17,21,25,31")
     p.add_argument("--angles", type=int, default=2)
+    p.add_argument("--protocol", default="whole", choices=("whole", "levin"),
+                   help="how output and input are scored (default whole: the 2026-11-26 tables)")
     p.add_argument("--scales", nargs="+", default=["1"], metavar="S[,S...]",
                    help="Deblurrer scales settings, one column each (default 1: the plain network)")
     args = p.parse_args(argv)
@@ -97,7 +102,8 @@ def main(argv=None):
     lengths = [float(v) for v in args.lengths.split(",")]
     table = kernels_to_test(lengths, args.angles, os.path.join(args.shared, "data", "kernels", "levin09.npz"))
     print(f"# {len(sharp)} CBSD68 photos, centre {args.crop} px; photos stream: camera shift <= {P.MAX_SHIFT:g} px, "
-          f"uniform kernels <= {P.MAX_KERNEL} px (size bias {P.UNIFORM_SIZE_BIAS:g}); load {os.getloadavg()[0]:.2f}")
+          f"uniform kernels <= {P.MAX_KERNEL} px (size bias {P.UNIFORM_SIZE_BIAS:g}); protocol {args.protocol}; "
+          f"load {os.getloadavg()[0]:.2f}")
     models = []
     for name in args.names:
         m = load_model(name, arg="names")
@@ -116,10 +122,10 @@ def main(argv=None):
         for k in ks:
             for img in sharp:
                 blurry = blur_image(img, k, noise_sigma=0, gamma=2.2, quantize=True)
-                inp.append(protocols.score("whole", blurry, img)["psnr"])
+                inp.append(protocols.score(args.protocol, blurry, img)["psnr"])
                 with tf.device("/CPU:0"):
                     for j, (_, restore) in enumerate(models):
-                        outs[j].append(protocols.score("whole", restore(blurry), img)["psnr"])
+                        outs[j].append(protocols.score(args.protocol, restore(blurry), img)["psnr"])
         i = float(np.mean(inp))
         cells = "".join(f"{np.mean(o):>11.2f} ({np.mean(o) - i:+.2f})" for o in outs)
         print(f"{label:<14}{ext:>7g}{i:>8.2f}{cells}", flush=True)

@@ -16,7 +16,11 @@ the gain over the blurry input and the median restoring time per image.
 minus the first setting's. `--data train_crops` adds a set none of the
 card's: `TRAIN_CROPS` crops of 384 px from the *training* photos, blurred
 by the photos stream's four photo modes in turn (the set `auto_scales`'s
-size threshold was set on, beside the GoPro frames' size).
+size threshold was set on, beside the GoPro frames' size). `--data
+gopro_dev_x2` adds the GoPro dev pairs upscaled 2x (bicubic, blurry and
+sharp alike: 2560x1440 with blur twice as wide), a stand-in for photos
+above the GoPro size, which the shared data has no pairs of; upscaled
+content is smoother than a real photo of that size.
 """
 import argparse
 import json
@@ -32,6 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_CROPS = 24
 TRAIN_CROP_SIZE = 384
 TRAIN_CROP_MODES = ("uniform", "camera", "wide", "shake")
+EXTRA_SETS = ("train_crops", "gopro_dev_x2")
 
 
 def train_crops(shared, limit=None):
@@ -47,13 +52,31 @@ def train_crops(shared, limit=None):
     return pairs, [f"{m}{i}" for i, m in enumerate(modes)]
 
 
+def upscaled(pairs, factor=2):
+    """The (blur, sharp) pairs upscaled `factor` times (bicubic, clipped to [0, 1])."""
+    import cv2
+    import numpy as np
+
+    def up(img):
+        img = np.asarray(img, np.float32)
+        h, w = img.shape[:2]
+        return np.clip(cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+
+    for blur, sharp in pairs:
+        yield up(blur), up(sharp)
+
+
 def score(name, model, deblurrer, shared, limit):
-    """(summary, rows) of one set: the card's, or `train_crops`."""
-    if name != "train_crops":
+    """(summary, rows) of one set: the card's, `train_crops` or `gopro_dev_x2`."""
+    if name not in EXTRA_SETS:
         return model_card.evaluate_set(name, model, deblurrer, shared, limit, fed_as_stored=False)
     from tfdeblur.evaluate import evaluate_pairs
 
-    pairs, names = train_crops(shared, limit)
+    if name == "gopro_dev_x2":
+        dataset, names, _, _, _ = model_card.load_set("gopro_dev", model, deblurrer, shared, limit)
+        pairs = upscaled(dataset)
+    else:
+        pairs, names = train_crops(shared, limit)
     summary, rows, _ = evaluate_pairs(model, pairs, names=names, protocol="whole", deblurrer=deblurrer)
     summary = dict(summary, gain_db=summary["psnr"] - summary["input_psnr"])
     return summary, rows
@@ -64,7 +87,7 @@ def main(argv=None):
     p.add_argument("name", help="shipped weights name or .keras file")
     p.add_argument("--scales", nargs="+", default=["1", "0.75", "0.5", "1,0.5"], metavar="S[,S...]",
                    help="settings to compare, each a comma-separated list of scales or auto")
-    p.add_argument("--data", nargs="+", default=list(model_card.SETS), choices=model_card.SETS + ("train_crops",))
+    p.add_argument("--data", nargs="+", default=list(model_card.SETS), choices=model_card.SETS + EXTRA_SETS)
     p.add_argument("--per-image", action="store_true", help="also print each image's PSNR difference to the first setting")
     p.add_argument("--limit", type=int, default=16, help="at most N images per set (default 16)")
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"))
