@@ -21,6 +21,13 @@ MAX_SHIFT, UNIFORM_SIZE_BIAS) are printed beside, so the table says whether a
 weak row is a size the training data rarely shows. `--scales` gives each
 model one column per setting of `Deblurrer(scales=...)` (`deblur --scales`:
 restoring at smaller scales too), to see which blur extents gain from it.
+
+The `ceiling` column is the protocol's PSNR of a perfect restoration that
+sits where a blind network puts it, at the blur's centre of mass (the
+training kernels are centred on their mass, `kernels._splat`): the sharp
+crop moved by the kernel's mass offset from its array centre (Lanczos).
+Symmetric kernels have none (inf); Levin's k6 is 4.3 px off, so on the
+whole image even a perfect blind restoration scores below its blurry input.
 """
 
 import argparse
@@ -48,6 +55,27 @@ def extent(kernel, mass=0.99):
         hi = int(np.searchsorted(c, 1 - (1 - mass) / 2))
         sides.append(hi - lo + 1)
     return max(sides)
+
+
+def mass_offset(kernel):
+    """(dy, dx) of the kernel's centre of mass from its array centre, px:
+    where `blur_image` (a true convolution) moves a point's mass to."""
+    k = np.asarray(kernel, np.float64)
+    k = k / k.sum()
+    ys, xs = np.mgrid[: k.shape[0], : k.shape[1]]
+    return float((k * ys).sum() - (k.shape[0] - 1) / 2), float((k * xs).sum() - (k.shape[1] - 1) / 2)
+
+
+def moved(img, dy, dx):
+    """`img` translated by (dy, dx) px (Lanczos, reflected borders)."""
+    import cv2
+
+    if dy == 0 and dx == 0:
+        return img
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    h, w = img.shape[:2]
+    out = cv2.warpAffine(np.asarray(img, np.float32), m, (w, h), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
+    return np.clip(out, 0.0, 1.0)
 
 
 def kernels_to_test(lengths, angles, levin_path):
@@ -114,13 +142,15 @@ def main(argv=None):
             else:
                 label = f"{name}@{','.join(f'{v:g}' for v in scales)}"
                 models.append((label, Deblurrer(m, scales=scales).restore_rgb))
-    head = f"{'kernel':<14}{'extent':>7}{'input':>8}" + "".join(f"{n[:20]:>21}" for n, _ in models)
+    head = f"{'kernel':<14}{'extent':>7}{'ceiling':>9}{'input':>8}" + "".join(f"{n[:20]:>21}" for n, _ in models)
     print(head)
     started = time.perf_counter()
     for label, ext, ks in table:
-        inp, outs = [], [[] for _ in models]
+        inp, ceil, outs = [], [], [[] for _ in models]
         for k in ks:
+            dy, dx = mass_offset(k)
             for img in sharp:
+                ceil.append(protocols.score(args.protocol, moved(img, dy, dx), img)["psnr"])
                 blurry = blur_image(img, k, noise_sigma=0, gamma=2.2, quantize=True)
                 inp.append(protocols.score(args.protocol, blurry, img)["psnr"])
                 with tf.device("/CPU:0"):
@@ -128,7 +158,8 @@ def main(argv=None):
                         outs[j].append(protocols.score(args.protocol, restore(blurry), img)["psnr"])
         i = float(np.mean(inp))
         cells = "".join(f"{np.mean(o):>11.2f} ({np.mean(o) - i:+.2f})" for o in outs)
-        print(f"{label:<14}{ext:>7g}{i:>8.2f}{cells}", flush=True)
+        c = float(np.mean(ceil))
+        print(f"{label:<14}{ext:>7g}{c:>9.2f}{i:>8.2f}{cells}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")
 
 
