@@ -49,8 +49,8 @@ card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
 8x the time), as a row under the plain one. `--auto SET ...` adds a row
 through `Deblurrer(model, scales="auto")`, what `deblur` and
 `tfdeblur.deblur` do by default (1,0.5 for images of 600 px and more on
-the shorter side: the 1280x720 GoPro sets; the others are smaller and
-score as the plain row). The real_blur_only sheet is restored that way too.
+the shorter side: the 1280x720 GoPro sets; 1,0.5,0.25 from 1200 px; the
+others are smaller and score as the plain row). The real_blur_only sheet is restored that way too.
 
 The 1280x720 time is fp32, batch 1, on the CPU (`/CPU:0` even when a GPU
 is visible), median of `--repeats` runs after a warm-up

@@ -85,3 +85,30 @@ def test_scale_benchmark_scores_each_setting(tmp_path, capsys):
     assert f"1,0.5 {per['1,0.5'][first] - per['1'][first]:+.2f}" in lines[0]
     with pytest.raises(SystemExit):
         bench.main([path, "--scales", "2"])
+
+
+def test_scale_benchmark_upscaled_gopro_set(tmp_path):
+    # --data gopro_dev_x2: the first dev pair upscaled 2x (bicubic, clipped);
+    # its input score equals the whole-image PSNR of that pair made here.
+    import cv2
+    import numpy as np
+
+    from tests.helpers import save_tiny_model, shared_path
+    from tfdeblur import io as tio
+    from tfdeblur import protocols
+
+    folder = shared_path("data", "gopro_dev_pairs")
+    bench = load_benchmark("scale_inference")
+    name = sorted(tio.list_images(str(folder / "blur")))[0]
+    blur = tio.read_image(name)
+    sharp = tio.read_image(str(folder / "sharp" / name.split("/")[-1]))
+    (ub, us), = list(bench.upscaled([(blur, sharp)]))
+    h, w = blur.shape[:2]
+    assert ub.shape == (2 * h, 2 * w, 3)
+    np.testing.assert_allclose(ub, np.clip(cv2.resize(blur, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC), 0, 1))
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    out = tmp_path / "x2.json"
+    assert bench.main([path, "--data", "gopro_dev_x2", "--limit", "1", "--scales", "1", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["sets"]["gopro_dev_x2"]
+    assert got["images"] == 1
+    assert got["input_psnr"] == pytest.approx(protocols.score("whole", ub, us)["psnr"], abs=1e-6)

@@ -215,19 +215,24 @@ def test_smaller_scale_is_conv_of_the_downscaled_image_upscaled():
 
 
 def test_auto_scales_pick_by_the_shorter_side(monkeypatch):
-    """`scales="auto"`: (1.0, 0.5) from AUTO_MIN_SIDE px on the shorter side
-    (the same output as asking for them), the plain pass below it."""
+    """`scales="auto"`: (1.0, 0.5) from AUTO_MIN_SIDE px on the shorter side,
+    (1.0, 0.5, 0.25) from twice that (the same output as asking for them),
+    the plain pass below it; never deeper than AUTO_MAX_LEVELS."""
     monkeypatch.setattr(inference, "AUTO_MIN_SIDE", 40)
     model = _conv_stack([3], seed=11)
     auto = inference.Deblurrer(model, scales="auto")
     assert auto.scales == "auto" and inference.Deblurrer(model, scales=" Auto ").scales == "auto"
-    for h, w, want in ((40, 46, (1.0, 0.5)), (46, 40, (1.0, 0.5)), (39, 80, (1.0,)), (80, 39, (1.0,))):
+    for h, w, want in ((40, 46, (1.0, 0.5)), (46, 40, (1.0, 0.5)), (39, 80, (1.0,)), (80, 39, (1.0,)),
+                       (79, 96, (1.0, 0.5)), (80, 88, (1.0, 0.5, 0.25)), (96, 80, (1.0, 0.5, 0.25))):
         assert auto.scales_for(h, w) == want == inference.auto_scales(h, w)
         img = _rng_image(h, w, seed=h + w)
         np.testing.assert_array_equal(auto.restore_rgb(img), inference.Deblurrer(model, scales=want).restore_rgb(img))
     big, small = _rng_image(40, 46, seed=12), _rng_image(39, 46, seed=12)
     assert np.abs(auto.restore_rgb(big) - inference.Deblurrer(model).restore_rgb(big)).max() > 1e-2
     np.testing.assert_array_equal(auto.restore_rgb(small), inference.Deblurrer(model).restore_rgb(small))
+    assert inference.auto_scales(4000, 6000) == (1.0, 0.5, 0.25)
+    monkeypatch.setattr(inference, "AUTO_MAX_LEVELS", 3)
+    assert inference.auto_scales(160, 200) == (1.0, 0.5, 0.25, 0.125) and inference.auto_scales(159, 200) == (1.0, 0.5, 0.25)
 
 
 def test_the_deblur_function_defaults_to_auto_scales(monkeypatch):

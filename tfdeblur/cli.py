@@ -158,7 +158,8 @@ def _add_inference_options(p, scales=(1.0,)):
     p.add_argument("--scales", type=_scales, default=scales, metavar="S[,S...]|auto",
                    help="restore at these scales and average, e.g. 1,0.5: blur wider than the network learned "
                         f"comes within reach at a smaller scale; auto: 1,0.5 for images of at least "
-                        f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), else 1 "
+                        f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), 1,0.5,0.25 from "
+                        f"{2 * inference.AUTO_MIN_SIDE} px, else 1 "
                         f"(default {'auto' if scales == 'auto' else ','.join(f'{v:g}' for v in scales)})")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
