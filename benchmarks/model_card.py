@@ -40,8 +40,8 @@ card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
   whole-image score beside it: Levin's kernels sit in their arrays by
   their support, not their centre of mass (k6's is 4.3 px off), and a
   blind network restores to the blur's centre of mass, so a perfect
-  restoration scores below the blurry input on the whole image for five
-  of the eight kernels.
+  restoration scores below the blurry input on the whole image for three
+  of the eight kernels (`benchmarks/gain_by_extent.py`'s ceiling).
 
 `--ensemble SET ...` scores the named sets a second time through
 `Deblurrer(model, ensemble=True)`, what `deblur --ensemble` and
