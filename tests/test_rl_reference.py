@@ -47,9 +47,14 @@ def test_richardson_lucy_with_the_true_kernel_restores_and_a_mirrored_one_does_n
 
 def test_prints_gains_on_the_shared_sets(rl, capsys):
     shared = shared_path()
-    rl.main(["--shared", str(shared), "--iters", "2", "--limit", "2"])
+    rl.main(["--shared", str(shared), "--iters", "10", "--limit", "8"])
     out = capsys.readouterr().out
-    assert "RL   2 it: mean +" in out and out.count("2 pairs") == 2
+    assert out.count("8 pairs") == 2
+    # im1 with each of the 8 kernels: RL given the true kernel (as the pairs
+    # were blurred) gains on every one (turned the other way, k4-k8 lose).
+    levin = next(line for line in out.splitlines() if "RL  10 it: mean" in line)
+    gains = [float(part.split()[1]) for part in levin.split("|")[1].split("k")[1:]]
+    assert len(gains) == 8 and min(gains) > 1.0, levin
 
 
 def test_bad_arguments(rl, tmp_path):
@@ -59,3 +64,21 @@ def test_bad_arguments(rl, tmp_path):
         rl.main(["--limit", "0"])
     with pytest.raises(SystemExit, match="not found"):
         rl.main(["--shared", str(tmp_path)])
+
+
+def test_levin_pairs_are_blurred_by_the_stored_kernels_turned_180_degrees(rl):
+    # k6 is far from symmetric: only one orientation can fit the pair.
+    import cv2
+
+    from tfdeblur.datasets import load_kernels
+
+    shared = shared_path()
+    root = shared / "data" / "levin09_pairs"
+    sharp = cv2.imread(str(root / "sharp" / "im1_kernel6.png"), cv2.IMREAD_GRAYSCALE) / 255.0
+    blurry = cv2.imread(str(root / "blur" / "im1_kernel6.png"), cv2.IMREAD_GRAYSCALE) / 255.0
+    k6 = np.asarray(load_kernels(shared / "data" / "kernels" / "levin09.npz")[5], np.float64)
+    k6 /= k6.sum()
+    turned = rl.fit_db(sharp, blurry, rl.levin_pair_kernel(k6))
+    assert turned > 40.0
+    assert rl.fit_db(sharp, blurry, k6) < turned - 10.0
+    np.testing.assert_array_equal(rl.levin_pair_kernel(rl.levin_pair_kernel(k6)), k6)
