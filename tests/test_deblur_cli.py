@@ -276,3 +276,28 @@ def test_progress_bar_only_on_a_terminal(capsys):
     assert re.search(r"\x1b\[1m\d+s\x1b\[0m \d+\w+/file", first), first  # the ETA, the time per file
     assert "4/4" in last and "━" * 20 in last and last.endswith("\n"), last
     assert pipe.getvalue() == "" and capsys.readouterr().out == ""  # nothing on stdout, where the results go
+
+
+def test_uniform_blur_refines_with_an_estimated_kernel(tiny_model, tmp_path, capsys, monkeypatch):
+    from tfdeblur import kernel_refine
+
+    calls = []
+    real = kernel_refine.refine
+
+    def spy(blurry, restored, **kwargs):
+        out = real(blurry, restored, **kwargs)
+        calls.append((blurry.shape, out))
+        return out
+
+    monkeypatch.setattr(kernel_refine, "refine", spy)
+    side = kernel_refine.MIN_SIDE
+    src = _write(tmp_path / "in" / "a.png", _rgb(side, side + 6, seed=7))
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain")]) == 0
+    assert calls == []
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "u"), "--uniform-blur"]) == 0
+    assert len(calls) == 1 and calls[0][0] == (side, side + 6, 3)
+    want = np.clip(np.rint(calls[0][1] * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(_read(tmp_path / "u" / "a.png"), want)
+    small = _write(tmp_path / "in2" / "b.png", _rgb(40, 50, seed=8))
+    err = run_cli_error(capsys, ["deblur", small, "--model", tiny_model, "--out", str(tmp_path / "s"), "--uniform-blur"])
+    assert f"needs images of at least {side} px a side; got 50x40" in err

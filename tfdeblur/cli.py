@@ -147,7 +147,7 @@ def _scales(text):
 def _add_inference_options(p, scales=(1.0,)):
     """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble, scales;
     `scales`: the default, "auto" for `deblur`, 1 for `eval`, which measures the network)."""
-    from tfdeblur import inference
+    from tfdeblur import inference, kernel_refine
 
     p.add_argument("--tile", type=_positive_int, help="tile side in pixels; forces tiled inference (default: tile only above --max-pixels)")
     p.add_argument("--overlap", type=int, help=f"minimum overlap of neighbouring tiles, pixels (default {inference.DEFAULT_OVERLAP}, at most a quarter of the tile)")
@@ -161,6 +161,11 @@ def _add_inference_options(p, scales=(1.0,)):
                         f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), 1,0.5,0.25 from "
                         f"{2 * inference.AUTO_MIN_SIDE} px, else 1 "
                         f"(default {'auto' if scales == 'auto' else ','.join(f'{v:g}' for v in scales)})")
+    p.add_argument("--uniform-blur", action="store_true",
+                   help="the blur is uniform (camera shake of a still scene): estimate its kernel from the network's "
+                        "output and deconvolve with it (Richardson-Lucy; tfdeblur/kernel_refine.py); wrong for moving "
+                        "objects; images of at least "
+                        f"{kernel_refine.MIN_SIDE} px a side")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
@@ -177,7 +182,8 @@ def _deblurrer(args, model):
     # A model -> callable hook: the test-time local converter; its notices go to stderr.
     transform = tlc.option_transform(args.tlc, args.tlc_window, notice=lambda m: print(m, file=sys.stderr))
     return Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
-                     ensemble=args.ensemble, transform=transform, scales=args.scales)
+                     ensemble=args.ensemble, transform=transform, scales=args.scales,
+                     kernel_refine=args.uniform_blur)
 
 
 def _cmd_train(args):

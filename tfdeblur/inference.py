@@ -464,11 +464,17 @@ class Deblurrer:
     `scales`: restore at each of these scales and average (module docstring);
     "auto": (1.0, 0.5) for images of at least `AUTO_MIN_SIDE` px on the
     shorter side, (1.0, 0.5, 0.25) from twice that, (1.0,) below
-    (`auto_scales`).
+    (`auto_scales`). `kernel_refine`: for uniform blur (camera shake of a
+    still scene) only: estimate one blur kernel from the network's output
+    and deconvolve the image with it (`tfdeblur.kernel_refine.refine`);
+    wrong for moving objects and other non-uniform blur.
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
-                 ensemble=False, transform=None, scales=(1.0,)):
+                 ensemble=False, transform=None, scales=(1.0,), kernel_refine=False):
+        if not isinstance(kernel_refine, (bool, np.bool_)):
+            raise ValueError(f"kernel_refine must be True or False; got {kernel_refine!r}")
+        self.kernel_refine = bool(kernel_refine)
         self.transforms = ensemble_transforms(ensemble)
         self.ensemble = len(self.transforms)
         self.scales = check_scales(scales)
@@ -534,6 +540,19 @@ class Deblurrer:
     def restore_rgb(self, rgb, progress=None):
         """(H, W, 3) float32 in [0, 1] -> restored (H, W, 3) float32, clipped to [0, 1]."""
         rgb = np.asarray(rgb, np.float32)
+        if self.kernel_refine:
+            from tfdeblur import kernel_refine
+
+            h, w = rgb.shape[:2]
+            if min(h, w) < kernel_refine.MIN_SIDE:
+                raise ValueError(f"kernel refinement (kernel_refine, --uniform-blur) needs images of at least "
+                                 f"{kernel_refine.MIN_SIDE} px a side; "
+                                 f"got {w}x{h}")
+            restored = self._restore_scales(rgb, progress)
+            return kernel_refine.refine(rgb, restored).astype(np.float32)
+        return self._restore_scales(rgb, progress)
+
+    def _restore_scales(self, rgb, progress=None):
         h, w = rgb.shape[:2]
         scales = self.scales_for(h, w)
         if scales == (1.0,):
@@ -649,8 +668,8 @@ def deblur(image, model=None, **options):
     a SavedModel folder or `.tflite` file from `export`; None: the default
     shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
-    ensemble, transform, scales -- whose default here, as in `deblur` on the
-    command line, is "auto" (`auto_scales`; `Deblurrer`'s is (1.0,)). For
+    ensemble, transform, scales, kernel_refine -- scales' default here, as in
+    `deblur` on the command line, is "auto" (`auto_scales`; `Deblurrer`'s is (1.0,)). For
     many images build one `Deblurrer` and call it: it traces once."""
     options.setdefault("scales", AUTO)
     return Deblurrer(model, **options)(image)

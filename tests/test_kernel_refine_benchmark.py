@@ -1,0 +1,53 @@
+"""benchmarks/kernel_refine.py: its sets, the kernel similarity, the printout."""
+import numpy as np
+import pytest
+
+from tests.helpers import load_benchmark, shared_path
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("kernel_refine")
+
+
+def test_kernel_similarity_ignores_shifts_and_sees_turns(bench):
+    k = np.zeros((9, 9))
+    k[4, 1:8] = 1.0
+    k[1:4, 7] = 1.0
+    k /= k.sum()
+    moved = np.roll(np.pad(k, 4), (2, -3), (0, 1))
+    assert bench.kernel_similarity(k, k) == pytest.approx(1.0, abs=1e-5)
+    assert bench.kernel_similarity(moved, k) == pytest.approx(1.0, abs=1e-5)
+    assert bench.kernel_similarity(k, k[::-1, ::-1]) < 0.8
+
+
+def test_tuning_set_is_held_out_photos_blurred_by_the_kernel_it_names(bench):
+    from tfdeblur.datasets import blur_image
+    from tfdeblur.datasets.photos import PhotoBank
+
+    shared = shared_path()
+    first = bench.tune_pairs(str(shared), 2)
+    again = bench.tune_pairs(str(shared), 2)
+    val = {p.rsplit("/", 1)[-1] for p in PhotoBank(shared / "data" / "sharp").splits["val"]}
+    for (blurry, sharp, kernel, name), (b2, _, k2, _) in zip(first, again):
+        assert name in val and sharp.shape == (bench.TUNE_SIDE, bench.TUNE_SIDE, 3)
+        np.testing.assert_array_equal(blurry, b2)
+        np.testing.assert_array_equal(kernel, k2)
+        # re-blurred without noise, the pair differs only by the noise (sigma 0.003) and 8 bits
+        clean = blur_image(sharp, kernel.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
+        assert np.std(blurry - clean) < 0.006
+
+
+def test_prints_each_set(bench, capsys):
+    shared = shared_path()
+    bench.main(["--model", "lmfn-photos", "--data", "levin", "--limit", "2", "--shared", str(shared), "--rounds", "1"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("levin (2 pairs): input"))
+    assert "| net +" in line and "| refined " in line and "true kernel +" in line
+
+
+def test_bad_arguments(bench, tmp_path):
+    with pytest.raises(SystemExit, match="--limit"):
+        bench.main(["--limit", "0"])
+    with pytest.raises(SystemExit, match="not found"):
+        bench.main(["--shared", str(tmp_path)])
