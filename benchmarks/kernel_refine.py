@@ -1,7 +1,8 @@
 """Kernel refinement (`tfdeblur.kernel_refine`) against the network alone.
 
     python benchmarks/kernel_refine.py [--model mtwdn-photos] [--data tune levin cbsd68 gopro_dev]
-        [--limit 16] [--iters 20] [--edges 0.15] [--size 41] [--rounds 1] [--shared ../shared]
+        [--limit 16] [--iters 20] [--edges 0.15] [--size 41] [--rounds 2] [--ensemble N]
+        [--sheet docs/models/mtwdn-photos-uniform_blur.jpg] [--shared ../shared]
 
 For each pair: the network's restoration (as `tfdeblur.deblur` restores
 it, `--scales auto`), then `kernel_refine.refine(blurry, restored)`, scored
@@ -158,6 +159,42 @@ def run_set(name, deblurrer, shared, limit, options):
     return rows
 
 
+SHEET_PHOTOS = ("jin2018_image_1_blurry.png", "jin2018_image_3_blurry.png", "jin2018_image_5_blurry.png",
+                "srn_01.png", "nafnet_blurry.jpg", "jin2018_00038-blurry.png")
+SHEET_CROP = 300
+
+
+def real_sheet(model, shared, path, photos=SHEET_PHOTOS, ensemble=1):
+    """Writes a sheet of `../shared/data/real_blur_only` photos (downscaled to
+    at most 900 px, as `deblur` restores them with `--scales auto`): per row
+    the centre 300 px of the blurry photo | the network | the network with
+    `--uniform-blur`."""
+    from tfdeblur import io as tio
+    from tfdeblur.inference import Deblurrer
+
+    plain = Deblurrer(model, scales="auto", ensemble=ensemble)
+    refined = Deblurrer(plain.model, scales="auto", ensemble=ensemble, kernel_refine=True)
+    rows = []
+    for name in photos:
+        img, _ = tio.read_photo(os.path.join(shared, "data", "real_blur_only", name))
+        h, w = img.shape[:2]
+        if max(h, w) > 900:
+            img = cv2.resize(img, (round(w * 900 / max(h, w)), round(h * 900 / max(h, w))), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        t, l, c = max(0, (h - SHEET_CROP) // 2), max(0, (w - SHEET_CROP) // 2), SHEET_CROP
+        gap = np.full((min(c, h), 4, 3), 255, np.uint8)
+        parts = [x[t:t + c, l:l + c] for x in (img, plain(img), refined(img))]
+        rows.append(np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1))
+        print(f"  sheet: {name}", file=sys.stderr, flush=True)
+    width = max(r.shape[1] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", sheet[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise SystemExit(f"error: --sheet {path}: cannot encode that image type")
+    tio.atomic_write(path, data.tobytes())
+    print(f"sheet -> {path}")
+
+
 def main(argv=None):
     from tfdeblur import kernel_refine as kr
 
@@ -171,6 +208,10 @@ def main(argv=None):
     p.add_argument("--edges", type=float, default=kr.EDGES)
     p.add_argument("--size", type=int, default=kr.KERNEL_SIZE)
     p.add_argument("--rounds", type=int, default=kr.ROUNDS)
+    p.add_argument("--sheet", metavar="PATH", help="also write the real-photo sheet (blurry | network | "
+                   "--uniform-blur) to PATH (.jpg or .png)")
+    p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="the network's self-ensemble before refining (default 1)")
     args = p.parse_args(argv)
     if args.limit < 1:
         raise SystemExit(f"error: --limit must be >= 1; got {args.limit}")
@@ -178,9 +219,9 @@ def main(argv=None):
         raise SystemExit(f"error: {os.path.join(args.shared, 'data')} not found (--shared)")
     from tfdeblur.inference import Deblurrer
 
-    deblurrer = Deblurrer(args.model, scales="auto")
+    deblurrer = Deblurrer(args.model, scales="auto", ensemble=args.ensemble)
     options = {"iters": args.iters, "edges": args.edges, "size": args.size, "rounds": args.rounds}
-    print(f"{args.model}; refine {options}")
+    print(f"{args.model} (ensemble {args.ensemble}); refine {options}")
     for name in args.data:
         rows = run_set(name, deblurrer, args.shared, args.limit, options)
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
@@ -191,6 +232,8 @@ def main(argv=None):
               + (f" | true kernel {gains['true_kernel']:+.2f}, similarity {mean['similarity']:.2f}"
                  if "true_kernel" in gains else "")
               + f" | fit {mean['fit']:.1f} dB | {mean['net_s']:.2f} s net + {mean['refine_s']:.2f} s refine", flush=True)
+    if args.sheet:
+        real_sheet(deblurrer.model, args.shared, args.sheet, ensemble=args.ensemble)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,22 @@ def test_bad_arguments(bench, tmp_path):
         bench.main(["--limit", "0"])
     with pytest.raises(SystemExit, match="not found"):
         bench.main(["--shared", str(tmp_path)])
+
+
+def test_sheet_rows_are_blurry_network_refined(bench, tmp_path):
+    import cv2
+
+    shared = shared_path()
+    path = tmp_path / "sheet.png"
+    bench.real_sheet("lmfn-photos", str(shared), str(path), photos=("srn_01.png",))
+    sheet = cv2.imread(str(path))[..., ::-1]
+    c = bench.SHEET_CROP
+    assert sheet.shape == (c + 4, 3 * c + 8, 3)
+    from tfdeblur import io as tio
+
+    img, _ = tio.read_photo(str(shared / "data" / "real_blur_only" / "srn_01.png"))
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (round(w * 900 / max(h, w)), round(h * 900 / max(h, w))), interpolation=cv2.INTER_AREA)
+    t, l = (img.shape[0] - c) // 2, (img.shape[1] - c) // 2
+    np.testing.assert_array_equal(sheet[:c, :c], img[t:t + c, l:l + c])  # the blurry photo, untouched
+    assert np.abs(sheet[:c, c + 4:2 * c + 4].astype(int) - sheet[:c, 2 * c + 8:].astype(int)).mean() > 0.5
