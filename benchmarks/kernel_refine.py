@@ -1,7 +1,7 @@
 """Kernel refinement (`tfdeblur.kernel_refine`) against the network alone.
 
     python benchmarks/kernel_refine.py [--model mtwdn-photos] [--data tune levin cbsd68 gopro_dev]
-        [--limit 16] [--iters 20] [--edges 0.15] [--size 41] [--rounds 2] [--ensemble N]
+        [--limit 16] [--iters 20] [--edges 0.05] [--size 41] [--rounds 3] [--ensemble N]
         [--sheet docs/models/mtwdn-photos-uniform_blur.jpg] [--shared ../shared]
 
 For each pair: the network's restoration (as `tfdeblur.deblur` restores
@@ -26,6 +26,9 @@ Sets:
   `levin` protocol; true kernel: the stored one turned 180 degrees.
 - `cbsd68`: CBSD68 x the 8 Levin kernels (linear light, gamma 2.2), `levin`
   protocol; true kernel: the stored one.
+- `synthetic`: the card's procedural validation set (16 dead-leaves scenes,
+  256 px, uniform blur by every kernel type of `random_kernel`: shake,
+  linear, Gaussian, defocus; noise), whole image.
 - `gopro_dev`: the 11 real GoPro-protocol pairs (non-uniform blur: where
   refinement is expected to hurt), whole image.
 """
@@ -40,7 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # rl_reference, model_card
 
-SETS = ("tune", "levin", "cbsd68", "gopro_dev")
+SETS = ("tune", "levin", "cbsd68", "synthetic", "gopro_dev")
 TUNE_SIDE = 320
 TUNE_NOISE = 0.003
 
@@ -97,6 +100,17 @@ def cbsd68_pairs(shared, limit):
     return [(b, s, np.asarray(kernels[int(n.rsplit("_k", 1)[1]) - 1], np.float64), n) for (b, s), n in zip(pairs, names)]
 
 
+def synthetic_pairs(shared, limit):
+    """The card's procedural synthetic validation set (uniform blur of every
+    kernel type, noise; `data_spec.evaluation("synthetic")`); kernels not kept."""
+    import itertools
+
+    from tfdeblur.datasets import spec as data_spec
+
+    dataset, _, names = data_spec.evaluation("synthetic")
+    return [(np.asarray(b), np.asarray(s), None, n) for (b, s), n in zip(itertools.islice(iter(dataset), limit), names)]
+
+
 def gopro_pairs(shared, limit):
     from tfdeblur import io as tio
 
@@ -128,8 +142,9 @@ def fit_db(restored, blurry, kernel, gamma, border=20):
 def run_set(name, deblurrer, shared, limit, options):
     from tfdeblur import kernel_refine, protocols
 
-    loaders = {"tune": tune_pairs, "levin": levin_pairs, "cbsd68": cbsd68_pairs, "gopro_dev": gopro_pairs}
-    protocol = "whole" if name in ("tune", "gopro_dev") else "levin"
+    loaders = {"tune": tune_pairs, "levin": levin_pairs, "cbsd68": cbsd68_pairs, "synthetic": synthetic_pairs,
+               "gopro_dev": gopro_pairs}
+    protocol = "whole" if name in ("tune", "synthetic", "gopro_dev") else "levin"
     gamma = 1.0 if name == "levin" else 2.2
     rows = []
     for blurry, sharp, kernel, pair in loaders[name](shared, limit):

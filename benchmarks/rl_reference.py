@@ -30,23 +30,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# True convolution centred as `blur_image` blurs, reflected borders; RL from
+# the blurry image (the library's, shared with `deblur --uniform-blur`).
+from tfdeblur.kernel_refine import convolve, richardson_lucy  # noqa: E402
+
 GAMMA = 2.2
-
-
-def convolve(img, kernel):
-    """True convolution (cv2.filter2D correlates: the kernel is flipped),
-    centred as `tfdeblur.datasets.blur_image` blurs, reflected borders."""
-    return cv2.filter2D(img, -1, np.ascontiguousarray(kernel[::-1, ::-1]), borderType=cv2.BORDER_REFLECT)
-
-
-def richardson_lucy(blurry, kernel, iters):
-    """`iters` Richardson-Lucy iterations on a float image (H, W) or (H, W, C)."""
-    adjoint = np.ascontiguousarray(kernel[::-1, ::-1])
-    x = np.array(blurry, np.float64)
-    for _ in range(int(iters)):
-        ratio = blurry / np.maximum(convolve(x, kernel), 1e-6)
-        x = x * convolve(ratio, adjoint)
-    return x
 
 
 def levin_pair_kernel(kernel):

@@ -131,3 +131,31 @@ def test_identity_network_with_refinement_gives_the_image_back():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_noise_sigma_reads_white_noise_on_smooth_content():
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:200, 0:200] / 200.0
+    smooth = 0.3 + 0.4 * xx * yy + 0.1 * np.sin(6 * xx)
+    for sigma in (0.005, 0.02):
+        assert kr.noise_sigma(smooth + rng.normal(0, sigma, smooth.shape)) == pytest.approx(sigma, rel=0.1)
+    assert kr.noise_sigma(smooth) < 0.001
+    with pytest.raises(ValueError, match="at least 3x3"):
+        kr.noise_sigma(np.zeros((2, 5)))
+
+
+def test_discrepancy_stop_keeps_a_nearly_sharp_noisy_photo():
+    # Barely blurred (a 2-px streak) and noisy, with a clean restoration: RL
+    # run to the end fits the noise; stopped by the discrepancy principle it
+    # stays near the restoration.
+    rng = np.random.default_rng(12)
+    x = np.repeat(_scene(seed=6)[..., None], 3, axis=2) ** (1 / 2.2)
+    k = np.zeros((3, 3))
+    k[1, 1:] = 0.5
+    y = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
+    y = np.clip(y + rng.normal(0, 0.02, y.shape), 0, 1)
+    restored = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
+    stopped = kr.refine(y, restored, size=21)
+    running = kr.refine(y, restored, size=21, discrepancy=False)
+    assert _psnr(stopped, x) > _psnr(running, x) + 2  # measured 28.28 against 25.39
+    assert _psnr(stopped, x) > _psnr(restored, x) - 0.5

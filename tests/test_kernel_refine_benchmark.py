@@ -70,3 +70,17 @@ def test_sheet_rows_are_blurry_network_refined(bench, tmp_path):
     t, l = (img.shape[0] - c) // 2, (img.shape[1] - c) // 2
     np.testing.assert_array_equal(sheet[:c, :c], img[t:t + c, l:l + c])  # the blurry photo, untouched
     assert np.abs(sheet[:c, c + 4:2 * c + 4].astype(int) - sheet[:c, 2 * c + 8:].astype(int)).mean() > 0.5
+
+
+def test_synthetic_set_is_the_cards(bench):
+    import itertools
+
+    from tfdeblur.datasets import spec as data_spec
+
+    got = bench.synthetic_pairs(None, 2)
+    want = list(itertools.islice(iter(data_spec.evaluation("synthetic")[0]), 2))
+    assert [n for *_, n in got] == ["synthetic_val_000", "synthetic_val_001"]
+    for (blurry, sharp, kernel, _), (b, s) in zip(got, want):
+        assert kernel is None
+        np.testing.assert_array_equal(blurry, np.asarray(b))
+        np.testing.assert_array_equal(sharp, np.asarray(s))

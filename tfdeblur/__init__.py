@@ -12,8 +12,9 @@ def deblur(image, model=None, **options):
     path, a SavedModel folder or `.tflite` file from `export`, or a shipped weights name (None: the default shipped weights,
     `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
     input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform, scales (default "auto":
-    images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too);
-    see `tfdeblur.inference`."""
+    images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too),
+    kernel_refine (True for uniform blur only: a kernel estimated from the output, then deconvolution;
+    `tfdeblur.kernel_refine`); see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.
     from tfdeblur.inference import deblur as _deblur
 
