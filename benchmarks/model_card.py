@@ -46,7 +46,10 @@ card. Metrics come from `tfdeblur.evaluate.evaluate_pairs` and
 `--ensemble SET ...` scores the named sets a second time through
 `Deblurrer(model, ensemble=True)`, what `deblur --ensemble` and
 `tfdeblur.deblur(..., ensemble=True)` do (the mean of the 8 flips/rotations,
-8x the time), as a row under the plain one. `--auto SET ...` adds a row
+8x the time), as a row under the plain one. `--uniform-blur SET ...` adds
+a row through `Deblurrer(model, scales="auto", kernel_refine=True)`, what
+`deblur --uniform-blur` does (`tfdeblur.kernel_refine`; for uniform blur
+only). `--auto SET ...` adds a row
 through `Deblurrer(model, scales="auto")`, what `deblur` and
 `tfdeblur.deblur` do by default (1,0.5 for images of 600 px and more on
 the shorter side: the 1280x720 GoPro sets; 1,0.5,0.25 from 1200 px; the
@@ -364,6 +367,11 @@ def card_markdown(result):
             a = s["auto"]
             lines.append(f"| &nbsp;&nbsp;the same, `--scales auto` (`deblur`'s default: also at half size from 600 px on the "
                          f"shorter side) | {a['images']} | | {a['psnr']:.2f} dB / {a['ssim']:.4f} | **{a['gain_db']:+.2f} dB** |")
+        if "uniform_blur" in s:
+            u = s["uniform_blur"]
+            lines.append(f"| &nbsp;&nbsp;the same, `deblur --uniform-blur` (kernel estimated from the output, then "
+                         f"deconvolution; uniform blur only) | {u['images']} | | {u['psnr']:.2f} dB / {u['ssim']:.4f} "
+                         f"| **{u['gain_db']:+.2f} dB** |")
         for protocol, p in (s.get("also") or {}).items():
             lines.append(f"| &nbsp;&nbsp;the same, `{protocol}` protocol (no shift search) | {s['images']} | {p['input_psnr']:.2f} dB / "
                          f"{p['input_ssim']:.4f} | {p['psnr']:.2f} dB / {p['ssim']:.4f} | {p['gain_db']:+.2f} dB |")
@@ -446,6 +454,14 @@ def measure(spec, args):
                                                     "restore_seconds_median")}
             result["per_image"][f"{name}_auto"] = auto_rows
             _log(f"  --scales auto: {auto['psnr']:.2f} dB ({auto['gain_db']:+.2f})")
+        if name in args.uniform_blur:
+            _log(f"{label}: {name}, --uniform-blur ...")
+            uni, uni_rows = evaluate_set(name, model, Deblurrer(model, scales="auto", kernel_refine=True), args.shared,
+                                         args.limit, fed_as_stored=False)
+            summary["uniform_blur"] = {k: uni[k] for k in ("psnr", "ssim", "ssim_matlab", "gain_db", "images",
+                                                           "restore_seconds_median")}
+            result["per_image"][f"{name}_uniform_blur"] = uni_rows
+            _log(f"  --uniform-blur: {uni['psnr']:.2f} dB ({uni['gain_db']:+.2f})")
     if args.sheet:
         path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
@@ -470,6 +486,8 @@ def main(argv=None):
                    help="also score these sets with self-ensemble (8 flips/rotations, 8x time)")
     p.add_argument("--auto", nargs="+", default=[], choices=SETS, metavar="SET",
                    help="also score these sets as deblur restores by default (--scales auto)")
+    p.add_argument("--uniform-blur", nargs="+", default=[], choices=SETS, metavar="SET",
+                   help="also score these sets as `deblur --uniform-blur` restores them (--scales auto + kernel refinement)")
     p.add_argument("--sheet-dir", help="where the sheet goes (default --out-dir; docs/models for a shipped card: "
                    "the card then links it)")
     args = p.parse_args(argv)

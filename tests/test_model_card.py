@@ -177,3 +177,39 @@ def test_an_averaged_leg_is_one_line_of_the_card(card):
            "val": {"psnr": 25.51, "input_psnr": 22.92}}
     text = card._leg_text(leg)
     assert text.startswith("no training: the weight average of legs 9, 13") and "held-out photos 25.51 dB (+2.59)" in text
+
+
+def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path):
+    """`--uniform-blur synthetic` adds a row scored on `kernel_refine.refine`
+    of the model's output, recomputed here from the model directly and
+    scikit-image's PSNR."""
+    import keras
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from tfdeblur import kernel_refine
+    from tfdeblur.datasets import spec as data_spec
+
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(1)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save(tmp_path / "perturbed.keras")
+    out = tmp_path / "card"
+    code = card.main(["--model", str(tmp_path / "perturbed.keras"), "--limit", "1", "--repeats", "0", "--no-sheet",
+                      "--data", "synthetic", "--uniform-blur", "synthetic", "--out-dir", str(out)])
+    assert code == 0
+    result = json.loads((out / "perturbed.json").read_text())
+    plain, uni = result["sets"]["synthetic"], result["sets"]["synthetic"]["uniform_blur"]
+
+    blur, sharp = next(iter(data_spec.evaluation("synthetic")[0]))
+    blur, sharp = np.asarray(blur, np.float32), np.asarray(sharp, np.float32)
+    net = np.clip(np.asarray(model(blur[None]))[0], 0, 1)
+    refined = kernel_refine.refine(blur, net)
+    eight_bit = lambda x: np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)  # noqa: E731
+    want = peak_signal_noise_ratio(eight_bit(sharp), eight_bit(refined), data_range=255)
+    single = peak_signal_noise_ratio(eight_bit(sharp), eight_bit(net), data_range=255)
+    assert plain["psnr"] == pytest.approx(single, abs=0.02)
+    assert uni["psnr"] == pytest.approx(want, abs=0.02)
+    assert abs(want - single) > 0.05  # the refinement changed the output: the row can tell them apart
+    text = (out / "perturbed.md").read_text()
+    assert f"`deblur --uniform-blur` (kernel estimated from the output, then deconvolution; uniform blur only) | 1 | | {uni['psnr']:.2f} dB" in text
