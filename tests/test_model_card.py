@@ -126,26 +126,34 @@ def test_card_names_the_gpu_of_a_gpu_leg(card):
     assert "load average ?" not in text and "None" not in text
 
 
+def _card_of_a_perturbed_tiny_model(card, tmp_path, seed, extra):
+    """(model, result JSON, card text) of a tiny network whose weights are
+    perturbed (neither the identity nor flip-equivariant), carded on one
+    synthetic pair with the `extra` options."""
+    import keras
+
+    path = save_tiny_model(tmp_path / "tiny.keras")
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save(tmp_path / "perturbed.keras")
+    out = tmp_path / "card"
+    code = card.main(["--model", str(tmp_path / "perturbed.keras"), "--limit", "1", "--repeats", "0", "--no-sheet",
+                      "--data", "synthetic", "--out-dir", str(out)] + extra)
+    assert code == 0
+    return model, json.loads((out / "perturbed.json").read_text()), (out / "perturbed.md").read_text()
+
+
 def test_ensemble_row_is_the_mean_of_the_eight_flips_and_rotations(card, tmp_path):
     """`--ensemble synthetic` adds a row scored on the mean of the model's
     outputs over the 8 dihedral transforms: recomputed here with numpy's own
     rot90/flip and scikit-image's PSNR, on a tiny network whose weights are
     perturbed so that it is neither the identity nor flip-equivariant."""
-    import keras
     from skimage.metrics import peak_signal_noise_ratio
 
     from tfdeblur.datasets import spec as data_spec
 
-    path = save_tiny_model(tmp_path / "tiny.keras")
-    model = keras.saving.load_model(path)
-    rng = np.random.default_rng(0)
-    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
-    model.save(tmp_path / "perturbed.keras")
-    out = tmp_path / "card"
-    code = card.main(["--model", str(tmp_path / "perturbed.keras"), "--limit", "1", "--repeats", "0", "--no-sheet",
-                      "--data", "synthetic", "--ensemble", "synthetic", "--out-dir", str(out)])
-    assert code == 0
-    result = json.loads((out / "perturbed.json").read_text())
+    model, result, text = _card_of_a_perturbed_tiny_model(card, tmp_path, 0, ["--ensemble", "synthetic"])
     plain, ens = result["sets"]["synthetic"], result["sets"]["synthetic"]["ensemble"]
 
     blur, sharp = next(iter(data_spec.evaluation("synthetic")[0]))
@@ -164,7 +172,6 @@ def test_ensemble_row_is_the_mean_of_the_eight_flips_and_rotations(card, tmp_pat
     assert ens["psnr"] == pytest.approx(want, abs=0.02)
     assert abs(want - single) > 0.05  # the ensemble changed the output: the row can tell them apart
     assert ens["gain_db"] == pytest.approx(ens["psnr"] - plain["input_psnr"])
-    text = (out / "perturbed.md").read_text()
     assert f"self-ensemble (mean of 8 flips/rotations, `--ensemble`, 8x time) | 1 | | {ens['psnr']:.2f} dB" in text
 
 
@@ -183,22 +190,12 @@ def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path)
     """`--uniform-blur synthetic` adds a row scored on `kernel_refine.refine`
     of the model's output, recomputed here from the model directly and
     scikit-image's PSNR."""
-    import keras
     from skimage.metrics import peak_signal_noise_ratio
 
     from tfdeblur import kernel_refine
     from tfdeblur.datasets import spec as data_spec
 
-    path = save_tiny_model(tmp_path / "tiny.keras")
-    model = keras.saving.load_model(path)
-    rng = np.random.default_rng(1)
-    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
-    model.save(tmp_path / "perturbed.keras")
-    out = tmp_path / "card"
-    code = card.main(["--model", str(tmp_path / "perturbed.keras"), "--limit", "1", "--repeats", "0", "--no-sheet",
-                      "--data", "synthetic", "--uniform-blur", "synthetic", "--out-dir", str(out)])
-    assert code == 0
-    result = json.loads((out / "perturbed.json").read_text())
+    model, result, text = _card_of_a_perturbed_tiny_model(card, tmp_path, 1, ["--uniform-blur", "synthetic"])
     plain, uni = result["sets"]["synthetic"], result["sets"]["synthetic"]["uniform_blur"]
 
     blur, sharp = next(iter(data_spec.evaluation("synthetic")[0]))
@@ -211,5 +208,4 @@ def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path)
     assert plain["psnr"] == pytest.approx(single, abs=0.02)
     assert uni["psnr"] == pytest.approx(want, abs=0.02)
     assert abs(want - single) > 0.05  # the refinement changed the output: the row can tell them apart
-    text = (out / "perturbed.md").read_text()
     assert f"`deblur --uniform-blur` (kernel estimated from the output, then deconvolution; uniform blur only) | 1 | | {uni['psnr']:.2f} dB" in text
