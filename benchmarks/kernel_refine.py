@@ -31,6 +31,19 @@ Sets:
   linear, Gaussian, defocus; noise), whole image.
 - `gopro_dev`: the 11 real GoPro-protocol pairs (non-uniform blur: where
   refinement is expected to hurt), whole image.
+- `photos_uniform`, `photos_shake`, `photos_camera`, `photos_objects`,
+  `photos_wide`: `--limit` pairs of the `photos:` stream's own modes on its
+  held-out validation photos (`make_photo_pair(..., split="val",
+  mode=...)`, 320 px, seeds 2000, 2001, ...): blur with the camera
+  pipeline (clipped highlights, Poisson-Gaussian noise, JPEG), uniform
+  (`uniform`: every kernel type; `shake`: trajectories) or not (camera
+  rotation/zoom/perspective, moving objects, wide motion). Where the
+  guard was chosen (with `tune`, `levin`, `cbsd68`, `synthetic`,
+  `gopro_dev`).
+
+Columns: `refined` is `refine(..., guard=False)`, `guarded` the default
+(`guard=True`: the network's output where `kernel_refine.accepts` says no;
+`kept` counts the pairs where the refinement was kept).
 """
 import argparse
 import os
@@ -43,7 +56,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # rl_reference, model_card
 
-SETS = ("tune", "levin", "cbsd68", "synthetic", "gopro_dev")
+PHOTO_MODES = ("uniform", "shake", "camera", "objects", "wide")
+SETS = ("tune", "levin", "cbsd68", "synthetic", "gopro_dev") + tuple(f"photos_{m}" for m in PHOTO_MODES)
+PHOTOS_SIDE = 320
+PHOTOS_SEED = 2000
 TUNE_SIDE = 320
 TUNE_NOISE = 0.003
 
@@ -120,6 +136,18 @@ def gopro_pairs(shared, limit):
              os.path.basename(p)) for p in names]
 
 
+def photo_pairs(shared, limit, mode):
+    """`limit` pairs of the photos: stream's `mode` on its validation photos (module docstring)."""
+    from tfdeblur.datasets.photos import PhotoBank, make_photo_pair
+
+    bank = PhotoBank(os.path.join(shared, "data", "sharp"))
+    out = []
+    for i in range(limit):
+        blurry, sharp = make_photo_pair(bank, PHOTOS_SEED + i, size=PHOTOS_SIDE, split="val", mode=mode)
+        out.append((np.asarray(blurry), np.asarray(sharp), None, f"{mode}_{i:03d}"))
+    return out
+
+
 def kernel_similarity(a, b):
     """Peak normalized cross-correlation of two kernels over all shifts."""
     a = np.asarray(a, np.float32)
@@ -144,7 +172,9 @@ def run_set(name, deblurrer, shared, limit, options):
 
     loaders = {"tune": tune_pairs, "levin": levin_pairs, "cbsd68": cbsd68_pairs, "synthetic": synthetic_pairs,
                "gopro_dev": gopro_pairs}
-    protocol = "whole" if name in ("tune", "synthetic", "gopro_dev") else "levin"
+    for mode in PHOTO_MODES:
+        loaders[f"photos_{mode}"] = lambda shared, limit, mode=mode: photo_pairs(shared, limit, mode)
+    protocol = "levin" if name in ("levin", "cbsd68") else "whole"
     gamma = 1.0 if name == "levin" else 2.2
     rows = []
     for blurry, sharp, kernel, pair in loaders[name](shared, limit):
@@ -155,11 +185,14 @@ def run_set(name, deblurrer, shared, limit, options):
         net = deblurrer(net_in)
         net = np.power(net, 2.2) if gamma == 1.0 else net
         t1 = time.perf_counter()
-        refined, estimate = kernel_refine.refine(blurry, net, gamma=gamma, return_kernel=True, **options)
+        refined, info = kernel_refine.refine(blurry, net, gamma=gamma, guard=False, return_info=True, **options)
         t2 = time.perf_counter()
+        estimate = info["kernel"]
+        kept = kernel_refine.accepts(info["noise"], info["away"])
         row = {"input": protocols.score(protocol, blurry, sharp)["psnr"],
                "net": protocols.score(protocol, net.astype(np.float32), sharp)["psnr"],
                "refined": protocols.score(protocol, refined.astype(np.float32), sharp)["psnr"],
+               "kept": float(kept), "noise": info["noise"] * 255, "away": info["away"],
                "blend": protocols.score(protocol, ((refined + net) / 2).astype(np.float32), sharp)["psnr"],
                "fit": fit_db(net, blurry, estimate, gamma), "net_s": t1 - t0, "refine_s": t2 - t1}
         if kernel is not None:
@@ -169,6 +202,7 @@ def run_set(name, deblurrer, shared, limit, options):
                             1 / gamma)
             row["true_kernel"] = protocols.score(protocol, true.astype(np.float32), sharp)["psnr"]
             row["similarity"] = kernel_similarity(estimate, kernel)
+        row["guarded"] = row["refined"] if kept else row["net"]
         rows.append(row)
         print(f"  {pair}: " + " ".join(f"{k} {v:.2f}" for k, v in row.items()), file=sys.stderr, flush=True)
     return rows
@@ -240,10 +274,12 @@ def main(argv=None):
     for name in args.data:
         rows = run_set(name, deblurrer, args.shared, args.limit, options)
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        gains = {k: mean[k] - mean["input"] for k in ("net", "refined", "blend", "true_kernel") if k in mean}
+        gains = {k: mean[k] - mean["input"] for k in ("net", "refined", "guarded", "blend", "true_kernel") if k in mean}
         up = sum(r["refined"] > r["net"] for r in rows)
+        kept = sum(r["kept"] > 0 for r in rows)
         print(f"{name} ({len(rows)} pairs): input {mean['input']:.2f} dB | net {gains['net']:+.2f} | refined "
-              f"{gains['refined']:+.2f} ({up}/{len(rows)} above the net) | mean of the two {gains['blend']:+.2f}"
+              f"{gains['refined']:+.2f} ({up}/{len(rows)} above the net) | guarded {gains['guarded']:+.2f} "
+              f"({kept}/{len(rows)} kept) | mean of the two {gains['blend']:+.2f}"
               + (f" | true kernel {gains['true_kernel']:+.2f}, similarity {mean['similarity']:.2f}"
                  if "true_kernel" in gains else "")
               + f" | fit {mean['fit']:.1f} dB | {mean['net_s']:.2f} s net + {mean['refine_s']:.2f} s refine", flush=True)

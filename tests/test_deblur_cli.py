@@ -285,11 +285,14 @@ def test_uniform_blur_refines_with_an_estimated_kernel(tiny_model, tmp_path, cap
     real = kernel_refine.refine
 
     def spy(blurry, restored, **kwargs):
-        out = real(blurry, restored, **kwargs)
-        calls.append((blurry.shape, out))
-        return out
+        result = real(blurry, restored, **kwargs)
+        calls.append((blurry.shape, result[0] if isinstance(result, tuple) else result))
+        return result
 
     monkeypatch.setattr(kernel_refine, "refine", spy)
+    # The guard opened: this input is noise, and the next test keeps it closed
+    monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
+    monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
     side = kernel_refine.MIN_SIDE
     src = _write(tmp_path / "in" / "a.png", _rgb(side, side + 6, seed=7))
     assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain")]) == 0
@@ -301,3 +304,22 @@ def test_uniform_blur_refines_with_an_estimated_kernel(tiny_model, tmp_path, cap
     small = _write(tmp_path / "in2" / "b.png", _rgb(40, 50, seed=8))
     err = run_cli_error(capsys, ["deblur", small, "--model", tiny_model, "--out", str(tmp_path / "s"), "--uniform-blur"])
     assert f"needs images of at least {side} px a side; got 50x40" in err
+
+
+def test_uniform_blur_on_a_noisy_photo_keeps_the_network_output_and_says_why(tiny_model, tmp_path, capsys, caplog):
+    import logging
+
+    from tfdeblur import kernel_refine
+
+    side = kernel_refine.MIN_SIDE
+    rng = np.random.default_rng(9)
+    smooth = cv2.GaussianBlur(_rgb(side, side, seed=9).astype(np.float64), (0, 0), 3)
+    noisy = np.clip(smooth + rng.normal(0, 8, (side, side, 3)), 0, 255)  # sigma 8/255, about 5/255 in luma
+    src = _write(tmp_path / "in" / "n.png", np.rint(noisy).astype(np.uint8))
+    with caplog.at_level(logging.INFO):
+        assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain")]) == 0
+        assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "u"), "--uniform-blur"]) == 0
+    np.testing.assert_array_equal(_read(tmp_path / "u" / "n.png"), _read(tmp_path / "plain" / "n.png"))
+    logged = caplog.text + capsys.readouterr().out
+    assert re.search(r"n\.png -> \S+n\.png \(--uniform-blur kept the network's output: noise sigma [\d.]+/255 is at "
+                     r"least 2\.0/255\)", logged), logged

@@ -91,13 +91,14 @@ def test_refine_with_the_estimated_kernel_matches_the_true_kernel_and_beats_a_so
     y = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
     y_lin = np.asarray(y, np.float64) ** 2.2
     true = np.clip(kr.richardson_lucy(y_lin, k, kr.ITERS, start=x ** 2.2), 0, 1) ** (1 / 2.2)
-    out, est = kr.refine(y, x, size=21, rounds=1, return_kernel=True)
+    out, est = kr.refine(y, x, size=21, rounds=1, guard=False, return_kernel=True)
     assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1 and est.shape == (21, 21)
     assert _psnr(true, x) > 40 and _psnr(out, x) > 40
     turned = np.clip(kr.richardson_lucy(y_lin, k[::-1, ::-1], kr.ITERS, start=x ** 2.2), 0, 1) ** (1 / 2.2)
     assert _psnr(turned, x) < 30
     soft = cv2.GaussianBlur(x, (0, 0), 0.8)
-    assert _psnr(kr.refine(y, soft, size=21, rounds=1), x) > _psnr(soft, x) + 1.0
+    refined, info = kr.refine(y, soft, size=21, rounds=1, return_info=True)  # guarded, and kept
+    assert info["applied"] and info["away"] > kr.MIN_AWAY and _psnr(refined, x) > _psnr(soft, x) + 1.0
     # RL from the blurry image with the true kernel restores too (the start matters, not the kernel)
     assert _psnr(np.clip(kr.richardson_lucy(y_lin, k, kr.ITERS), 0, 1) ** (1 / 2.2), x) > _psnr(y, x) + 5
 
@@ -155,7 +156,48 @@ def test_discrepancy_stop_keeps_a_nearly_sharp_noisy_photo():
     y = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
     y = np.clip(y + rng.normal(0, 0.02, y.shape), 0, 1)
     restored = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
-    stopped = kr.refine(y, restored, size=21)
-    running = kr.refine(y, restored, size=21, discrepancy=False)
+    stopped = kr.refine(y, restored, size=21, guard=False)  # sigma 0.02: the guard would keep `restored`
+    running = kr.refine(y, restored, size=21, discrepancy=False, guard=False)
     assert _psnr(stopped, x) > _psnr(running, x) + 2  # measured 28.28 against 25.39
     assert _psnr(stopped, x) > _psnr(restored, x) - 0.5
+
+
+def test_guard_keeps_the_restoration_of_a_noisy_photo():
+    # sigma 0.02 (3.4/255 in luma) is over NOISE_LIMIT: the restoration comes back
+    # untouched, without estimating a kernel; unguarded it is refined.
+    rng = np.random.default_rng(13)
+    x = np.repeat(_scene(seed=7)[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=False)
+    y = np.clip(y + rng.normal(0, 0.02, y.shape), 0, 1)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    out, info = kr.refine(y, soft, size=21, return_info=True)
+    np.testing.assert_array_equal(out, soft)
+    assert not info["applied"] and info["kernel"] is None and info["away"] is None
+    luma_sigma = 0.02 * np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2)  # independent noise per channel, averaged
+    assert info["noise"] == pytest.approx(luma_sigma, rel=0.1) and "noise sigma" in info["reason"]
+    unguarded, raw = kr.refine(y, soft, size=21, guard=False, return_info=True)
+    assert raw["applied"] and raw["kernel"].shape == (21, 21) and np.abs(unguarded - soft).mean() > 1e-3
+
+
+def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_photo(monkeypatch):
+    # Same clean pair both times; only the threshold on away_ratio moves.
+    x = np.repeat(_scene(seed=8)[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    refined, info = kr.refine(y, soft, size=21, rounds=1, return_info=True)
+    assert info["applied"] and info["away"] == pytest.approx(kr.away_ratio(y, soft, refined))
+    monkeypatch.setattr(kr, "MIN_AWAY", info["away"] + 0.01)
+    kept, again = kr.refine(y, soft, size=21, rounds=1, return_info=True)
+    np.testing.assert_array_equal(kept, soft)
+    assert not again["applied"] and again["kernel"].shape == (21, 21) and "closer to the blurry photo" in again["reason"]
+
+
+def test_away_ratio_and_accepts():
+    blurry = np.zeros((4, 4))
+    restored = np.full((4, 4), 0.1)
+    assert kr.away_ratio(blurry, restored, np.full((4, 4), 0.05)) == pytest.approx(0.5)
+    assert kr.away_ratio(blurry, restored, np.full((4, 4), 0.3)) == pytest.approx(3.0)
+    assert kr.away_ratio(blurry, blurry, restored) == float("inf")  # the network did nothing
+    assert kr.away_ratio(blurry, blurry, blurry) == 1.0
+    assert kr.accepts(kr.NOISE_LIMIT / 2, kr.MIN_AWAY) and not kr.accepts(kr.NOISE_LIMIT, 2.0)
+    assert not kr.accepts(0.0, kr.MIN_AWAY - 0.01)

@@ -1,4 +1,6 @@
 """benchmarks/kernel_refine.py: its sets, the kernel similarity, the printout."""
+import re
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,7 @@ def test_prints_each_set(bench, capsys):
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("levin (2 pairs): input"))
     assert "| net +" in line and "| refined " in line and "true kernel +" in line
+    assert re.search(r"\| guarded [+-]\d+\.\d\d \([012]/2 kept\)", line), line
 
 
 def test_bad_arguments(bench, tmp_path):
@@ -84,3 +87,20 @@ def test_synthetic_set_is_the_cards(bench):
         assert kernel is None
         np.testing.assert_array_equal(blurry, np.asarray(b))
         np.testing.assert_array_equal(sharp, np.asarray(s))
+
+
+def test_photo_sets_are_the_streams_modes_on_validation_photos(bench):
+    from tfdeblur.datasets.photos import PhotoBank, make_photo_pair
+
+    shared = shared_path()
+    bank = PhotoBank(shared / "data" / "sharp")
+    for mode in ("uniform", "wide"):
+        got = bench.photo_pairs(str(shared), 2, mode)
+        assert [n for *_, n in got] == [f"{mode}_000", f"{mode}_001"]
+        for i, (blurry, sharp, kernel, _) in enumerate(got):
+            want_b, want_s = make_photo_pair(bank, bench.PHOTOS_SEED + i, size=bench.PHOTOS_SIDE, split="val", mode=mode)
+            np.testing.assert_array_equal(blurry, want_b)
+            np.testing.assert_array_equal(sharp, want_s)
+            assert kernel is None and blurry.shape == (bench.PHOTOS_SIDE, bench.PHOTOS_SIDE, 3)
+    train = make_photo_pair(bank, bench.PHOTOS_SEED, size=bench.PHOTOS_SIDE, split="train", mode="uniform")
+    assert not np.array_equal(train[1], bench.photo_pairs(str(shared), 1, "uniform")[0][1])  # the split matters

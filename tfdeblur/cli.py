@@ -165,7 +165,9 @@ def _add_inference_options(p, scales=(1.0,)):
                    help="the blur is uniform (camera shake of a still scene): estimate its kernel from the network's "
                         "output and deconvolve with it (Richardson-Lucy; tfdeblur/kernel_refine.py); wrong for moving "
                         "objects; images of at least "
-                        f"{kernel_refine.MIN_SIDE} px a side")
+                        f"{kernel_refine.MIN_SIDE} px a side; the network's output is kept (and the log says why) "
+                        f"for photos with noise sigma >= {kernel_refine.NOISE_LIMIT * 255:g}/255 and where the "
+                        "refinement would undo it")
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")

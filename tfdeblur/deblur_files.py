@@ -140,8 +140,11 @@ def restore_files(deblurrer, targets, truths=None, window=None, quality=None, pr
         finally:
             if progress:
                 progress.update(i + 1)
+        refined = getattr(deblurrer, "last_refine", None)
         log(f"{path} -> {target}" + (f" (+ {sheet})" if sheet else "")
-            + (f" ({', '.join(left_out)} left out)" if left_out else ""))
+            + (f" ({', '.join(left_out)} left out)" if left_out else "")
+            + (f" (--uniform-blur kept the network's output: {refined['reason']})"
+               if refined and not refined["applied"] else ""))
     return failures
 
 

@@ -467,7 +467,9 @@ class Deblurrer:
     (`auto_scales`). `kernel_refine`: for uniform blur (camera shake of a
     still scene) only: estimate one blur kernel from the network's output
     and deconvolve the image with it (`tfdeblur.kernel_refine.refine`);
-    wrong for moving objects and other non-uniform blur.
+    wrong for moving objects and other non-uniform blur; guarded (the
+    network's output is kept for noisy photos and where the refinement
+    undoes it; `last_refine` says which, and why).
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -475,6 +477,10 @@ class Deblurrer:
         if not isinstance(kernel_refine, (bool, np.bool_)):
             raise ValueError(f"kernel_refine must be True or False; got {kernel_refine!r}")
         self.kernel_refine = bool(kernel_refine)
+        # `kernel_refine.refine`'s info on the last image restored (None without
+        # kernel_refine): `applied`, and why not (`reason`) where the guard kept
+        # the network's output.
+        self.last_refine = None
         self.transforms = ensemble_transforms(ensemble)
         self.ensemble = len(self.transforms)
         self.scales = check_scales(scales)
@@ -548,8 +554,10 @@ class Deblurrer:
                 raise ValueError(f"kernel refinement (kernel_refine, --uniform-blur) needs images of at least "
                                  f"{kernel_refine.MIN_SIDE} px a side; "
                                  f"got {w}x{h}")
+            self.last_refine = None
             restored = self._restore_scales(rgb, progress)
-            return kernel_refine.refine(rgb, restored).astype(np.float32)
+            out, self.last_refine = kernel_refine.refine(rgb, restored, return_info=True)
+            return out.astype(np.float32)
         return self._restore_scales(rgb, progress)
 
     def _restore_scales(self, rgb, progress=None):
