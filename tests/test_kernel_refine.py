@@ -190,6 +190,16 @@ def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_
     kept, again = kr.refine(y, soft, size=21, rounds=1, return_info=True)
     np.testing.assert_array_equal(kept, soft)
     assert not again["applied"] and again["kernel"].shape == (21, 21) and "closer to the blurry photo" in again["reason"]
+    # With more rounds the guard stops after the first: one kernel estimated, not three
+    calls = []
+    real = kr.estimate_kernel
+    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kept, early = kr.refine(y, soft, size=21, rounds=3, return_info=True)
+    np.testing.assert_array_equal(kept, soft)
+    assert len(calls) == 1 and "after round 1 of 3" in early["reason"]
+    monkeypatch.setattr(kr, "MIN_AWAY", 0.0)
+    calls.clear()
+    assert kr.refine(y, soft, size=21, rounds=3, return_info=True)[1]["applied"] and len(calls) == 3
 
 
 def test_away_ratio_and_accepts():
