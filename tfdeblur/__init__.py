@@ -13,7 +13,8 @@ def deblur(image, model=None, **options):
     `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
     input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform, scales (default "auto":
     images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too),
-    kernel_refine (True for uniform blur only: a kernel estimated from the output, then deconvolution;
+    kernel_refine (True for uniform blur only: a kernel estimated from the output, then deconvolution,
+    guarded: the network's output is kept for noisy photos and where it would be undone;
     `tfdeblur.kernel_refine`); see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.
     from tfdeblur.inference import deblur as _deblur
