@@ -3,7 +3,8 @@
     python benchmarks/model_card.py mtwdn-photos [lmfn-photos ...] [--out-dir model_card] [--sheet-dir docs/models]
     python benchmarks/model_card.py --model runs/mtwdn/model.keras --limit 2     # any .keras, quick
     options: --data synthetic levin gopro_dev gopro_pair cbsd68 (default: all)
-             --limit N (images per set and sheet photos), --repeats N (CPU timing),
+             --limit N (images per set and sheet photos), --sheet-limit N (sheet photos;
+             0: all, whatever --limit says), --repeats N (CPU timing),
              --shared DIR (default ../shared beside the checkout), --no-sheet,
              --ensemble SET [SET ...] (also score those sets with self-ensemble)
 
@@ -465,7 +466,8 @@ def measure(spec, args):
     if args.sheet:
         path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
-            result["sheet_photos"] = real_blur_sheet(Deblurrer(model, scales="auto"), args.shared, path, args.limit)
+            limit = args.limit if args.sheet_limit is None else (args.sheet_limit or None)
+            result["sheet_photos"] = real_blur_sheet(Deblurrer(model, scales="auto"), args.shared, path, limit)
             result["sheet"] = os.path.relpath(path, REPO) if path.startswith(REPO) else path
         except FileNotFoundError as e:
             result["sheet_skipped"] = str(e)
@@ -478,6 +480,8 @@ def main(argv=None):
     p.add_argument("--model", action="append", default=[], metavar="FILE.keras", help="also card a .keras file (repeatable)")
     p.add_argument("--data", nargs="+", default=list(SETS), choices=SETS, help="sets to measure (default: all)")
     p.add_argument("--limit", type=int, help="at most N images per set and N sheet photos (quick runs)")
+    p.add_argument("--sheet-limit", type=int, help="at most N sheet photos; 0: every photo of real_blur_only "
+                   "(default: --limit)")
     p.add_argument("--repeats", type=int, default=3, help="timed 1280x720 runs after a warm-up (0: skip timing)")
     p.add_argument("--shared", default=os.path.join(REPO, "..", "shared"), help="the shared data folder (default ../shared)")
     p.add_argument("--out-dir", default="model_card", help="where LABEL.md, LABEL.json and the sheet go (default model_card/)")
@@ -496,6 +500,8 @@ def main(argv=None):
         p.error("give shipped weights names and/or --model FILE.keras")
     if args.limit is not None and args.limit < 1:
         p.error(f"--limit must be a positive integer; got {args.limit}")
+    if args.sheet_limit is not None and args.sheet_limit < 0:
+        p.error(f"--sheet-limit must be 0 (every photo) or a positive integer; got {args.sheet_limit}")
     args.out_dir = os.path.abspath(args.out_dir)
     args.sheet_dir = os.path.abspath(args.sheet_dir) if args.sheet_dir else None
     os.makedirs(args.out_dir, exist_ok=True)

@@ -63,6 +63,28 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
     assert (out / "tiny-real_blur_only.jpg").stat().st_size > 10_000
 
 
+def test_sheet_limit_sets_the_sheet_apart_from_the_sets(card, tmp_path):
+    """`--sheet-limit N` puts N photos on the sheet whatever `--limit` says
+    (0: every photo of real_blur_only); a negative one is refused."""
+    from tfdeblur import io as tio
+
+    shared = shared_path()
+    photos = tio.list_images(str(shared / "data" / "real_blur_only"))
+    assert len(photos) >= 3
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    out = tmp_path / "card"
+    code = card.main(["--model", model, "--limit", "1", "--sheet-limit", "3", "--repeats", "0", "--data", "synthetic",
+                      "--shared", str(shared), "--out-dir", str(out)])
+    assert code == 0
+    result = json.loads((out / "tiny.json").read_text())
+    assert result["sheet_photos"] == 3 and result["sets"]["synthetic"]["images"] == 1
+    sheet = tio.read_image(str(out / "tiny-real_blur_only.jpg"))
+    assert sheet.shape[0] >= 3 * card.SHEET_HEIGHT  # one row of at most SHEET_HEIGHT per photo, three rows
+    with pytest.raises(SystemExit) as e:
+        card.main(["--model", model, "--sheet-limit", "-1", "--out-dir", str(out)])
+    assert e.value.code == 2
+
+
 def test_linear_data_encodes_for_the_network_and_decodes_after(card):
     seen = {}
 
