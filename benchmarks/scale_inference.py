@@ -1,14 +1,17 @@
 """Restoring at a smaller scale: the model card's sets under `Deblurrer(scales=...)`.
 
-    python benchmarks/scale_inference.py mtwdn-photos [--scales 1 0.75 0.5 1,0.5]
+    python benchmarks/scale_inference.py mtwdn-photos [--scales 1 0.75 0.5 1,0.5 auto auto:mean]
         [--data synthetic levin cbsd68 gopro_pair gopro_dev] [--limit 16] [--ensemble N] [--json OUT.json]
 
 A network trained on blur of up to ~30 px restores wider blur poorly; at
 half the size that blur is half as wide. `Deblurrer(scales=(0.5,))`
 restores the image downscaled (area), upscales the result (bicubic) and adds
 back the detail the downscaling removed; `(1.0, 0.5)` averages that with
-the full-size output (`deblur --scales 1,0.5`). This scores each setting
-given to `--scales` (each one comma-separated list, or `auto`: `inference.auto_scales`) on the card's sets with
+the full-size output (`deblur --scales 1,0.5`), weighted by how sharp each
+came out (`Deblurrer(scale_fusion="sharpness")`, the default since
+2026-11-28; a setting ending in `:mean` averages plainly, as before). This
+scores each setting given to `--scales` (each one comma-separated list, or
+`auto`: `inference.auto_scales`, then optionally `:mean` or `:sharpness`) on the card's sets with
 the card's loaders and protocols (`benchmarks/model_card.py`), and prints
 the gain over the blurry input and the median restoring time per image.
 `--ensemble N` restores every scale with N flips/rotations (`deblur
@@ -20,7 +23,10 @@ size threshold was set on, beside the GoPro frames' size). `--data
 gopro_dev_x2` adds the GoPro dev pairs upscaled 2x (bicubic, blurry and
 sharp alike: 2560x1440 with blur twice as wide), a stand-in for photos
 above the GoPro size, which the shared data has no pairs of; upscaled
-content is smoother than a real photo of that size.
+content is smoother than a real photo of that size. `--data val_large`
+(`val_large`): held-out validation photos of 600 px and more, blurred four
+ways from small to wide (the set the sharpness weighting of the scales was
+chosen on, with the GoPro dev pairs).
 """
 import argparse
 import json
@@ -36,7 +42,64 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_CROPS = 24
 TRAIN_CROP_SIZE = 384
 TRAIN_CROP_MODES = ("uniform", "camera", "wide", "shake")
-EXTRA_SETS = ("train_crops", "gopro_dev_x2")
+EXTRA_SETS = ("train_crops", "gopro_dev_x2", "val_large")
+VAL_LARGE_SIDE = 600  # inference.AUTO_MIN_SIDE: the smallest image `auto` restores at two scales
+VAL_LARGE_KINDS = ("small_shake", "shake", "levin", "line")
+
+
+def line_kernel(length, angle):
+    """Straight motion of `length` px at `angle` (radians): points along the
+    segment between the first and last of `length` pixel centres, each
+    counted at its nearest pixel; an odd square array summing to 1."""
+    import numpy as np
+
+    n = length + 2 + (length + 1) % 2
+    k = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
+        k[int(round(c + t * np.sin(angle))), int(round(c + t * np.cos(angle)))] += 1
+    return k / k.sum()
+
+
+def val_large(shared, limit=None):
+    """(pairs, names): the held-out validation photos (the `photos:`
+    stream's val split, never trained on) of at least `VAL_LARGE_SIDE` px on
+    the shorter side, centre `VAL_LARGE_SIDE` px, each blurred in turn by
+    `VAL_LARGE_KINDS` (camera shake up to 15 px, up to 31 px, one of
+    Levin's kernels, straight motion of 3-32 px) in linear light, noise
+    sigma 0.003, 8 bits; seed (11, photo, kind). Large photos with blur of
+    every width: where `auto`'s second scale may only smooth."""
+    import numpy as np
+
+    from tfdeblur import io as tio
+    from tfdeblur.datasets import blur_image, load_kernels
+    from tfdeblur.datasets.kernels import random_kernel
+    from tfdeblur.datasets.photos import PhotoBank
+
+    levin = load_kernels(os.path.join(shared, "data", "kernels", "levin09.npz"))
+    pairs, names = [], []
+    for i, path in enumerate(PhotoBank(os.path.join(shared, "data", "sharp")).splits["val"]):
+        img = tio.read_image(path, allow_conversion=True)
+        if min(img.shape[:2]) < VAL_LARGE_SIDE:
+            continue
+        t, l = (img.shape[0] - VAL_LARGE_SIDE) // 2, (img.shape[1] - VAL_LARGE_SIDE) // 2
+        sharp = np.ascontiguousarray(img[t:t + VAL_LARGE_SIDE, l:l + VAL_LARGE_SIDE])
+        for j, kind in enumerate(VAL_LARGE_KINDS):
+            if limit is not None and len(pairs) >= limit:
+                return pairs, names
+            rng = np.random.default_rng((11, i, j))
+            if kind == "levin":
+                kernel = levin[(3 * len(pairs) // len(VAL_LARGE_KINDS)) % len(levin)]
+            elif kind == "line":
+                kernel = line_kernel(int(rng.integers(3, 33)), rng.uniform(0, np.pi))
+            else:
+                kernel = random_kernel(rng, max_size=15 if kind == "small_shake" else 31, probs={"trajectory": 1.0},
+                                       size_bias=1.0)
+            blurry = blur_image(sharp, np.asarray(kernel, np.float32), rng=rng, noise_sigma=0.003, gamma=2.2,
+                                quantize=True)
+            pairs.append((blurry, sharp))
+            names.append(f"{kind}_{os.path.splitext(os.path.basename(path))[0]}")
+    return pairs, names
 
 
 def train_crops(shared, limit=None):
@@ -75,6 +138,8 @@ def score(name, model, deblurrer, shared, limit):
     if name == "gopro_dev_x2":
         dataset, names, _, _, _ = model_card.load_set("gopro_dev", model, deblurrer, shared, limit)
         pairs = upscaled(dataset)
+    elif name == "val_large":
+        pairs, names = val_large(shared, limit)
     else:
         pairs, names = train_crops(shared, limit)
     summary, rows, _ = evaluate_pairs(model, pairs, names=names, protocol="whole", deblurrer=deblurrer)
@@ -97,22 +162,29 @@ def main(argv=None):
     if args.limit < 1:
         p.error(f"--limit must be a positive integer; got {args.limit}")
 
-    from tfdeblur.inference import Deblurrer, check_scales, load_model
+    from tfdeblur.inference import SCALE_FUSIONS, Deblurrer, check_scales, load_model
 
-    try:
-        settings = [check_scales(text if text == "auto" else text.split(",")) for text in args.scales]
-    except ValueError as e:
-        p.error(f"--scales: {e}")
+    settings, fusions, labels = [], [], []
+    for text in args.scales:
+        scales_text, _, fusion = text.partition(":")
+        if fusion and fusion not in SCALE_FUSIONS:
+            p.error(f"--scales: the fusion after ':' must be one of {', '.join(SCALE_FUSIONS)}; got {text!r}")
+        try:
+            scales = check_scales(scales_text if scales_text == "auto" else scales_text.split(","))
+        except ValueError as e:
+            p.error(f"--scales: {e}")
+        settings.append(scales)
+        fusions.append(fusion or "sharpness")
+        labels.append((scales if scales == "auto" else ",".join(f"{v:g}" for v in scales)) + (f":{fusion}" if fusion else ""))
     model = load_model(args.name, arg="name")
-    labels = [s if s == "auto" else ",".join(f"{v:g}" for v in s) for s in settings]
     result = {"model": args.name, "limit": args.limit, "ensemble": args.ensemble, "sets": {}}
     print("| set | images | input | " + " | ".join(f"scales {label}" for label in labels) + " |")
     print("| --- | ---: | ---: |" + " ---: |" * len(labels))
     for name in args.data:
         rows, images = {}, {}
-        for label, scales in zip(labels, settings):
-            summary, per = score(name, model, Deblurrer(model, scales=scales, ensemble=args.ensemble), args.shared,
-                                 args.limit)
+        for label, scales, fusion in zip(labels, settings, fusions):
+            summary, per = score(name, model, Deblurrer(model, scales=scales, ensemble=args.ensemble,
+                                                        scale_fusion=fusion), args.shared, args.limit)
             rows[label] = {k: summary[k] for k in ("psnr", "ssim", "gain_db", "restore_seconds_median")}
             images[label] = [(r["name"], r["psnr"]) for r in per]
         result["sets"][name] = {"images": summary["images"], "input_psnr": summary["input_psnr"], "scales": rows,

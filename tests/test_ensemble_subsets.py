@@ -85,6 +85,13 @@ def test_scale_benchmark_scores_each_setting(tmp_path, capsys):
     assert f"1,0.5 {per['1,0.5'][first] - per['1'][first]:+.2f}" in lines[0]
     with pytest.raises(SystemExit):
         bench.main([path, "--scales", "2"])
+    # a setting may name its fusion of the scales (default: sharpness-weighted)
+    assert bench.main([path, "--data", "synthetic", "--limit", "1", "--scales", "1,0.5", "1,0.5:mean", "auto:sharpness",
+                       "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())["sets"]["synthetic"]["scales"]) == ["1,0.5", "1,0.5:mean", "auto:sharpness"]
+    with pytest.raises(SystemExit):
+        bench.main([path, "--scales", "1,0.5:max"])
+    assert "the fusion after ':' must be one of sharpness, mean; got '1,0.5:max'" in capsys.readouterr().err
 
 
 def test_scale_benchmark_upscaled_gopro_set(tmp_path):
@@ -112,3 +119,33 @@ def test_scale_benchmark_upscaled_gopro_set(tmp_path):
     got = json.loads(out.read_text())["sets"]["gopro_dev_x2"]
     assert got["images"] == 1
     assert got["input_psnr"] == pytest.approx(protocols.score("whole", ub, us)["psnr"], abs=1e-6)
+
+
+def test_scale_benchmark_large_validation_set():
+    """--data val_large: held-out photos of at least 600 px, centre 600 px,
+    blurred by each kind in turn; the straight-motion kernel covers a line
+    of the given length (horizontal and vertical: exactly those pixels)."""
+    import numpy as np
+
+    from tests.helpers import shared_path
+    from tfdeblur import io as tio
+    from tfdeblur.datasets.photos import PhotoBank
+
+    shared = shared_path()
+    bench = load_benchmark("scale_inference")
+    k = bench.line_kernel(7, 0.0)
+    assert k.shape == (9, 9) and k.sum() == pytest.approx(1.0)
+    assert np.count_nonzero(k) == 7 and np.count_nonzero(k[4]) == 7  # one row, 7 px
+    vertical = bench.line_kernel(9, np.pi / 2)
+    assert vertical.shape == (11, 11) and np.count_nonzero(vertical) == np.count_nonzero(vertical[:, 5]) == 9
+    pairs, names = bench.val_large(str(shared), limit=5)
+    assert len(pairs) == 5 and [n.split("_")[0] for n in names] == ["small", "shake", "levin", "line", "small"]
+    val = [p for p in PhotoBank(str(shared / "data" / "sharp")).splits["val"]
+           if min(tio.read_image(p, allow_conversion=True).shape[:2]) >= 600]
+    first = tio.read_image(val[0], allow_conversion=True)
+    t, l = (first.shape[0] - 600) // 2, (first.shape[1] - 600) // 2
+    for blurry, sharp in pairs[:4]:
+        assert blurry.shape == sharp.shape == (600, 600, 3)
+        np.testing.assert_array_equal(sharp, first[t:t + 600, l:l + 600])
+        assert np.abs(blurry - sharp).mean() > 0.005  # blurred
+    assert names[4].endswith(val[1].split("/")[-1].rsplit(".", 1)[0])

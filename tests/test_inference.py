@@ -209,9 +209,64 @@ def test_smaller_scale_is_conv_of_the_downscaled_image_upscaled():
     half = inference.Deblurrer(model, scales=(0.5,)).restore_rgb(img)
     np.testing.assert_allclose(half, want, atol=1e-5)
     full = inference.Deblurrer(model).restore_rgb(img)
-    both = inference.Deblurrer(model, scales=(1.0, 0.5)).restore_rgb(img)
+    both = inference.Deblurrer(model, scales=(1.0, 0.5), scale_fusion="mean").restore_rgb(img)
     np.testing.assert_allclose(both, (full + half) / 2, atol=1e-6)
     assert np.abs(half - full).max() > 1e-2
+
+
+def _sobel_energy(rgb):
+    # independent of the library's cv2 version: scipy's Sobel, mirrored borders as cv2's default
+    from scipy import ndimage
+
+    luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return float(np.mean(ndimage.sobel(luma, axis=1, mode="mirror") ** 2 + ndimage.sobel(luma, axis=0, mode="mirror") ** 2))
+
+
+def test_sharpness_is_the_mean_squared_sobel_gradient_of_the_luma():
+    # a horizontal ramp of slope a per pixel: the 3x3 Sobel reads 8a inside,
+    # 0 on the two mirrored border columns
+    a, h, w = 0.01, 12, 30
+    ramp = np.repeat((a * np.arange(w, dtype=np.float32))[None, :, None], h, axis=0).repeat(3, axis=2)
+    assert inference.sharpness(ramp) == pytest.approx((8 * a) ** 2 * (w - 2) / w, rel=1e-5)
+    assert inference.sharpness(ramp[..., 0]) == pytest.approx(inference.sharpness(ramp), rel=1e-6)
+    img = _rng_image(33, 41, seed=21)
+    assert inference.sharpness(img) == pytest.approx(_sobel_energy(img), rel=1e-4)
+    assert inference.sharpness(np.full((8, 8, 3), 0.3, np.float32)) == 0.0
+
+
+def test_scale_weights_follow_the_power_of_the_sharpness():
+    np.testing.assert_allclose(inference.scale_weights([1.0, 2.0], power=4), [1 / 17, 16 / 17])
+    np.testing.assert_allclose(inference.scale_weights([3.0, 3.0, 3.0]), [1 / 3] * 3)
+    np.testing.assert_allclose(inference.scale_weights([0.0, 0.0]), [0.5, 0.5])
+    np.testing.assert_allclose(inference.scale_weights([1e-30, 2e-30], power=1), [1 / 3, 2 / 3])
+    for bad in ([], [-1.0, 1.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match="values must be a non-empty list of non-negative numbers"):
+            inference.scale_weights(bad)
+
+
+def test_scales_are_weighted_by_the_sharpness_of_their_outputs():
+    """The default fusion: each scale's output weighs (its Sobel energy) **
+    SHARPNESS_POWER; recomputed here from the single-scale outputs with
+    scipy's Sobel, on a network whose two scales' outputs differ in
+    sharpness (so the weights are not the plain mean's)."""
+    model = _conv_stack([3], seed=9)
+    img = _rng_image(40, 46, seed=10)
+    full = inference.Deblurrer(model).restore_rgb(img)
+    half = inference.Deblurrer(model, scales=(0.5,)).restore_rgb(img)
+    d = inference.Deblurrer(model, scales=(1.0, 0.5))
+    assert d.scale_fusion == "sharpness"
+    both = d.restore_rgb(img)
+    e = np.array([_sobel_energy(full), _sobel_energy(half)])
+    w = (e / e.max()) ** inference.SHARPNESS_POWER
+    w /= w.sum()
+    np.testing.assert_allclose(both, np.clip(w[0] * full + w[1] * half, 0, 1), atol=2e-5)
+    assert d.last_scale_weights[1.0] == pytest.approx(w[0], rel=1e-3) and d.last_scale_weights[0.5] == pytest.approx(w[1], rel=1e-3)
+    assert abs(w[0] - 0.5) > 0.05  # not the plain mean
+    assert np.abs(both - (full + half) / 2).max() > 1e-3
+    d.restore_rgb(_rng_image(39, 46, seed=10))
+    assert d.last_scale_weights != {1.0: pytest.approx(w[0]), 0.5: pytest.approx(w[1])}  # per image
+    with pytest.raises(ValueError, match="scale_fusion must be one of sharpness, mean; got 'max'"):
+        inference.Deblurrer(model, scale_fusion="max")
 
 
 def test_auto_scales_pick_by_the_shorter_side(monkeypatch):

@@ -156,7 +156,8 @@ def _add_inference_options(p, scales=(1.0,)):
                    help="self-ensemble: average N flips/rotations, N times slower (alone: 8; 4: the quarter turns, "
                         "75-100 %% of the 8-way gain; 2: one quarter turn, 35-85 %%)")
     p.add_argument("--scales", type=_scales, default=scales, metavar="S[,S...]|auto",
-                   help="restore at these scales and average, e.g. 1,0.5: blur wider than the network learned "
+                   help="restore at these scales and average (weighted by how sharp each output is), e.g. 1,0.5: "
+                        "blur wider than the network learned "
                         f"comes within reach at a smaller scale; auto: 1,0.5 for images of at least "
                         f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), 1,0.5,0.25 from "
                         f"{2 * inference.AUTO_MIN_SIDE} px, else 1 "

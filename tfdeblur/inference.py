@@ -58,7 +58,14 @@ shipped models), `ensemble=2` the image and one quarter turn (`ENSEMBLES`).
 scale, where blur wider than the network learned is within its reach: the
 image is resized down (area), restored, resized back up (bicubic), and the
 detail the downscaling removed is added back from the input (input minus
-its own down-up copy); the outputs of all scales are averaged. On the real
+its own down-up copy); the outputs of all scales are then averaged,
+weighted by how sharp each came out (`scale_fusion="sharpness"`, the
+default: weights proportional to the output's mean squared luma gradient
+to the power `SHARPNESS_POWER`, `scale_weights`), so a scale that only
+smoothed the image (small blur restored at a smaller scale) counts for
+little and one that removed blur the others left counts for more;
+`scale_fusion="mean"` is the plain average (the behaviour before
+2026-11-28). On the real
 1280x720 GoPro dev pairs `mtwdn-photos` gains +0.86 dB plain, +1.26 at
 `(0.5,)` alone and +1.28 with `(1.0, 0.5)`; small, mildly blurred images
 lose (the procedural 256 px set: +2.47 -> +2.00): docs/models.md,
@@ -421,6 +428,49 @@ def auto_scales(height, width):
     return tuple(scales)
 
 
+# `scale_fusion="sharpness"`: each scale's output weighs sharpness ** POWER
+# (`sharpness`: mean squared Sobel gradient of the luma), normalized. Chosen
+# 2026-11-28 against the plain mean (docs/models.md, "Restoring at a smaller
+# scale": `benchmarks/scale_inference.py --scales 1 auto:mean auto --data
+# val_large gopro_dev gopro_pair`): the mean lost to scale 1 alone on large
+# photos with small blur, where the smaller scale only smooths (val_large,
+# 600 px, mtwdn-photos: shake up to 15 px -0.26 dB, up to 31 px -0.15);
+# weighted, -0.12 and -0.08, the set +1.76 against the mean's +1.70 (scale 1
+# +1.77), while the GoPro dev pairs keep +1.31 (= the mean) and the frame
+# +1.42 (+1.43). lmfn-photos: +0.96 / +0.93 / +0.95 and +1.09 = +1.09.
+# Power 2 of 1, 2, 3, 4, 8 tried on a first draw of these pairs: higher
+# powers protected the small blur more and cost the upscaled GoPro pairs
+# (three scales) more: power 4 -0.07 dB against the mean there, 2 -0.02.
+SCALE_FUSIONS = ("sharpness", "mean")
+SHARPNESS_POWER = 2.0
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def sharpness(rgb):
+    """The mean squared gradient (3x3 Sobel) of an (H, W, 3) or (H, W)
+    image's luma: larger for a sharper image of the same scene."""
+    import cv2
+
+    rgb = np.asarray(rgb, np.float32)
+    luma = rgb[..., :3] @ _LUMA if rgb.ndim == 3 else rgb
+    gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.mean(np.square(gx, dtype=np.float64) + np.square(gy, dtype=np.float64)))
+
+
+def scale_weights(values, power=SHARPNESS_POWER):
+    """Weights of the scales' outputs from their `sharpness` values:
+    proportional to value ** power, summing to 1 (equal when all are 0)."""
+    values = np.asarray(values, np.float64)
+    if values.ndim != 1 or values.size == 0 or np.any(values < 0) or not np.all(np.isfinite(values)):
+        raise ValueError(f"values must be a non-empty list of non-negative numbers; got {values!r}")
+    top = values.max()
+    if top == 0:
+        return np.full(values.size, 1.0 / values.size)
+    w = (values / top) ** power
+    return w / w.sum()
+
+
 def check_scales(scales):
     """`Deblurrer`'s `scales` -> a tuple of distinct floats in (0, 1], or
     "auto" (`auto_scales`: by image size)."""
@@ -461,7 +511,9 @@ class Deblurrer:
     hook (e.g. TLC); `progress(done, total)` is called after every tile
     (and every transform of the ensemble). `ensemble`: True for the 8
     flips/rotations, or how many to average (1, 2, 4, 8: `ENSEMBLES`).
-    `scales`: restore at each of these scales and average (module docstring);
+    `scales`: restore at each of these scales and average (module docstring),
+    weighted by sharpness (`scale_fusion="sharpness"`) or not ("mean");
+    `last_scale_weights` holds the last multi-scale image's weights;
     "auto": (1.0, 0.5) for images of at least `AUTO_MIN_SIDE` px on the
     shorter side, (1.0, 0.5, 0.25) from twice that, (1.0,) below
     (`auto_scales`). `kernel_refine`: for uniform blur (camera shake of a
@@ -473,7 +525,12 @@ class Deblurrer:
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
-                 ensemble=False, transform=None, scales=(1.0,), kernel_refine=False):
+                 ensemble=False, transform=None, scales=(1.0,), kernel_refine=False, scale_fusion="sharpness"):
+        if scale_fusion not in SCALE_FUSIONS:
+            raise ValueError(f"scale_fusion must be one of {', '.join(SCALE_FUSIONS)}; got {scale_fusion!r}")
+        self.scale_fusion = scale_fusion
+        # the weights of the scales for the last image restored at several (None otherwise)
+        self.last_scale_weights = None
         if not isinstance(kernel_refine, (bool, np.bool_)):
             raise ValueError(f"kernel_refine must be True or False; got {kernel_refine!r}")
         self.kernel_refine = bool(kernel_refine)
@@ -563,11 +620,12 @@ class Deblurrer:
     def _restore_scales(self, rgb, progress=None):
         h, w = rgb.shape[:2]
         scales = self.scales_for(h, w)
+        self.last_scale_weights = None
         if scales == (1.0,):
             return self._restore_one_scale(rgb, progress)
         import cv2
 
-        acc = None
+        outs = []
         for j, scale in enumerate(scales):
             part = None if progress is None else (
                 lambda done, total, j=j: progress(j * total + done, len(scales) * total))
@@ -582,8 +640,14 @@ class Deblurrer:
                 detail = rgb - cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
                 up = cv2.resize(self._restore_one_scale(small, part), (w, h), interpolation=cv2.INTER_CUBIC)
                 out = np.clip(up + detail, 0.0, 1.0)
-            acc = out if acc is None else acc + out
-        return np.clip(acc / len(scales), 0.0, 1.0)
+            outs.append(out)
+        if self.scale_fusion == "mean":
+            weights = np.full(len(outs), 1.0 / len(outs))
+        else:
+            weights = scale_weights([sharpness(out) for out in outs])
+        self.last_scale_weights = dict(zip(scales, (float(w) for w in weights)))
+        acc = sum(np.float32(w) * out for w, out in zip(weights, outs))
+        return np.clip(acc, 0.0, 1.0)
 
     def scales_for(self, height, width):
         """The scales an image of this size is restored at (`scales="auto"`: `auto_scales`)."""
