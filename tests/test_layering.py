@@ -37,6 +37,7 @@ LAYERS = {
     "tfdeblur.schedules": "core",
     "tfdeblur.deblur_model": "core",
     "tfdeblur.protocols": "core",
+    "tfdeblur.precision": "core",  # bf16 or fp32 on this machine (training and restoring)
     "tfdeblur.kernel_refine": "core",  # uniform-blur kernel estimate + Richardson-Lucy (numpy, OpenCV)
     "tfdeblur.models": "models",
     "tfdeblur.tlc": "models",

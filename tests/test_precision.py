@@ -144,7 +144,7 @@ def test_micro_benchmark_runs_and_its_cache_round_trips(tmp_path, monkeypatch):
     read back instead of measuring, keyed by width, and rewritten when corrupt."""
     import json
 
-    from tfdeblur.training import precision as p
+    from tfdeblur import precision as p
 
     monkeypatch.setattr(p, "_gpu_capability", lambda: None)
     measured = []
@@ -193,7 +193,7 @@ def test_micro_benchmark_runs_and_its_cache_round_trips(tmp_path, monkeypatch):
 def test_train_logs_the_decision_first_and_writes_it_into_config_json(tmp_path, monkeypatch):
     import json
 
-    from tfdeblur.training import precision as p
+    from tfdeblur import precision as p
     from tfdeblur.training import run as run_module
 
     monkeypatch.setattr(p, "_read_cpuinfo", lambda: AMD)

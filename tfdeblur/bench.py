@@ -17,7 +17,7 @@ process (Keras' dtype policy is global, and peak memory is per process):
   as its FLOPs allow on this machine; the issue's goal is >= 0.6.
 
 Below the table: the precision `--precision auto` picks for each network
-here and why (`tfdeblur.training.precision.choose_precision`); the machine
+here and why (`tfdeblur.precision.choose_precision`); the machine
 line says whether the CPU has AMX and AVX512-BF16.
 """
 import json
@@ -94,7 +94,7 @@ def worker(net, precision, repeats):
     achieved = result["gflops_per_mp"] * (1280 * 720 / 1e6) / result["seconds_1280x720"]
     result["achieved_gflops"] = achieved
     result["efficiency"] = achieved / result["ceiling_gflops"]
-    from tfdeblur.training.precision import choose_precision
+    from tfdeblur.precision import choose_precision
 
     result["auto"] = str(choose_precision("auto", width=width))
     return result
@@ -169,7 +169,7 @@ def machine():
                     break
     except OSError:
         pass
-    from tfdeblur.training.precision import _read_cpuinfo, cpu_flags
+    from tfdeblur.precision import _read_cpuinfo, cpu_flags
 
     flags = cpu_flags(_read_cpuinfo())
     units = f"AMX {'yes' if {'amx_bf16', 'amx_tile'} <= flags else 'no'}, AVX512-BF16 {'yes' if 'avx512_bf16' in flags else 'no'}"

@@ -1,5 +1,5 @@
 """Timing and cost primitives shared by `tfdeblur.bench`, `--precision auto`
-(`tfdeblur.training.precision`) and `benchmarks/`.
+(`tfdeblur.precision`) and `benchmarks/`.
 
 Imports nothing of tfdeblur, so any layer may time itself with it.
 """
