@@ -6,7 +6,8 @@
              --limit N (images per set and sheet photos), --sheet-limit N (sheet photos;
              0: all, whatever --limit says), --repeats N (CPU timing),
              --shared DIR (default ../shared beside the checkout), --no-sheet,
-             --ensemble SET [SET ...] (also score those sets with self-ensemble)
+             --ensemble SET [SET ...] (also score those sets with self-ensemble),
+             --precision fp32|bf16|auto (the network's precision; default fp32)
 
 For each model it writes OUT_DIR/LABEL.md (the card: the training summary
 from the weights' manifest, parameters, 1280x720 CPU time, the metric
@@ -385,6 +386,9 @@ def card_markdown(result):
                          f"| {p['psnr'] - s['input_psnr']:+.2f} dB |")
     lines += ["", "PSNR on 8-bit outputs; SSIM per-channel Gaussian (`tf.image.ssim`; MATLAB's RGB `ssim` reads "
               "0.02-0.09 higher, in the JSON as `ssim_matlab`)."]
+    if result.get("precision", "fp32") != "fp32":
+        lines.append(f"**Restored with `--precision {result['precision']}`** (the network in bf16 where chosen; "
+                     "the card's numbers are fp32's).")
     if result.get("limit"):
         lines.append(f"**Quick run: at most {result['limit']} images per set (`--limit`); not the card's numbers.**")
     if result.get("sheet"):
@@ -428,7 +432,12 @@ def measure(spec, args):
     if args.repeats:
         _log(f"{label}: 1280x720 CPU time ...")
         result["cpu"] = cpu_seconds_720p(model, args.repeats)
-    deblurrer = Deblurrer(model)
+    result["precision"] = args.precision
+
+    def make(**options):  # every restoration of the card runs in --precision
+        return Deblurrer(model, precision=args.precision, **options)
+
+    deblurrer = make()
     for name in args.data:
         _log(f"{label}: {name} ...")
         try:
@@ -441,7 +450,7 @@ def measure(spec, args):
         _log(f"  {summary['images']} images: {summary['input_psnr']:.2f} -> {summary['psnr']:.2f} dB ({summary['gain_db']:+.2f})")
         if name in args.ensemble:
             _log(f"{label}: {name}, self-ensemble ...")
-            ens, ens_rows = evaluate_set(name, model, Deblurrer(model, ensemble=True), args.shared, args.limit,
+            ens, ens_rows = evaluate_set(name, model, make(ensemble=True), args.shared, args.limit,
                                          fed_as_stored=False)
             summary["ensemble"] = {k: ens[k] for k in ("psnr", "ssim", "ssim_matlab", "gain_db", "images",
                                                        "restore_seconds_median")}
@@ -449,7 +458,7 @@ def measure(spec, args):
             _log(f"  self-ensemble: {ens['psnr']:.2f} dB ({ens['gain_db']:+.2f})")
         if name in args.auto:
             _log(f"{label}: {name}, --scales auto ...")
-            auto, auto_rows = evaluate_set(name, model, Deblurrer(model, scales="auto"), args.shared, args.limit,
+            auto, auto_rows = evaluate_set(name, model, make(scales="auto"), args.shared, args.limit,
                                            fed_as_stored=False)
             summary["auto"] = {k: auto[k] for k in ("psnr", "ssim", "ssim_matlab", "gain_db", "images",
                                                     "restore_seconds_median")}
@@ -457,7 +466,7 @@ def measure(spec, args):
             _log(f"  --scales auto: {auto['psnr']:.2f} dB ({auto['gain_db']:+.2f})")
         if name in args.uniform_blur:
             _log(f"{label}: {name}, --uniform-blur ...")
-            uni, uni_rows = evaluate_set(name, model, Deblurrer(model, scales="auto", kernel_refine=True), args.shared,
+            uni, uni_rows = evaluate_set(name, model, make(scales="auto", kernel_refine=True), args.shared,
                                          args.limit, fed_as_stored=False)
             summary["uniform_blur"] = {k: uni[k] for k in ("psnr", "ssim", "ssim_matlab", "gain_db", "images",
                                                            "restore_seconds_median")}
@@ -467,7 +476,7 @@ def measure(spec, args):
         path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
             limit = args.limit if args.sheet_limit is None else (args.sheet_limit or None)
-            result["sheet_photos"] = real_blur_sheet(Deblurrer(model, scales="auto"), args.shared, path, limit)
+            result["sheet_photos"] = real_blur_sheet(make(scales="auto"), args.shared, path, limit)
             result["sheet"] = os.path.relpath(path, REPO) if path.startswith(REPO) else path
         except FileNotFoundError as e:
             result["sheet_skipped"] = str(e)
@@ -480,6 +489,9 @@ def main(argv=None):
     p.add_argument("--model", action="append", default=[], metavar="FILE.keras", help="also card a .keras file (repeatable)")
     p.add_argument("--data", nargs="+", default=list(SETS), choices=SETS, help="sets to measure (default: all)")
     p.add_argument("--limit", type=int, help="at most N images per set and N sheet photos (quick runs)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="run every restoration in this precision (Deblurrer(precision=...); default fp32; "
+                        "the 1280x720 time is fp32 whatever it says)")
     p.add_argument("--sheet-limit", type=int, help="at most N sheet photos; 0: every photo of real_blur_only "
                    "(default: --limit)")
     p.add_argument("--repeats", type=int, default=3, help="timed 1280x720 runs after a warm-up (0: skip timing)")

@@ -323,3 +323,38 @@ def test_uniform_blur_on_a_noisy_photo_keeps_the_network_output_and_says_why(tin
     logged = caplog.text + capsys.readouterr().out
     assert re.search(r"n\.png -> \S+n\.png \(--uniform-blur kept the network's output: noise sigma [\d.]+/255 is at "
                      r"least 2\.0/255\)", logged), logged
+
+
+def test_precision_defaults_auto_for_deblur_fp32_for_eval_and_says_so(tiny_model, tmp_path, capsys, monkeypatch):
+    """`deblur` runs in the precision `--precision auto` decides on this
+    machine and prints the decision; `eval` measures in fp32 unless told;
+    a bad value is argparse's error."""
+    from tfdeblur import inference
+    from tfdeblur import precision as p
+
+    monkeypatch.setattr(p, "_read_cpuinfo", lambda: "model name\t: AMD EPYC 7B13\nflags\t\t: avx2 fma\n")
+    monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    chosen = []
+    real = inference.Deblurrer.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        chosen.append(self.precision)
+
+    monkeypatch.setattr(inference.Deblurrer, "__init__", spy)
+    src = _write(tmp_path / "in" / "a.png", _rgb(seed=3))
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "o1")]) == 0
+    assert chosen[-1] == "fp32"
+    assert "precision fp32: CPU has no AMX/AVX512-BF16 (AMD EPYC 7B13)" in capsys.readouterr().out
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "o2"), "--precision", "bf16"]) == 0
+    assert chosen[-1] == "bf16" and "precision bf16: `precision` bf16 given" in capsys.readouterr().out
+    plain = _read(tmp_path / "o1" / "a.png").astype(int)
+    assert np.abs(_read(tmp_path / "o2" / "a.png").astype(int) - plain).max() <= 4  # bf16: within a few levels
+    pairs = tmp_path / "pairs"
+    _write(pairs / "blur" / "p.png", _rgb(seed=4))
+    _write(pairs / "sharp" / "p.png", _rgb(seed=5))
+    assert main(["eval", "--model", tiny_model, "--data", f"pairs:{pairs}/blur,{pairs}/sharp"]) == 0
+    assert chosen[-1] == "fp32" and "precision" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "o3"), "--precision", "fp16"])
+    assert "argument --precision: invalid choice: 'fp16'" in capsys.readouterr().err

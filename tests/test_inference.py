@@ -396,3 +396,76 @@ def test_bad_arrays_are_one_line_errors(identity, img, match):
 def test_bad_options(identity, options, match):
     with pytest.raises(ValueError, match=match):
         inference.Deblurrer(identity, **options)
+
+
+# ------------------------------------------------------------ precision
+
+
+def _perturbed_lmfn(seed=0):
+    import tfdeblur.models as models
+
+    model = models.build("lmfn", levels=2, channels=16, mffd_channels=16, num_rfdb=1)
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+def test_bf16_runs_a_mixed_bfloat16_twin_close_to_fp32():
+    """precision="bf16": a twin of the network in Keras' mixed_bfloat16
+    policy with the same weights (the output head float32); the model given
+    is left as it was; the output differs from fp32's by bf16 rounding only."""
+    model = _perturbed_lmfn()
+    twin = inference.in_precision(model, "bf16")
+    assert twin is not model and inference.in_precision(model, "fp32") is model
+    convs = [l for l in twin._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
+    assert convs and all(l.compute_dtype == "bfloat16" for l in convs)
+    assert all(l.compute_dtype == "float32" for l in model._flatten_layers() if isinstance(l, keras.layers.Conv2D))
+    assert inference.in_precision(twin, "bf16") is twin  # already mixed: not twinned again
+    for a, b in zip(twin.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    img = _rng_image(40, 44, seed=3)
+    full = inference.Deblurrer(model).restore_rgb(img)
+    d = inference.Deblurrer(model, precision="bf16")
+    half = d.restore_rgb(img)
+    assert d.precision == "bf16" and half.dtype == np.float32
+    diff = np.abs(half - full)
+    assert 0 < diff.max() < 0.05 and diff.mean() < 0.01
+
+
+def test_auto_precision_follows_the_machine(monkeypatch):
+    from tfdeblur import precision as p
+
+    monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    model = _perturbed_lmfn(1)
+    monkeypatch.setattr(p, "_read_cpuinfo", lambda: "model name\t: Xeon 8481C\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    d = inference.Deblurrer(model, precision="auto")
+    assert d.precision == "bf16" and "AMX" in d.precision_reason
+    monkeypatch.setattr(p, "_read_cpuinfo", lambda: "model name\t: AMD EPYC 7B13\nflags\t\t: avx2 fma\n")
+    d = inference.Deblurrer(model, precision="auto")
+    assert d.precision == "fp32" and d.precision_reason == "CPU has no AMX/AVX512-BF16 (AMD EPYC 7B13)"
+    assert inference.Deblurrer(model).precision == "fp32"  # Deblurrer's default
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, auto; got 'fp16'"):
+        inference.Deblurrer(model, precision="fp16")
+
+
+def test_an_export_runs_as_exported():
+    export = inference.ExportedModel("m.tflite", "tflite", {"network": "m"}, run=lambda batch: batch)
+    assert inference.resolve_inference_precision(export, "auto") == ("fp32", "a tflite export runs as exported")
+    with pytest.raises(ValueError, match="precision bf16 needs the Keras network; got a tflite export \\(m.tflite\\)"):
+        inference.resolve_inference_precision(export, "bf16")
+
+
+def test_the_deblur_function_defaults_to_auto_precision(monkeypatch):
+    seen = []
+    real = inference.Deblurrer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(inference.Deblurrer, "__init__", spy)
+    model = _perturbed_lmfn(2)
+    img = _rng_image(24, 28, seed=5)
+    inference.deblur(img, model)
+    inference.deblur(img, model, precision="fp32")
+    assert seen == ["auto", "fp32"]

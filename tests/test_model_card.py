@@ -65,7 +65,8 @@ def test_card_runs_end_to_end_on_a_tiny_model(card, tmp_path):
 
 def test_sheet_limit_sets_the_sheet_apart_from_the_sets(card, tmp_path):
     """`--sheet-limit N` puts N photos on the sheet whatever `--limit` says
-    (0: every photo of real_blur_only); a negative one is refused."""
+    (0: every photo of real_blur_only); a negative one is refused;
+    `--precision bf16` is recorded and said on the card."""
     from tfdeblur import io as tio
 
     shared = shared_path()
@@ -80,6 +81,10 @@ def test_sheet_limit_sets_the_sheet_apart_from_the_sets(card, tmp_path):
     assert result["sheet_photos"] == 3 and result["sets"]["synthetic"]["images"] == 1
     sheet = tio.read_image(str(out / "tiny-real_blur_only.jpg"))
     assert sheet.shape[0] >= 3 * card.SHEET_HEIGHT  # one row of at most SHEET_HEIGHT per photo, three rows
+    code = card.main(["--model", model, "--limit", "1", "--repeats", "0", "--data", "synthetic", "--no-sheet",
+                      "--precision", "bf16", "--shared", str(shared), "--out-dir", str(tmp_path / "bf16")])
+    assert code == 0 and json.loads((tmp_path / "bf16" / "tiny.json").read_text())["precision"] == "bf16"
+    assert "**Restored with `--precision bf16`**" in (tmp_path / "bf16" / "tiny.md").read_text()
     with pytest.raises(SystemExit) as e:
         card.main(["--model", model, "--sheet-limit", "-1", "--out-dir", str(out)])
     assert e.value.code == 2

@@ -74,6 +74,19 @@ lose (the procedural 256 px set: +2.47 -> +2.00): docs/models.md,
 side, (1.0, 0.5, 0.25) from twice that, else (1.0,)); it is the default of `deblur` (the function and the
 command), while `Deblurrer` and `eval` default to (1.0,).
 
+**Precision** (`precision="fp32"`, the default of `Deblurrer` and `eval`;
+`"bf16"`; `"auto"`, the default of `deblur`, the function and the
+command): bf16 runs the network in Keras' mixed_bfloat16 policy (a twin
+of the model built in that policy, with the same weights; the output
+head stays float32), where the CPU multiplies bf16 natively:
+`tfdeblur.precision.choose_precision` decides for "auto" as training's
+`--precision auto` does (AMX or a GPU of compute capability 8+: bf16; a
+CPU with AVX512-BF16 and no AMX: a cached micro-benchmark; else fp32).
+On the 2-core Zen 4 (AVX512-BF16, no AMX) mtwdn-photos restores a
+1280x720 frame in 1.4 s instead of 2.8 s; the card's sets move by -0.03
+to +0.01 dB (docs/benchmarks.md, "Restoring in bf16"). Exports run as
+they were exported (fp32 here).
+
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
 callable taking and returning a float32 (N, H, W, 3) batch, e.g. a Keras
@@ -471,6 +484,53 @@ def scale_weights(values, power=SHARPNESS_POWER):
     return w / w.sum()
 
 
+INFERENCE_PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def resolve_inference_precision(model, precision="auto"):
+    """(precision, reason) a `Deblurrer` runs `model` in: "fp32" or "bf16".
+    An export runs as exported (fp32; asking it for bf16 is an error)."""
+    from tfdeblur.precision import choose_precision
+
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}; got {precision!r}")
+    if isinstance(model, ExportedModel):
+        if precision == "bf16":
+            raise ValueError(f"precision bf16 needs the Keras network; got a {model.kind} export ({model.path}), "
+                             "which runs as it was exported")
+        return "fp32", f"a {model.kind} export runs as exported"
+    if precision != "auto":
+        return precision, f"`precision` {precision} given"
+    from tfdeblur.timing import conv_width
+
+    decision = choose_precision("auto", width=lambda: conv_width(model))
+    return decision.precision, decision.reason
+
+
+def in_precision(model, precision):
+    """`model` itself for "fp32" (or a model already in a mixed policy); for
+    "bf16" a twin built from its config in Keras' mixed_bfloat16 policy
+    (layers built as float32 on purpose, the output head, stay so) and
+    given its weights. The model passed in is not changed."""
+    import keras
+
+    if precision == "fp32" or getattr(model, "dtype_policy", None) is not None and model.dtype_policy.name != "float32":
+        return model
+    if precision != "bf16":
+        raise ValueError(f"precision must be fp32 or bf16; got {precision!r}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        twin = type(model).from_config(model.get_config())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    twin.set_weights(model.get_weights())
+    for attr in ("min_size", "size_multiple"):
+        if hasattr(model, attr) and not hasattr(twin, attr):
+            setattr(twin, attr, getattr(model, attr))
+    return twin
+
+
 def check_scales(scales):
     """`Deblurrer`'s `scales` -> a tuple of distinct floats in (0, 1], or
     "auto" (`auto_scales`: by image size)."""
@@ -511,6 +571,8 @@ class Deblurrer:
     hook (e.g. TLC); `progress(done, total)` is called after every tile
     (and every transform of the ensemble). `ensemble`: True for the 8
     flips/rotations, or how many to average (1, 2, 4, 8: `ENSEMBLES`).
+    `precision`: "fp32", "bf16" or "auto" (module docstring; `precision`
+    and `precision_reason` say what was chosen and why).
     `scales`: restore at each of these scales and average (module docstring),
     weighted by sharpness (`scale_fusion="sharpness"`) or not ("mean");
     `last_scale_weights` holds the last multi-scale image's weights;
@@ -525,7 +587,10 @@ class Deblurrer:
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
-                 ensemble=False, transform=None, scales=(1.0,), kernel_refine=False, scale_fusion="sharpness"):
+                 ensemble=False, transform=None, scales=(1.0,), kernel_refine=False, scale_fusion="sharpness",
+                 precision="fp32"):
+        if precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}; got {precision!r}")
         if scale_fusion not in SCALE_FUSIONS:
             raise ValueError(f"scale_fusion must be one of {', '.join(SCALE_FUSIONS)}; got {scale_fusion!r}")
         self.scale_fusion = scale_fusion
@@ -544,6 +609,8 @@ class Deblurrer:
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_artifact(model, arg="`model`")
         self.model = model
+        # the precision the network runs in, and why (`tfdeblur.precision.Decision`)
+        self.precision, self.precision_reason = resolve_inference_precision(model, precision)
         self.min_size = int(getattr(model, "min_size", 1))
         multiple = int(getattr(model, "size_multiple", 1))
         static = getattr(model, "input_size", None)
@@ -575,7 +642,8 @@ class Deblurrer:
                                  f"({model.path})")
             self._fn = None
         else:
-            net = transform(model) if transform is not None else model
+            net = in_precision(model, self.precision)
+            net = transform(net) if transform is not None else net
             self._fn = inference_fn(net)
 
     @property
@@ -740,10 +808,13 @@ def deblur(image, model=None, **options):
     a SavedModel folder or `.tflite` file from `export`; None: the default
     shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
-    ensemble, transform, scales, kernel_refine -- scales' default here, as in
-    `deblur` on the command line, is "auto" (`auto_scales`; `Deblurrer`'s is (1.0,)). For
-    many images build one `Deblurrer` and call it: it traces once."""
+    ensemble, transform, scales, kernel_refine, scale_fusion, precision --
+    scales' and precision's defaults here, as in `deblur` on the command
+    line, are "auto" (`auto_scales`, and bf16 where this machine runs it
+    faster; `Deblurrer`'s are (1.0,) and "fp32"). For many images build one
+    `Deblurrer` and call it: it traces once."""
     options.setdefault("scales", AUTO)
+    options.setdefault("precision", "auto")
     return Deblurrer(model, **options)(image)
 
 
