@@ -12,7 +12,8 @@ def deblur(image, model=None, **options):
     path, a SavedModel folder or `.tflite` file from `export`, or a shipped weights name (None: the default shipped weights,
     `tfdeblur.weights.DEFAULT_WEIGHTS`); returns a numpy array of the
     input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform, scales (default "auto":
-    images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too),
+    images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too,
+    weighted by sharpness: scale_fusion), precision (default "auto": bf16 where this machine runs it faster, else fp32),
     kernel_refine (True for uniform blur only: a kernel estimated from the output, then deconvolution,
     guarded: the network's output is kept for noisy photos and where it would be undone;
     `tfdeblur.kernel_refine`); see `tfdeblur.inference`."""
