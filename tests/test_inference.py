@@ -469,3 +469,24 @@ def test_the_deblur_function_defaults_to_auto_precision(monkeypatch):
     inference.deblur(img, model)
     inference.deblur(img, model, precision="fp32")
     assert seen == ["auto", "fp32"]
+
+
+def test_auto_bf16_keeps_sixteen_bit_images_in_fp32(monkeypatch):
+    """Under "auto" a bf16 choice covers 8-bit and float images; 16-bit ones
+    run in fp32 (bf16's 8-bit mantissa would throw their precision away)."""
+    from tfdeblur import precision as p
+
+    monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    monkeypatch.setattr(p, "_read_cpuinfo", lambda: "model name\t: Xeon 8481C\nflags\t\t: avx512_bf16 amx_bf16 amx_tile\n")
+    model = _perturbed_lmfn(3)
+    auto = inference.Deblurrer(model, precision="auto")
+    assert auto.precision == "bf16" and auto.precision_reason.endswith("; 16-bit images in fp32")
+    fp32, bf16 = inference.Deblurrer(model, precision="fp32"), inference.Deblurrer(model, precision="bf16")
+    rng = np.random.default_rng(4)
+    img16 = (rng.random((36, 40, 3)) * 65535).astype(np.uint16)
+    img8 = (rng.random((36, 40, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(auto(img16), fp32(img16))
+    assert np.abs(bf16(img16).astype(int) - fp32(img16).astype(int)).max() > 16  # what bf16 would have cost
+    np.testing.assert_array_equal(auto(img8), bf16(img8))
+    np.testing.assert_array_equal(auto(img16), fp32(img16))  # and back again
+    assert not inference.Deblurrer(model, precision="bf16").full_precision_for_16_bit  # asked for: bf16 throughout

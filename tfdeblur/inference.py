@@ -84,8 +84,10 @@ head stays float32), where the CPU multiplies bf16 natively:
 CPU with AVX512-BF16 and no AMX: a cached micro-benchmark; else fp32).
 On the 2-core Zen 4 (AVX512-BF16, no AMX) mtwdn-photos restores a
 1280x720 frame in 1.4 s instead of 2.8 s; the card's sets move by -0.03
-to +0.01 dB (docs/benchmarks.md, "Restoring in bf16"). Exports run as
-they were exported (fp32 here).
+to +0.01 dB (docs/benchmarks.md, "Restoring in bf16"). bf16 keeps 8
+bits of mantissa, an 8-bit image's precision, so under "auto" 16-bit
+images (uint16 arrays and files) still run in fp32. Exports run as they
+were exported (fp32 here).
 
 **Model transforms** (the `--tlc` hook): `Deblurrer(model, transform=f)`
 runs `f(model)` once before tracing and restores with what it returns (any
@@ -645,12 +647,31 @@ class Deblurrer:
             net = in_precision(model, self.precision)
             net = transform(net) if transform is not None else net
             self._fn = inference_fn(net)
+        # "auto" chose bf16: 16-bit images still run in fp32 (bf16 keeps 8 bits
+        # of mantissa, about an 8-bit image's precision; `_full_fn`)
+        self._transform = transform
+        self._fp32_fn = None
+        self._default_fn = self._fn
+        self.full_precision_for_16_bit = precision == "auto" and self.precision == "bf16"
+        if self.full_precision_for_16_bit:
+            self.precision_reason += "; 16-bit images in fp32"
+
+    def _full_fn(self):
+        """The fp32 inference function (built on first use)."""
+        if self._fp32_fn is None:
+            net = self._transform(self.model) if self._transform is not None else self.model
+            self._fp32_fn = inference_fn(net)
+        return self._fp32_fn
 
     @property
     def tracing_count(self):
         """How often the inference function was traced (1 after any number of
-        images; 0 for an exported model, which is not traced here)."""
-        return 0 if self._fn is None else self._fn.experimental_get_tracing_count()
+        images; 0 for an exported model, which is not traced here; the fp32
+        function of 16-bit images under "auto" counts too)."""
+        if self._default_fn is None:
+            return 0
+        count = self._default_fn.experimental_get_tracing_count()
+        return count + (self._fp32_fn.experimental_get_tracing_count() if self._fp32_fn is not None else 0)
 
     def _predict(self, batch):
         batch = np.ascontiguousarray(batch, np.float32)
@@ -783,12 +804,17 @@ class Deblurrer:
         channels = 1 if arr.ndim == 2 else arr.shape[2]
         color = arr if channels == 1 else arr[..., : 1 if channels == 2 else 3]
         color = color.astype(np.float32) / np.float32(scale) if scale else color.astype(np.float32)
-        if channels in (1, 2):
-            gray = color if channels == 1 else color[..., 0]
-            restored = self.restore_rgb(np.repeat(gray[..., None], 3, axis=2), progress)
-            restored = restored.mean(axis=2, keepdims=channels == 2)
-        else:
-            restored = self.restore_rgb(color, progress)
+        if arr.dtype == np.uint16 and self.full_precision_for_16_bit:
+            self._fn = self._full_fn()
+        try:
+            if channels in (1, 2):
+                gray = color if channels == 1 else color[..., 0]
+                restored = self.restore_rgb(np.repeat(gray[..., None], 3, axis=2), progress)
+                restored = restored.mean(axis=2, keepdims=channels == 2)
+            else:
+                restored = self.restore_rgb(color, progress)
+        finally:
+            self._fn = self._default_fn
         if not np.isfinite(restored).all():  # rint(NaN) would become 0: a black image
             raise ValueError(f"{name}: the model's output holds NaN or infinite values (damaged or diverged "
                              "weights); nothing written")
