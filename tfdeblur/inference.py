@@ -83,8 +83,8 @@ head stays float32), where the CPU multiplies bf16 natively:
 `--precision auto` does (AMX or a GPU of compute capability 8+: bf16; a
 CPU with AVX512-BF16 and no AMX: a cached micro-benchmark; else fp32).
 On the 2-core Zen 4 (AVX512-BF16, no AMX) mtwdn-photos restores a
-1280x720 frame in 1.4 s instead of 2.8 s; the card's sets move by -0.03
-to +0.01 dB (docs/benchmarks.md, "Restoring in bf16"). bf16 keeps 8
+1280x720 frame in 1.4 s instead of 2.8 s; the card's sets move by -0.02
+to +0.02 dB (docs/benchmarks.md, "Restoring in bf16"). bf16 keeps 8
 bits of mantissa, an 8-bit image's precision, so under "auto" 16-bit
 images (uint16 arrays and files) still run in fp32. Exports run as they
 were exported (fp32 here).
