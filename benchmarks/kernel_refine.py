@@ -1,7 +1,7 @@
 """Kernel refinement (`tfdeblur.kernel_refine`) against the network alone.
 
     python benchmarks/kernel_refine.py [--model mtwdn-photos] [--data tune levin cbsd68 gopro_dev]
-        [--limit 16] [--iters 20] [--edges 0.05] [--size 41] [--rounds 3] [--ensemble N]
+        [--limit 16] [--iters 20] [--edges 0.05] [--size 41] [--rounds 3] [--ensemble N] [--precision auto]
         [--sheet docs/models/mtwdn-photos-uniform_blur.jpg] [--shared ../shared]
 
 For each pair: the network's restoration (as `tfdeblur.deblur` restores
@@ -194,7 +194,7 @@ def run_set(name, deblurrer, shared, limit, options):
         row = {"input": protocols.score(protocol, blurry, sharp)["psnr"],
                "net": protocols.score(protocol, net.astype(np.float32), sharp)["psnr"],
                "refined": protocols.score(protocol, refined.astype(np.float32), sharp)["psnr"],
-               "kept": float(kept), "noise": info["noise"] * 255, "away": info["away"],
+               "kept": float(kept), "noise": info["noise"] * 255, "away": info["away"], "local": info["local_fit"],
                "blend": protocols.score(protocol, ((refined + net) / 2).astype(np.float32), sharp)["psnr"],
                "fit": fit_db(net, blurry, estimate, gamma), "net_s": t1 - t0, "refine_s": t2 - t1}
         if kernel is not None:
@@ -264,6 +264,8 @@ def main(argv=None):
                    "--uniform-blur) to PATH (.jpg or .png)")
     p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
                    help="the network's self-ensemble before refining (default 1)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="the network's precision (default auto, as `deblur`: bf16 where the CPU has it)")
     args = p.parse_args(argv)
     if args.limit < 1:
         raise SystemExit(f"error: --limit must be >= 1; got {args.limit}")
@@ -271,9 +273,9 @@ def main(argv=None):
         raise SystemExit(f"error: {os.path.join(args.shared, 'data')} not found (--shared)")
     from tfdeblur.inference import Deblurrer
 
-    deblurrer = Deblurrer(args.model, scales="auto", ensemble=args.ensemble)
+    deblurrer = Deblurrer(args.model, scales="auto", ensemble=args.ensemble, precision=args.precision)
     options = {"iters": args.iters, "edges": args.edges, "size": args.size, "rounds": args.rounds}
-    print(f"{args.model} (ensemble {args.ensemble}); refine {options}")
+    print(f"{args.model} (ensemble {args.ensemble}, precision {deblurrer.precision}); refine {options}")
     for name in args.data:
         rows = run_set(name, deblurrer, args.shared, args.limit, options)
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -211,3 +211,44 @@ def test_away_ratio_and_accepts():
     assert kr.away_ratio(blurry, blurry, blurry) == 1.0
     assert kr.accepts(kr.NOISE_LIMIT / 2, kr.MIN_AWAY) and not kr.accepts(kr.NOISE_LIMIT, 2.0)
     assert not kr.accepts(0.0, kr.MIN_AWAY - 0.01)
+
+
+def test_local_fit_reads_uniform_blur_under_one_and_a_half_blurred_photo_far_over():
+    # Closed forms: blurred by the kernel itself, re-blurring the sharp image
+    # fits every cell exactly (only the quantization floor is left); with the
+    # right half unblurred (a still background beside a moving object) the
+    # kernel makes those cells worse than no blur at all; a flat image has
+    # nothing to fit and reads 1.
+    x, k = _scene(size=240, seed=9), _kernel()
+    y = kr.convolve(x, k)
+    assert kr.local_fit(x, y, k) < 0.01
+    half = y.copy()
+    half[:, 120:] = x[:, 120:]
+    assert kr.local_fit(x, half, k) > 100 * kr.LOCAL_FIT_MAX
+    flat = np.full((200, 200), 0.4)
+    assert kr.local_fit(flat, flat, k) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="tiles must be a positive integer"):
+        kr.local_fit(x, y, k, tiles=0)
+    with pytest.raises(ValueError, match="same shape"):
+        kr.local_fit(x, y[:, :-1], k)
+
+
+def test_guard_keeps_the_restoration_when_one_kernel_does_not_explain_the_blur(monkeypatch):
+    # Half of the photo blurred, the other half sharp; the restoration is the
+    # sharp image. Unguarded, the kernel (estimated from the blurred half)
+    # smears the sharp half; guarded, the local fit stops it before any
+    # deconvolution (the distance test switched off to isolate this one).
+    monkeypatch.setattr(kr, "MIN_AWAY", 0.0)
+    x = np.repeat(_scene(size=240, seed=9)[..., None], 3, axis=2) ** (1 / 2.2)
+    y = np.array(blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2,
+                            quantize=True))
+    y[:, 120:] = np.round(x[:, 120:] * 255) / 255
+    unguarded, raw = kr.refine(y, x, size=21, rounds=1, guard=False, return_info=True)
+    assert raw["applied"] and raw["local_fit"] > kr.LOCAL_FIT_MAX and _psnr(unguarded, x) < 35  # measured 29.1
+    calls = []
+    real = kr.richardson_lucy
+    monkeypatch.setattr(kr, "richardson_lucy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kept, info = kr.refine(y, x, size=21, rounds=3, return_info=True)
+    np.testing.assert_array_equal(kept, x)
+    assert not info["applied"] and not calls and "does not explain the blur everywhere" in info["reason"]
+    assert "round 1 of 3" in info["reason"] and info["local_fit"] > kr.LOCAL_FIT_MAX
