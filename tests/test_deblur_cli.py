@@ -293,17 +293,32 @@ def test_uniform_blur_refines_with_an_estimated_kernel(tiny_model, tmp_path, cap
     # The guard opened: this input is noise, and the next test keeps it closed
     monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
     monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
+    monkeypatch.setattr(kernel_refine, "LOCAL_FIT_MAX", float("inf"))
     side = kernel_refine.MIN_SIDE
     src = _write(tmp_path / "in" / "a.png", _rgb(side, side + 6, seed=7))
-    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain"), "--no-uniform-blur"]) == 0
     assert calls == []
     assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "u"), "--uniform-blur"]) == 0
     assert len(calls) == 1 and calls[0][0] == (side, side + 6, 3)
     want = np.clip(np.rint(calls[0][1] * 255), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(_read(tmp_path / "u" / "a.png"), want)
+    assert not np.array_equal(want, _read(tmp_path / "plain" / "a.png"))
+    # deblur's default (auto): refined like --uniform-blur; eval's: the network alone
+    assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "auto")]) == 0
+    assert len(calls) == 2
+    np.testing.assert_array_equal(_read(tmp_path / "auto" / "a.png"), want)
     small = _write(tmp_path / "in2" / "b.png", _rgb(40, 50, seed=8))
     err = run_cli_error(capsys, ["deblur", small, "--model", tiny_model, "--out", str(tmp_path / "s"), "--uniform-blur"])
     assert f"needs images of at least {side} px a side; got 50x40" in err
+    # auto leaves an image too small to refine to the network, without an error
+    assert main(["deblur", small, "--model", tiny_model, "--out", str(tmp_path / "s")]) == 0
+    assert len(calls) == 2 and (tmp_path / "s" / "b.png").exists()
+    with pytest.raises(SystemExit):
+        main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "x"), "--uniform-blur", "--no-uniform-blur"])
+    assert "argument --no-uniform-blur: not allowed with argument --uniform-blur" in capsys.readouterr().err
+    _write(tmp_path / "gt" / "a.png", _rgb(side, side + 6, seed=7))
+    assert main(["eval", "--model", tiny_model, "--data", f"pairs:{tmp_path / 'in'},{tmp_path / 'gt'}"]) == 0
+    assert len(calls) == 2
 
 
 def test_uniform_blur_on_a_noisy_photo_keeps_the_network_output_and_says_why(tiny_model, tmp_path, capsys, caplog):
@@ -317,11 +332,11 @@ def test_uniform_blur_on_a_noisy_photo_keeps_the_network_output_and_says_why(tin
     noisy = np.clip(smooth + rng.normal(0, 8, (side, side, 3)), 0, 255)  # sigma 8/255, about 5/255 in luma
     src = _write(tmp_path / "in" / "n.png", np.rint(noisy).astype(np.uint8))
     with caplog.at_level(logging.INFO):
-        assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain")]) == 0
+        assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain"), "--no-uniform-blur"]) == 0
         assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "u"), "--uniform-blur"]) == 0
     np.testing.assert_array_equal(_read(tmp_path / "u" / "n.png"), _read(tmp_path / "plain" / "n.png"))
     logged = caplog.text + capsys.readouterr().out
-    assert re.search(r"n\.png -> \S+n\.png \(--uniform-blur kept the network's output: noise sigma [\d.]+/255 is at "
+    assert re.search(r"n\.png -> \S+n\.png \(not refined, the network's output kept: noise sigma [\d.]+/255 is at "
                      r"least 2\.0/255\)", logged), logged
 
 

@@ -113,7 +113,7 @@ def test_identity_network_with_refinement_gives_the_image_back():
     np.testing.assert_allclose(got, img, atol=1e-4)
     with pytest.raises(ValueError, match=rf"kernel refinement \(kernel_refine, --uniform-blur\) needs images of at least {kr.MIN_SIDE} px a side; got 100x"):
         inference.Deblurrer(identity, kernel_refine=True).restore_rgb(img[:100, :100])
-    with pytest.raises(ValueError, match="kernel_refine must be True or False; got 'yes'"):
+    with pytest.raises(ValueError, match="kernel_refine must be True, False or \"auto\"; got 'yes'"):
         inference.Deblurrer(identity, kernel_refine="yes")
 
 
@@ -252,3 +252,40 @@ def test_guard_keeps_the_restoration_when_one_kernel_does_not_explain_the_blur(m
     np.testing.assert_array_equal(kept, x)
     assert not info["applied"] and not calls and "does not explain the blur everywhere" in info["reason"]
     assert "round 1 of 3" in info["reason"] and info["local_fit"] > kr.LOCAL_FIT_MAX
+
+
+def test_trim_cuts_the_zero_frame_and_changes_no_convolution():
+    # The test kernel's support spans rows 1-7 and columns 5-12 of 15x15
+    # (middle 7, 7): cut symmetrically, 2 x 6 + 1 rows and 2 x 5 + 1 columns.
+    k = _embed(_kernel(), 41)
+    small = kr.trim(k)
+    assert small.shape == (13, 11) and small.sum() == pytest.approx(1.0)
+    x = np.repeat(_scene(size=120, seed=3)[..., None], 3, axis=2)
+    np.testing.assert_allclose(kr.convolve(x, small), kr.convolve(x, k), atol=1e-12)  # rounding only
+    y = kr.convolve(x, k)
+    np.testing.assert_allclose(kr.richardson_lucy(y, k, 5), kr.richardson_lucy(y, _kernel(), 5), atol=1e-10)
+    assert kr.trim(np.zeros((5, 5))).shape == (5, 5)
+
+
+def test_auto_refines_images_large_enough_and_leaves_smaller_ones_to_the_network(monkeypatch):
+    inputs = keras.Input((None, None, 3))
+    soft = keras.Model(inputs, keras.layers.AveragePooling2D(3, strides=1, padding="same")(inputs))
+    seen = []
+    real = kr.refine
+    monkeypatch.setattr(kr, "refine", lambda blurry, restored, **k: seen.append(blurry.shape) or real(blurry, restored, **k))
+    img = np.repeat(_scene(size=kr.MIN_SIDE, seed=5)[..., None], 3, axis=2).astype(np.float32)
+    auto = inference.Deblurrer(soft, kernel_refine="auto")
+    small = img[:100, :110]
+    np.testing.assert_array_equal(auto.restore_rgb(small), inference.Deblurrer(soft).restore_rgb(small))
+    assert auto.last_refine is None and seen == []
+    auto.restore_rgb(img)
+    assert seen == [img.shape] and isinstance(auto.last_refine, dict)
+    assert not inference.Deblurrer(soft).refines(*img.shape[:2]) and auto.refines(*img.shape[:2])
+    assert not auto.refines(100, 500)
+    # tfdeblur.deblur refines by default, as `deblur` on the command line
+    import tfdeblur
+
+    tfdeblur.deblur(img, soft)
+    assert len(seen) == 2
+    tfdeblur.deblur(img, soft, kernel_refine=False)
+    assert len(seen) == 2

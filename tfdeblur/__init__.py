@@ -14,9 +14,10 @@ def deblur(image, model=None, **options):
     input's dtype and shape. Options: tile, overlap, max_pixels, ensemble, transform, scales (default "auto":
     images of 600 px and more on the shorter side are also restored at half size, from 1200 px at a quarter size too,
     weighted by sharpness: scale_fusion), precision (default "auto": bf16 where this machine runs it faster, else fp32),
-    kernel_refine (True for uniform blur only: a kernel estimated from the output, then deconvolution,
-    guarded: the network's output is kept for noisy photos and where it would be undone;
-    `tfdeblur.kernel_refine`); see `tfdeblur.inference`."""
+    kernel_refine (default "auto": for images of at least 122 px a side, one blur kernel is estimated from the
+    network's output and the photo is deconvolved with it, guarded: the network's output is kept for noisy photos,
+    where one kernel does not explain the blur everywhere (moving objects) and where the refinement would undo it;
+    True: always (an error for smaller images), False: never; `tfdeblur.kernel_refine`); see `tfdeblur.inference`."""
     # Imported here so that `import tfdeblur` stays free of TensorFlow.
     from tfdeblur.inference import deblur as _deblur
 

@@ -90,7 +90,7 @@ def _parser():
     d.add_argument("--overwrite", action="store_true", help="replace existing output files")
     d.add_argument("--out-in-input", action="store_true", help="allow an --out that is, or is inside, an input folder "
                    "(an input file is never replaced)")
-    _add_inference_options(d, scales="auto", precision="auto")
+    _add_inference_options(d, scales="auto", precision="auto", uniform_blur="auto")
     d.add_argument("--compare", action="store_true", help="also write OUT/compare/NAME.png: input | output (| ground truth)")
     d.add_argument("--gt", metavar="DIR", help="ground-truth folder for --compare, matched by file name")
 
@@ -144,10 +144,15 @@ def _scales(text):
                                          f"got {text!r}") from None
 
 
-def _add_inference_options(p, scales=(1.0,), precision="fp32"):
+# --uniform-blur's values -> Deblurrer(kernel_refine=...)
+UNIFORM_BLUR = {"auto": "auto", "on": True, "off": False}
+
+
+def _add_inference_options(p, scales=(1.0,), precision="fp32", uniform_blur="off"):
     """Options of `tfdeblur.inference.Deblurrer` (tiling, self-ensemble, scales,
-    precision; `scales` and `precision`: the defaults, "auto" for `deblur`,
-    1 and fp32 for `eval`, which measures the network)."""
+    precision, kernel refinement; `scales`, `precision` and `uniform_blur`:
+    the defaults, "auto" for `deblur`, 1, fp32 and off for `eval`, which
+    measures the network)."""
     from tfdeblur import inference, kernel_refine
 
     p.add_argument("--precision", choices=inference.INFERENCE_PRECISIONS, default=precision,
@@ -168,13 +173,19 @@ def _add_inference_options(p, scales=(1.0,), precision="fp32"):
                         f"{inference.AUTO_MIN_SIDE} px on the shorter side (video frames, photos), 1,0.5,0.25 from "
                         f"{2 * inference.AUTO_MIN_SIDE} px, else 1 "
                         f"(default {'auto' if scales == 'auto' else ','.join(f'{v:g}' for v in scales)})")
-    p.add_argument("--uniform-blur", action="store_true",
-                   help="the blur is uniform (camera shake of a still scene): estimate its kernel from the network's "
-                        "output and deconvolve with it (Richardson-Lucy; tfdeblur/kernel_refine.py); wrong for moving "
-                        "objects; images of at least "
-                        f"{kernel_refine.MIN_SIDE} px a side; the network's output is kept (and the log says why) "
-                        f"for photos with noise sigma >= {kernel_refine.NOISE_LIMIT * 255:g}/255 and where the "
-                        "refinement would undo it")
+    refine = p.add_mutually_exclusive_group()
+    refine.add_argument("--uniform-blur", dest="uniform_blur", action="store_const", const="on", default=uniform_blur,
+                        help="kernel refinement for uniform blur (camera shake of a still scene): estimate one kernel "
+                             "from the network's output and deconvolve with it (Richardson-Lucy; "
+                             "tfdeblur/kernel_refine.py), guarded: the network's output is kept (and the log says why) "
+                             f"for photos with noise sigma >= {kernel_refine.NOISE_LIMIT * 255:g}/255, where one kernel "
+                             "does not explain the blur everywhere (moving objects, rotation) and where the refinement "
+                             f"would undo the network's work; images of at least {kernel_refine.MIN_SIDE} px a side "
+                             "(smaller ones are an error)"
+                             + ("; the default here for those images, the others get the network alone"
+                                if uniform_blur == "auto" else ""))
+    refine.add_argument("--no-uniform-blur", dest="uniform_blur", action="store_const", const="off",
+                        help="the network alone, no kernel refinement" + (" (the default)" if uniform_blur == "off" else ""))
     p.add_argument("--max-decode-pixels", type=_positive_int, default=100_000_000, metavar="N",
                    help="refuse image files whose header declares more pixels than this, before decoding (default 100000000)")
     p.add_argument("--tlc", type=int, metavar="TRAIN_SIZE", help="run the TLC '-Local' model: global pooling becomes local pooling over 1.5x this training crop size (tfdeblur/tlc.py)")
@@ -192,7 +203,7 @@ def _deblurrer(args, model):
     transform = tlc.option_transform(args.tlc, args.tlc_window, notice=lambda m: print(m, file=sys.stderr))
     deblurrer = Deblurrer(model, tile=args.tile, overlap=args.overlap, max_pixels=args.max_pixels,
                           ensemble=args.ensemble, transform=transform, scales=args.scales,
-                          kernel_refine=args.uniform_blur, precision=args.precision)
+                          kernel_refine=UNIFORM_BLUR[args.uniform_blur], precision=args.precision)
     if args.precision != "fp32":
         print(f"precision {deblurrer.precision}: {deblurrer.precision_reason}", flush=True)
     return deblurrer

@@ -143,7 +143,7 @@ def restore_files(deblurrer, targets, truths=None, window=None, quality=None, pr
         refined = getattr(deblurrer, "last_refine", None)
         log(f"{path} -> {target}" + (f" (+ {sheet})" if sheet else "")
             + (f" ({', '.join(left_out)} left out)" if left_out else "")
-            + (f" (--uniform-blur kept the network's output: {refined['reason']})"
+            + (f" (not refined, the network's output kept: {refined['reason']})"
                if refined and not refined["applied"] else ""))
     return failures
 

@@ -580,12 +580,15 @@ class Deblurrer:
     `last_scale_weights` holds the last multi-scale image's weights;
     "auto": (1.0, 0.5) for images of at least `AUTO_MIN_SIDE` px on the
     shorter side, (1.0, 0.5, 0.25) from twice that, (1.0,) below
-    (`auto_scales`). `kernel_refine`: for uniform blur (camera shake of a
-    still scene) only: estimate one blur kernel from the network's output
-    and deconvolve the image with it (`tfdeblur.kernel_refine.refine`);
-    wrong for moving objects and other non-uniform blur; guarded (the
-    network's output is kept for noisy photos and where the refinement
-    undoes it; `last_refine` says which, and why).
+    (`auto_scales`). `kernel_refine` (True, False or "auto": True for
+    images of at least `kernel_refine.MIN_SIDE` px a side, False below):
+    for uniform blur (camera shake of a still scene): estimate one blur
+    kernel from the network's output and deconvolve the image with it
+    (`tfdeblur.kernel_refine.refine`); wrong for moving objects and other
+    non-uniform blur, so guarded (the network's output is kept for noisy
+    photos, where one kernel does not explain the blur everywhere and where
+    the refinement undoes it; `last_refine` says which, and why; None for
+    an image not refined at all).
     """
 
     def __init__(self, model=None, *, tile=None, overlap=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -598,9 +601,10 @@ class Deblurrer:
         self.scale_fusion = scale_fusion
         # the weights of the scales for the last image restored at several (None otherwise)
         self.last_scale_weights = None
-        if not isinstance(kernel_refine, (bool, np.bool_)):
-            raise ValueError(f"kernel_refine must be True or False; got {kernel_refine!r}")
-        self.kernel_refine = bool(kernel_refine)
+        if not (isinstance(kernel_refine, (bool, np.bool_)) or kernel_refine == AUTO):
+            raise ValueError(f"kernel_refine must be True, False or \"auto\"; got {kernel_refine!r}")
+        # True, False or "auto" (True where the image is large enough: `refines`)
+        self.kernel_refine = AUTO if kernel_refine == AUTO else bool(kernel_refine)
         # `kernel_refine.refine`'s info on the last image restored (None without
         # kernel_refine): `applied`, and why not (`reason`) where the guard kept
         # the network's output.
@@ -692,19 +696,29 @@ class Deblurrer:
     def restore_rgb(self, rgb, progress=None):
         """(H, W, 3) float32 in [0, 1] -> restored (H, W, 3) float32, clipped to [0, 1]."""
         rgb = np.asarray(rgb, np.float32)
-        if self.kernel_refine:
+        self.last_refine = None
+        if self.refines(*rgb.shape[:2]):
             from tfdeblur import kernel_refine
 
-            h, w = rgb.shape[:2]
-            if min(h, w) < kernel_refine.MIN_SIDE:
-                raise ValueError(f"kernel refinement (kernel_refine, --uniform-blur) needs images of at least "
-                                 f"{kernel_refine.MIN_SIDE} px a side; "
-                                 f"got {w}x{h}")
-            self.last_refine = None
             restored = self._restore_scales(rgb, progress)
             out, self.last_refine = kernel_refine.refine(rgb, restored, return_info=True)
             return out.astype(np.float32)
         return self._restore_scales(rgb, progress)
+
+    def refines(self, h, w):
+        """Whether an h x w image gets kernel refinement: always with
+        `kernel_refine=True` (an error under `kernel_refine.MIN_SIDE` px a
+        side), from that size with "auto", never with False."""
+        if not self.kernel_refine:
+            return False
+        from tfdeblur import kernel_refine
+
+        if min(h, w) >= kernel_refine.MIN_SIDE:
+            return True
+        if self.kernel_refine == AUTO:
+            return False
+        raise ValueError(f"kernel refinement (kernel_refine, --uniform-blur) needs images of at least "
+                         f"{kernel_refine.MIN_SIDE} px a side; got {w}x{h}")
 
     def _restore_scales(self, rgb, progress=None):
         h, w = rgb.shape[:2]
@@ -835,12 +849,15 @@ def deblur(image, model=None, **options):
     shipped weights); returns a numpy array of the input's dtype
     and shape. `options` are `Deblurrer`'s: tile, overlap, max_pixels,
     ensemble, transform, scales, kernel_refine, scale_fusion, precision --
-    scales' and precision's defaults here, as in `deblur` on the command
-    line, are "auto" (`auto_scales`, and bf16 where this machine runs it
-    faster; `Deblurrer`'s are (1.0,) and "fp32"). For many images build one
-    `Deblurrer` and call it: it traces once."""
+    scales', precision's and kernel_refine's defaults here, as in `deblur`
+    on the command line, are "auto" (`auto_scales`; bf16 where this machine
+    runs it faster; guarded kernel refinement for images of at least
+    `kernel_refine.MIN_SIDE` px a side; `Deblurrer`'s are (1.0,), "fp32" and
+    False). For many images build one `Deblurrer` and call it: it traces
+    once."""
     options.setdefault("scales", AUTO)
     options.setdefault("precision", "auto")
+    options.setdefault("kernel_refine", AUTO)
     return Deblurrer(model, **options)(image)
 
 

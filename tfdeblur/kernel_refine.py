@@ -174,6 +174,21 @@ def estimate_kernel(latent, blurry, size=KERNEL_SIZE, edges=EDGES, reg=REG, floo
     return k / k.sum()
 
 
+def trim(kernel):
+    """`kernel` without the rows and columns of zeros at its edges, cut
+    symmetrically about its middle element so that `convolve` gives the same
+    image (the estimates are 41x41 with most of the frame 0; a smaller kernel
+    convolves faster)."""
+    kernel = np.asarray(kernel, np.float64)
+    rows, cols = np.nonzero(kernel)
+    if rows.size == 0:
+        return kernel
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    ry = max(cy - rows.min(), rows.max() - cy)
+    rx = max(cx - cols.min(), cols.max() - cx)
+    return kernel[cy - ry: cy + ry + 1, cx - rx: cx + rx + 1]
+
+
 def convolve(img, kernel):
     """True 2-D convolution of a (H, W) or (H, W, C) float image, centred on
     the kernel's middle element, reflected borders (as
@@ -190,6 +205,7 @@ def richardson_lucy(blurry, kernel, iters=ITERS, start=None, stop=None):
     if int(iters) != iters or iters < 0:
         raise ValueError(f"iters must be a non-negative integer; got {iters}")
     y = np.maximum(np.asarray(blurry, np.float64), 0.0)
+    kernel = trim(kernel) if np.asarray(kernel).shape[0] % 2 and np.asarray(kernel).shape[1] % 2 else kernel
     adjoint = np.asarray(kernel, np.float64)[::-1, ::-1]
     if start is None:
         x = y.copy()
@@ -326,7 +342,7 @@ def local_fit(latent, blurry, kernel, tiles=LOCAL_FIT_TILES, border=BORDER):
         raise ValueError(f"a {w}x{h} image is too small for a {tiles}x{tiles} grid inside a {border} px border")
     inner = (slice(border, h - border), slice(border, w - border))
     before = (latent - blurry)[inner] ** 2
-    after = (convolve(latent, kernel) - blurry)[inner] ** 2
+    after = (convolve(latent, trim(kernel)) - blurry)[inner] ** 2
     ih, iw = before.shape
     floor = QUANT_SIGMA ** 2
     worst = 0.0
