@@ -147,6 +147,7 @@ def test_micro_benchmark_runs_and_its_cache_round_trips(tmp_path, monkeypatch):
     from tfdeblur import precision as p
 
     monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    monkeypatch.setattr(p, "_load_per_core", lambda: 0.0)  # a quiet machine (the suite may not be)
     measured = []
 
     def tiny(width, prec):
@@ -218,3 +219,26 @@ def test_bench_table_says_what_auto_picks_per_network():
     text = bench.table([dict(row, precision="fp32"), dict(row, precision="bf16")])
     assert text.splitlines()[-1] == "`--precision auto` for mtwdn here: fp32: CPU has no AMX/AVX512-BF16 (AMD EPYC)"
     assert text.count("--precision auto") == 1
+
+
+def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(tmp_path, monkeypatch):
+    import json
+
+    from tfdeblur import precision as p
+
+    monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    cache = tmp_path / "precision.json"
+    times = {"fp32": 0.2, "bf16": 0.1}
+    monkeypatch.setattr(p, "_load_per_core", lambda: p.BUSY_LOAD + 0.5)
+    busy = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=lambda w, prec: times[prec])
+    assert busy.precision == "bf16" and "measured on a busy machine (load 1.0 per core; not cached)" in busy.reason
+    assert not cache.exists()
+    times = {"fp32": 0.1, "bf16": 0.2}  # measured again: the busy one was not kept
+    monkeypatch.setattr(p, "_load_per_core", lambda: p.BUSY_LOAD)
+    quiet = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=lambda w, prec: times[prec])
+    assert quiet.precision == "fp32" and ", measured;" in quiet.reason
+    assert json.loads(cache.read_text())["entries"][p.cache_key(COOPER, 8)]["fp32"] == 0.1
+    # A cached entry is read whatever the load
+    monkeypatch.setattr(p, "_load_per_core", lambda: 10.0)
+    again = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=None)
+    assert again.precision == "fp32" and "cached measurement" in again.reason

@@ -23,7 +23,8 @@ So the rule (`decide_precision`, a pure function of its inputs):
   and backward, in both precisions) decides; bf16 must be at least
   `BF16_MARGIN` faster, since it also costs precision. The result is cached
   per machine (`cached_benchmark`), keyed by CPU model, the flags that
-  matter, TensorFlow version and width.
+  matter, TensorFlow version and width; not when it was measured on a busy
+  machine (`BUSY_LOAD`).
 
 The final output layers and the loss stay float32 under every policy.
 """
@@ -99,6 +100,8 @@ def decide_precision(cpuinfo, gpu_capability=None, benchmark=None):
     times = benchmark()
     fp32, bf16 = float(times["fp32"]), float(times["bf16"])
     how = "cached measurement" if times.get("cached") else "measured"
+    if "busy_load" in times:
+        how += f" on a busy machine (load {times['busy_load']:.1f} per core; not cached)"
     width = f" at width {times['width']}" if "width" in times else ""
     versus = f"conv step{width} bf16 {bf16 * 1e3:.0f} ms vs fp32 {fp32 * 1e3:.0f} ms, {how}"
     if bf16 < BF16_MARGIN * fp32:
@@ -185,17 +188,18 @@ def _write_cache_atomic(path, entries):
     atomic_write(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))
 
 
-def cached_benchmark(key, measure, path):
+def cached_benchmark(key, measure, path, store=True):
     """`measure()` (a dict of seconds) through the cache file `path` under
     `key`; `path` None measures every time. A valid entry comes back with
     ``cached=True``; an unreadable cache is ignored and rewritten; a cache
-    that cannot be written only costs a measurement next time."""
+    that cannot be written only costs a measurement next time. `store`
+    False: read the cache, but do not write a new measurement to it."""
     entries = _read_cache(path) if path else {}
     entry = entries.get(key)
     if isinstance(entry, dict) and all(isinstance(entry.get(p), (int, float)) and entry[p] > 0 for p in ("fp32", "bf16")):
         return dict(entry, cached=True)
     result = dict(measure())
-    if path:
+    if path and store:
         entries[key] = dict(result, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         try:
             _write_cache_atomic(path, entries)
@@ -205,6 +209,21 @@ def cached_benchmark(key, measure, path):
 
 
 # -- this machine ----------------------------------------------------------------
+
+# A measurement taken while the 1-minute load average per core is above this
+# is used once but not cached: other work on the cores distorts the two
+# precisions unequally (2026-11-28, 2-core Zen 4, width 112: bf16 24 ms vs
+# fp32 22 ms measured beside two benchmarks, cached, and `auto` then ran
+# MTWDN in fp32; 13 vs 21 ms on the quiet machine, where bf16 restores a
+# 1280x720 frame in 4.0 s against 7.9 s).
+BUSY_LOAD = 0.5
+
+
+def _load_per_core():
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):  # no load average on this platform
+        return 0.0
 
 def _read_cpuinfo():
     try:
@@ -239,11 +258,15 @@ def choose_precision(precision="auto", width=64, cache=None, cpuinfo=None, measu
         w = width() if callable(width) else width
         if not isinstance(w, int) or w < 1:
             raise ValueError(f"width must be a positive integer; got {w!r}")
+        load = _load_per_core()
         result = cached_benchmark(
             cache_key(cpuinfo, w),
             lambda: {"fp32": measure(w, "fp32"), "bf16": measure(w, "bf16"), "width": w},
             cache_file(cache),
+            store=load <= BUSY_LOAD,
         )
+        if not result.get("cached") and load > BUSY_LOAD:
+            result["busy_load"] = load
         return dict(result, width=w)
 
     return decide_precision(cpuinfo, _gpu_capability(), benchmark)
