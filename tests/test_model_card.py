@@ -225,6 +225,7 @@ def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path,
 
     monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
     monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
+    monkeypatch.setattr(kernel_refine, "LOCAL_FIT_MAX", float("inf"))
 
     model, result, text = _card_of_a_perturbed_tiny_model(card, tmp_path, 1, ["--uniform-blur", "synthetic"])
     plain, uni = result["sets"]["synthetic"], result["sets"]["synthetic"]["uniform_blur"]
@@ -239,4 +240,5 @@ def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path,
     assert plain["psnr"] == pytest.approx(single, abs=0.02)
     assert uni["psnr"] == pytest.approx(want, abs=0.02)
     assert abs(want - single) > 0.05  # the refinement changed the output: the row can tell them apart
-    assert f"`deblur --uniform-blur` (kernel estimated from the output, then deconvolution; uniform blur only) | 1 | | {uni['psnr']:.2f} dB" in text
+    assert (f"as `deblur` restores by default (`--scales auto` and kernel refinement: a kernel estimated from the output, "
+            f"then deconvolution, guarded) | 1 | | {uni['psnr']:.2f} dB") in text
