@@ -400,7 +400,7 @@ def card_markdown(result):
         # Under docs/, a link that renders in docs/models.md; elsewhere the path.
         link = (f"![before/after]({os.path.relpath(where, docs)})" if where.startswith(docs + os.sep)
                 else f"`{result['sheet']}`")
-        lines += ["", f"Before/after, `real_blur_only` ({result['sheet_photos']} photos restored as `deblur` does, `--scales auto`; "
+        lines += ["", f"Before/after, `real_blur_only` ({result['sheet_photos']} photos restored as `deblur` does, `--scales auto` and kernel refinement, guarded; "
                           f"downscaled, then a 1:1 centre crop): "
                   f"{link}"]
     return "\n".join(lines) + "\n"
@@ -479,7 +479,7 @@ def measure(spec, args):
         path = os.path.join(args.sheet_dir or args.out_dir, f"{label}-real_blur_only.jpg")
         try:
             limit = args.limit if args.sheet_limit is None else (args.sheet_limit or None)
-            result["sheet_photos"] = real_blur_sheet(make(scales="auto"), args.shared, path, limit)
+            result["sheet_photos"] = real_blur_sheet(make(scales="auto", kernel_refine="auto"), args.shared, path, limit)
             result["sheet"] = os.path.relpath(path, REPO) if path.startswith(REPO) else path
         except FileNotFoundError as e:
             result["sheet_skipped"] = str(e)

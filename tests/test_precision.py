@@ -227,12 +227,18 @@ def test_a_measurement_on_a_busy_machine_is_used_but_not_cached(tmp_path, monkey
     from tfdeblur import precision as p
 
     monkeypatch.setattr(p, "_gpu_capability", lambda: None)
+    monkeypatch.setattr(p, "_BUSY_RESULTS", {})
     cache = tmp_path / "precision.json"
     times = {"fp32": 0.2, "bf16": 0.1}
     monkeypatch.setattr(p, "_load_per_core", lambda: p.BUSY_LOAD + 0.5)
     busy = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=lambda w, prec: times[prec])
     assert busy.precision == "bf16" and "measured on a busy machine (load 1.0 per core; not cached)" in busy.reason
     assert not cache.exists()
+    # The same process decides the same way again without measuring (two
+    # restorations in one run must agree), still nothing on disk
+    again = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=None)
+    assert again.precision == "bf16" and "busy machine" in again.reason and not cache.exists()
+    monkeypatch.setattr(p, "_BUSY_RESULTS", {})  # a new process
     times = {"fp32": 0.1, "bf16": 0.2}  # measured again: the busy one was not kept
     monkeypatch.setattr(p, "_load_per_core", lambda: p.BUSY_LOAD)
     quiet = p.choose_precision("auto", width=8, cache=str(cache), cpuinfo=COOPER, measure=lambda w, prec: times[prec])

@@ -24,7 +24,7 @@ So the rule (`decide_precision`, a pure function of its inputs):
   `BF16_MARGIN` faster, since it also costs precision. The result is cached
   per machine (`cached_benchmark`), keyed by CPU model, the flags that
   matter, TensorFlow version and width; not when it was measured on a busy
-  machine (`BUSY_LOAD`).
+  machine (`BUSY_LOAD`: then kept for the rest of the process only).
 
 The final output layers and the loss stay float32 under every policy.
 """
@@ -217,6 +217,9 @@ def cached_benchmark(key, measure, path, store=True):
 # MTWDN in fp32; 13 vs 21 ms on the quiet machine, where bf16 restores a
 # 1280x720 frame in 4.0 s against 7.9 s).
 BUSY_LOAD = 0.5
+# Busy measurements, kept for the rest of this process (not on disk), so
+# that one process decides once: {cache key: result}.
+_BUSY_RESULTS = {}
 
 
 def _load_per_core():
@@ -258,15 +261,19 @@ def choose_precision(precision="auto", width=64, cache=None, cpuinfo=None, measu
         w = width() if callable(width) else width
         if not isinstance(w, int) or w < 1:
             raise ValueError(f"width must be a positive integer; got {w!r}")
+        key = cache_key(cpuinfo, w)
+        if key in _BUSY_RESULTS:
+            return dict(_BUSY_RESULTS[key])
         load = _load_per_core()
         result = cached_benchmark(
-            cache_key(cpuinfo, w),
+            key,
             lambda: {"fp32": measure(w, "fp32"), "bf16": measure(w, "bf16"), "width": w},
             cache_file(cache),
             store=load <= BUSY_LOAD,
         )
         if not result.get("cached") and load > BUSY_LOAD:
             result["busy_load"] = load
+            _BUSY_RESULTS[key] = dict(result, width=w)
         return dict(result, width=w)
 
     return decide_precision(cpuinfo, _gpu_capability(), benchmark)
