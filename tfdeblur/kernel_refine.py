@@ -37,9 +37,10 @@ deconvolution gains.
 
 Not for non-uniform blur (moving objects, rotation, depth-dependent shake:
 GoPro-style dynamic scenes), where one kernel is wrong almost everywhere,
-nor for noisy photos, whose noise Richardson-Lucy fits: opt-in
-(`Deblurrer(kernel_refine=True)`, `deblur --uniform-blur`), and guarded
-(`refine(guard=True)`, the default): the network's output comes back
+nor for noisy photos, whose noise Richardson-Lucy fits, so guarded
+(`refine(guard=True)`, the default; `deblur` and `tfdeblur.deblur` refine
+by default since 2026-11-28, `Deblurrer(kernel_refine="auto")`; `eval`
+and `Deblurrer` only when asked): the network's output comes back
 unchanged when the photo's noise is at least `NOISE_LIMIT`, when the
 estimated kernel makes part of the photo fit worse than no blur at all
 (`local_fit` over `LOCAL_FIT_MAX`: non-uniform blur), or when the refined
