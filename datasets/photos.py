@@ -299,26 +299,52 @@ def _layer_matrix(layer, cam, t):
     return to_patch @ back @ to_local @ cam
 
 
+def _layer_box(layer, to_patch, size):
+    """The screen rectangle (x0, y0, x1, y1) a layer's patch covers under
+    `to_patch` (screen -> patch), clipped to the crop, 1 px of slack for
+    bilinear sampling; None when it covers none of it."""
+    p = layer["alpha"].shape[0]
+    corners = np.array([[-1.0, -1.0, 1.0], [p, -1.0, 1.0], [-1.0, p, 1.0], [p, p, 1.0]]).T
+    screen = np.linalg.solve(to_patch, corners)
+    if np.any(screen[2] <= 1e-9):  # a corner behind the camera: the whole crop
+        return 0, 0, size, size
+    xy = screen[:2] / screen[2]
+    x0, y0 = (max(0, int(math.floor(v)) - 1) for v in xy.min(axis=1))
+    x1, y1 = (min(size, int(math.ceil(v)) + 2) for v in xy.max(axis=1))
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
 def _render(linear, size, margin, cam, layers, most=None):
-    """(blur, sharp) in linear light, unclipped: the mean of the sub-frames and the middle one."""
+    """(blur, sharp) in linear light, unclipped: the mean of the sub-frames and the middle one.
+
+    Each layer is warped into the rectangle it covers only (2026-11-28:
+    layers cover a tenth to a third of the crop; warping the whole crop
+    for each was half of a `wide` sample's time)."""
     reach = cam.reach(size)
     for layer in layers:
         reach = max(reach, cam.reach(size) + np.linalg.norm(layer["v"]) + np.linalg.norm(layer["a"]) / 4
                     + math.radians(abs(layer["spin"])) * layer["alpha"].shape[0] / math.sqrt(2))
     n = _subframes(reach, most)
+    # colour and alpha warped together, as one 4-channel image (one call)
+    rgba = [np.ascontiguousarray(np.dstack([layer["color"], layer["alpha"]]), dtype=np.float32) for layer in layers]
     acc = np.zeros((size, size, 3), np.float64)
     sharp = None
     for t in _times(n):
         m = cam.matrix(t)
         frame = _warp(linear, m, size, margin)
-        for layer in layers:
+        for layer, both in zip(layers, rgba):
             to_patch = _layer_matrix(layer, m, t)
-            col = cv2.warpPerspective(layer["color"], to_patch, (size, size),
-                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-            alpha = cv2.warpPerspective(layer["alpha"], to_patch, (size, size),
-                                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-            frame = frame * (1 - alpha[..., None]) + col
-        acc += frame
+            box = _layer_box(layer, to_patch, size)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            shifted = to_patch @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
+            warped = cv2.warpPerspective(both, shifted, (x1 - x0, y1 - y0),
+                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+            region = frame[y0:y1, x0:x1]
+            region *= 1 - warped[..., 3:]
+            region += warped[..., :3]
+        cv2.accumulate(frame, acc)
         if t == 0.0:
             sharp = frame
     return (acc / n).astype(np.float32), sharp.astype(np.float32)
