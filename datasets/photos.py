@@ -317,33 +317,36 @@ def _layer_box(layer, to_patch, size):
 def _render(linear, size, margin, cam, layers, most=None):
     """(blur, sharp) in linear light, unclipped: the mean of the sub-frames and the middle one.
 
-    Each layer is warped into the rectangle it covers only (2026-11-28:
-    layers cover a tenth to a third of the crop; warping the whole crop
-    for each was half of a `wide` sample's time)."""
+    Each layer is warped into the rectangle it covers only and composited
+    there with OpenCV (2026-11-28: the whole-crop warps and numpy's
+    broadcast of the alpha were half of a `wide` sample's time)."""
     reach = cam.reach(size)
     for layer in layers:
         reach = max(reach, cam.reach(size) + np.linalg.norm(layer["v"]) + np.linalg.norm(layer["a"]) / 4
                     + math.radians(abs(layer["spin"])) * layer["alpha"].shape[0] / math.sqrt(2))
     n = _subframes(reach, most)
-    # colour and alpha warped together, as one 4-channel image (one call)
-    rgba = [np.ascontiguousarray(np.dstack([layer["color"], layer["alpha"]]), dtype=np.float32) for layer in layers]
     acc = np.zeros((size, size, 3), np.float64)
     sharp = None
     for t in _times(n):
         m = cam.matrix(t)
         frame = _warp(linear, m, size, margin)
-        for layer, both in zip(layers, rgba):
+        for layer in layers:
             to_patch = _layer_matrix(layer, m, t)
             box = _layer_box(layer, to_patch, size)
             if box is None:
                 continue
             x0, y0, x1, y1 = box
             shifted = to_patch @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
-            warped = cv2.warpPerspective(both, shifted, (x1 - x0, y1 - y0),
-                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-            region = frame[y0:y1, x0:x1]
-            region *= 1 - warped[..., 3:]
-            region += warped[..., :3]
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            col = cv2.warpPerspective(layer["color"], shifted, (x1 - x0, y1 - y0), flags=flags,
+                                      borderMode=cv2.BORDER_CONSTANT)
+            alpha = cv2.warpPerspective(layer["alpha"], shifted, (x1 - x0, y1 - y0), flags=flags,
+                                        borderMode=cv2.BORDER_CONSTANT)
+            # frame * (1 - alpha) + col with OpenCV on operands of one shape: the same
+            # float32 products and sums as numpy's, ~10x faster than broadcasting alpha
+            transparency = 1 - alpha
+            over = cv2.multiply(frame[y0:y1, x0:x1], cv2.merge([transparency] * 3))
+            frame[y0:y1, x0:x1] = cv2.add(over, col, dst=over)
         cv2.accumulate(frame, acc)
         if t == 0.0:
             sharp = frame
