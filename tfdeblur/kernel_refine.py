@@ -29,7 +29,7 @@ values ** `gamma`, where blur happens):
    each L0 round sharpens the edges the next estimate reads, and the
    ghosts fade (tuning set, MTWDN leg 16, kernel similarity 0.83 from the
    network's output with 3 rounds of the former Richardson-Lucy
-   re-estimation, 0.90 after 16 L0 rounds). The rounds work on the luma
+   re-estimation, 0.91 after 16 L0 rounds). The rounds work on the luma
    of at most an `ESTIMATE_SIDE` square, the one with the most edges.
 3. `richardson_lucy(blurry, kernel, iters, start=restored)` per channel,
    reflected borders: started from the network's output, not from the
