@@ -182,6 +182,52 @@ def test_guard_keeps_the_restoration_of_a_noisy_photo():
     assert raw["applied"] and raw["kernel"].shape == (21, 21) and np.abs(unguarded - soft).mean() > 1e-3
 
 
+def test_blockiness_closed_forms_and_a_jpeg():
+    # Closed forms: a ramp has one difference everywhere (1); constant 8x8
+    # blocks change only across the grid (inf); steps only at offset 3 never
+    # cross it (0).
+    i, j = np.mgrid[0:64, 0:64]
+    assert kr.blockiness((i + j) / 200.0) == pytest.approx(1.0)
+    blocks = np.random.default_rng(0).random((8, 8)).repeat(8, axis=0).repeat(8, axis=1)
+    assert kr.blockiness(blocks) == float("inf")
+    assert kr.blockiness(((j + 5) // 8 % 2) * 0.5 + ((i + 5) // 8 % 2) * 0.25) == 0.0
+    assert kr.blockiness(np.full((32, 32, 3), 0.5)) == 1.0
+    # A blurred texture (smooth noise: nothing aligned with the grid) as 8-bit
+    # PNG would store it reads about 1, over JPEG_LIMIT once JPEG-compressed,
+    # about 1 again once cropped off the grid (measured 1.01, 1.19 at quality
+    # 60, 0.97; quality 80 reads 1.11, 95 1.02: light compression passes).
+    rng = np.random.default_rng(3)
+    texture = cv2.GaussianBlur(rng.standard_normal((160, 160)), (0, 0), 1.5)
+    x = np.repeat(np.clip(0.5 + 0.25 * texture / texture.std(), 0, 1)[..., None], 3, axis=2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    y8 = np.round(np.asarray(y) * 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", y8, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) / 255.0
+    assert abs(kr.blockiness(y8 / 255.0) - 1.0) < 0.03
+    assert kr.blockiness(jpeg) > kr.JPEG_LIMIT
+    assert kr.blockiness(jpeg[3:, 5:]) < kr.JPEG_LIMIT
+    with pytest.raises(ValueError, match="blockiness needs"):
+        kr.blockiness(np.zeros((8, 40)))
+
+
+def test_guard_keeps_the_restoration_of_a_jpeg_photo():
+    # The same blurred scene refined as stored losslessly; JPEG-compressed,
+    # the guard hands the restoration back before any kernel is estimated;
+    # unguarded it is refined.
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    assert kr.refine(y, soft, size=21, rounds=1, return_info=True)[1]["applied"]
+    ok, buf = cv2.imencode(".jpg", np.round(np.asarray(y) * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) / 255.0
+    out, info = kr.refine(jpeg, soft, size=21, rounds=1, return_info=True)
+    np.testing.assert_array_equal(out, soft)
+    assert not info["applied"] and info["kernel"] is None and info["blockiness"] >= kr.JPEG_LIMIT
+    assert "JPEG" in info["reason"]
+    unguarded, raw = kr.refine(jpeg, soft, size=21, rounds=1, guard=False, return_info=True)
+    assert raw["applied"] and np.abs(unguarded - soft).mean() > 1e-3
+
+
 def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_photo(monkeypatch):
     # Same clean pair both times; only the threshold on away_ratio moves.
     x = np.repeat(_scene(seed=8)[..., None], 3, axis=2) ** (1 / 2.2)
