@@ -43,8 +43,8 @@ values ** `gamma`, where blur happens):
    much. The deconvolved image's offset from the network's output
    (`image_offset`, to a fraction of a pixel) moves the kernel back
    (`shift_kernel`) and Richardson-Lucy runs again (tuning set, MTWDN
-   leg 16, unguarded: +3.24 -> +3.75 dB; 20 of 32 pairs were off by half a
-   pixel or more, up to 3 px).
+   leg 16, unguarded: +3.24 -> +3.75 dB; 11 of 32 pairs were off by half a
+   pixel or more, 5 by a pixel or more, one by 4 px).
 
 Each Richardson-Lucy run stops early once the estimate re-blurred matches
 the photo to within `DISCREPANCY` x its noise variance (`noise_sigma`,
