@@ -186,6 +186,20 @@ def _check_plane(arr, name):
     return arr
 
 
+def _check_planes(a, a_name, b, b_name):
+    """Two `_check_plane` arrays of one shape."""
+    a, b = _check_plane(a, a_name), _check_plane(b, b_name)
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} and {b_name} must have the same shape; got {a.shape} and {b.shape}")
+    return a, b
+
+
+def _check_count(value, name):
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value}")
+    return int(value)
+
+
 def _gradients(img):
     gx = np.zeros_like(img)
     gy = np.zeros_like(img)
@@ -199,10 +213,7 @@ def estimate_kernel(latent, blurry, size=KERNEL_SIZE, edges=EDGES, reg=REG, floo
     restored image) to `blurry`: gray 2-D float arrays of one shape, linear
     light. Returns a (size, size) float64 kernel, non-negative, summing to 1,
     centred as `convolve` applies it (module docstring, step 1)."""
-    latent = _check_plane(latent, "latent")
-    blurry = _check_plane(blurry, "blurry")
-    if latent.shape != blurry.shape:
-        raise ValueError(f"latent and blurry must have the same shape; got {latent.shape} and {blurry.shape}")
+    latent, blurry = _check_planes(latent, "latent", blurry, "blurry")
     if int(size) != size or size < 3 or size % 2 == 0:
         raise ValueError(f"size must be an odd integer >= 3; got {size}")
     if not 0 < edges <= 1:
@@ -426,8 +437,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     restored = np.asarray(restored, np.float64)
     if blurry.shape != restored.shape:
         raise ValueError(f"blurry and restored must have the same shape; got {blurry.shape} and {restored.shape}")
-    if int(rounds) != rounds or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer; got {rounds}")
+    _check_count(rounds, "rounds")
     y = np.power(np.clip(blurry, 0.0, 1.0), gamma)
     start = np.power(np.clip(restored, 0.0, 1.0), gamma)
     # The discrepancy principle: once the estimate re-blurred matches the
@@ -535,13 +545,8 @@ def image_offset(moved, reference, radius=ALIGN_RADIUS, border=BORDER):
     interior, `border` + `radius` px of each side left out): the best whole
     shift within `radius` px, then to a fraction of a pixel by a parabola
     through the squared error at it and its neighbours on each axis."""
-    moved = _check_plane(moved, "moved")
-    reference = _check_plane(reference, "reference")
-    if moved.shape != reference.shape:
-        raise ValueError(f"moved and reference must have the same shape; got {moved.shape} and {reference.shape}")
-    if int(radius) != radius or radius < 1:
-        raise ValueError(f"radius must be a positive integer; got {radius}")
-    radius = int(radius)
+    moved, reference = _check_planes(moved, "moved", reference, "reference")
+    radius = _check_count(radius, "radius")
     h, w = moved.shape
     m = border + radius
     if min(h, w) <= 2 * m:
@@ -597,12 +602,8 @@ def local_fit(latent, blurry, kernel, tiles=LOCAL_FIT_TILES, border=BORDER):
     with nothing to fit reads 1). Gray 2-D float arrays of one shape, linear
     light. Under 1 everywhere for uniform blur and a good estimate; over 1
     in a cell the kernel makes worse (`LOCAL_FIT_MAX`)."""
-    latent = _check_plane(latent, "latent")
-    blurry = _check_plane(blurry, "blurry")
-    if latent.shape != blurry.shape:
-        raise ValueError(f"latent and blurry must have the same shape; got {latent.shape} and {blurry.shape}")
-    if int(tiles) != tiles or tiles < 1:
-        raise ValueError(f"tiles must be a positive integer; got {tiles}")
+    latent, blurry = _check_planes(latent, "latent", blurry, "blurry")
+    tiles = _check_count(tiles, "tiles")
     h, w = latent.shape
     if min(h, w) - 2 * border < tiles:
         raise ValueError(f"a {w}x{h} image is too small for a {tiles}x{tiles} grid inside a {border} px border")
