@@ -138,7 +138,8 @@ MIN_AWAY = 1.0
 # LOCAL_FIT_MAX times worse than the restoration itself (no blur at all)
 # fits it: a moving object or a rotating camera leaves cells the kernel makes
 # worse. Checked on the first kernel (the network's output's: a non-uniform
-# blur stops before the L0 rounds) and on the last (before the deconvolution).
+# blur stops before the L0 rounds) and on the last (since alignment, after
+# the first deconvolution has put it in place).
 # MTWDN, bf16 (deblur's default), 2026-11-28: the first two tests let 1 of
 # the 11 GoPro dev pairs through (distance ratio 1.05, -2.9 dB; 0 of 11 in
 # fp32) and 2-7 of 32 on the photos_* sets (-0.03 to -0.10 dB a set); with
