@@ -268,6 +268,46 @@ def test_refine_moves_a_drifted_kernel_back_under_the_restoration(monkeypatch):
     assert _psnr(on, x) > _psnr(off, x) + 3 and _psnr(on, x) > _psnr(soft, x) + 1
 
 
+def test_refine_reads_the_offset_on_the_estimation_square_of_a_large_photo(monkeypatch):
+    # 160 x 640: the estimation square (512 wide) is part of the photo. The
+    # offset is read from a deconvolution of that square alone; the whole
+    # photo is deconvolved once, with the moved kernel, and gains everywhere
+    # (outside the square too).
+    x = np.concatenate([_scene(seed=s) for s in (4, 5, 6, 7)], axis=1)
+    x = np.repeat(x[..., None], 3, axis=2) ** (1 / 2.2)
+    k = _kernel()
+    y = blur_image(x.astype(np.float32), k.astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    drifted = kr.shift_kernel(_embed(k, 21), 0, 2)
+    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: drifted)
+    shapes, rl = [], kr.richardson_lucy
+    monkeypatch.setattr(kr, "richardson_lucy", lambda y, *a, **kw: shapes.append(y.shape) or rl(y, *a, **kw))
+    on, info = kr.refine(y, soft, size=21, rounds=1, guard=False, return_info=True)
+    assert shapes == [(160, 512, 3), (160, 640, 3)]
+    assert abs(info["offset"][0]) < 0.2 and abs(info["offset"][1] + 2) < 0.2
+    assert np.abs(info["kernel"] - _embed(k, 21)).sum() < 0.25
+    window = kr.estimation_window(kr._luma(soft ** 2.2))
+    outside = (slice(None), slice(0, window[1].start)) if window[1].start >= 60 else (slice(None), slice(window[1].stop, None))
+    assert _psnr(on[outside], x[outside]) > _psnr(soft[outside], x[outside]) + 1
+
+
+def test_a_photo_the_last_kernel_check_turns_down_pays_no_full_deconvolution(monkeypatch):
+    # The last kernel's local fit is checked before the whole photo is
+    # deconvolved: only the estimation square's deconvolution (for the
+    # offset) runs.
+    x = np.concatenate([_scene(seed=s) for s in (4, 5, 6, 7)], axis=1)
+    x = np.repeat(x[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    fits = iter([0.5, 5.0])  # the first kernel passes, the last does not
+    monkeypatch.setattr(kr, "local_fit", lambda *a, **kw: next(fits))
+    shapes, rl = [], kr.richardson_lucy
+    monkeypatch.setattr(kr, "richardson_lucy", lambda y, *a, **kw: shapes.append(y.shape) or rl(y, *a, **kw))
+    out, info = kr.refine(y, soft, size=21, rounds=2, return_info=True)
+    assert not info["applied"] and "last kernel" in info["reason"] and np.array_equal(out, np.clip(soft, 0, 1))
+    assert shapes == [(160, 512, 3)]
+
+
 def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_photo(monkeypatch):
     # Same clean pair both times; only the threshold on away_ratio moves.
     x = np.repeat(_scene(seed=8)[..., None], 3, axis=2) ** (1 / 2.2)
