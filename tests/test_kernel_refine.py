@@ -268,6 +268,48 @@ def test_refine_moves_a_drifted_kernel_back_under_the_restoration(monkeypatch):
     assert _psnr(on, x) > _psnr(off, x) + 3 and _psnr(on, x) > _psnr(soft, x) + 1
 
 
+def test_centroid_and_anchored_closed_forms():
+    k = np.zeros((9, 9))
+    k[4, 4] = 1.0
+    assert kr.centroid(k) == (0.0, 0.0)
+    k = np.zeros((9, 9))
+    k[1, 6:8] = 0.5  # row 1 (3 above the centre), columns 6 and 7
+    assert kr.centroid(k) == pytest.approx((-3.0, 2.5))
+    # 3 px above and 2.5 right of an anchor at the centre: moved to 1 px
+    # above and 1 right (the slack), by (2, -1.5) px.
+    moved = kr.anchored(k, (0.0, 0.0), slack=1.0)
+    assert kr.centroid(moved) == pytest.approx((-1.0, 1.0), abs=1e-9)
+    np.testing.assert_allclose(moved, kr.shift_kernel(k, 2.0, -1.5))
+    np.testing.assert_array_equal(kr.anchored(k, (-2.5, 2.0), slack=1.0), k)  # within the slack: untouched
+    with pytest.raises(ValueError, match="non-negative with a positive sum"):
+        kr.centroid(np.zeros((5, 5)))
+
+
+def test_l0_rounds_keep_the_kernel_near_the_first_one(monkeypatch):
+    # A kernel and its latent can drift together round after round: here
+    # each estimate after the first comes back 1 px further right. Anchored,
+    # the last kernel stays within ANCHOR_SLACK of the first kernel's
+    # centroid; unanchored (slack 40) it ends 5 px away.
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    k = _embed(_kernel(), 21)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    calls = []
+
+    def drifting(*a, **kw):
+        calls.append(1)
+        return kr.shift_kernel(k, 0, len(calls) - 1)
+
+    ends, original = {}, kr.anchored
+    for slack in (kr.ANCHOR_SLACK, 40.0):
+        calls.clear()
+        monkeypatch.setattr(kr, "estimate_kernel", drifting)
+        monkeypatch.setattr(kr, "anchored", lambda kern, anchor, s=slack: original(kern, anchor, slack=s))
+        _, last = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=6, guard=False, align=False,
+                            return_kernel=True)
+        ends[slack] = kr.centroid(last)[1] - kr.centroid(k)[1]
+    assert abs(ends[kr.ANCHOR_SLACK] - kr.ANCHOR_SLACK) < 1e-6 and abs(ends[40.0] - 5) < 1e-6
+
+
 def test_refine_reads_the_offset_on_the_estimation_square_of_a_large_photo(monkeypatch):
     # 160 x 640: the estimation square (512 wide) is part of the photo. The
     # offset is read from a deconvolution of that square alone; the whole

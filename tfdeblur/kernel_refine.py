@@ -30,7 +30,10 @@ values ** `gamma`, where blur happens):
    ghosts fade (tuning set, MTWDN leg 16, kernel similarity 0.83 from the
    network's output with 3 rounds of the former Richardson-Lucy
    re-estimation, 0.91 after 16 L0 rounds). The rounds work on the luma
-   of at most an `ESTIMATE_SIDE` square, the one with the most edges.
+   of at most an `ESTIMATE_SIDE` square, the one with the most edges, and
+   each round's kernel is kept (`anchored`) within `ANCHOR_SLACK` px of
+   the first kernel's `centroid`: a kernel and a latent drifting together
+   explain the photo as well, and unanchored some drifted 5-8 px.
 3. `richardson_lucy(blurry, kernel, iters, start=restored)` per channel,
    reflected borders: started from the network's output, not from the
    blurry image, so the iterations add to the network's restoration what
@@ -42,9 +45,11 @@ values ** `gamma`, where blur happens):
    photo equally well), and the deconvolution then moves the image by as
    much. The deconvolved image's offset from the network's output
    (`image_offset`, to a fraction of a pixel) moves the kernel back
-   (`shift_kernel`) and Richardson-Lucy runs again (tuning set, MTWDN
+   (`shift_kernel`) before the photo is deconvolved (tuning set, MTWDN
    leg 16, unguarded: +3.24 -> +3.75 dB; 11 of 32 pairs were off by half a
-   pixel or more, 5 by a pixel or more, one by 4 px).
+   pixel or more, 5 by a pixel or more, one by 4 px). The offset is read
+   on a deconvolution of the estimation square alone; the whole photo is
+   deconvolved once, with the kernel in place.
 
 Each Richardson-Lucy run stops early once the estimate re-blurred matches
 the photo to within `DISCREPANCY` x its noise variance (`noise_sigma`,
@@ -77,7 +82,12 @@ KERNEL_SIZE = 41  # odd; the largest blur it can estimate, pixels
 EDGES = 0.05  # share of the latent's pixels (strongest gradients) the estimate uses
 REG = 0.1  # Tikhonov weight, relative to the mean gradient power
 FLOOR = 0.05  # kernel values under this fraction of the peak are set to 0
-ITERS = 20  # Richardson-Lucy iterations
+ITERS = 40  # Richardson-Lucy iterations (at most: the discrepancy stop below may end them sooner)
+# 20 until 2026-11-28's fourth change; with the L0 rounds and alignment the
+# kernels are good enough for more (tuning set, MTWDN
+# leg 16 bf16 outputs, guarded, before anchoring: 20 +3.34 dB, 30 +3.47, 40
+# +3.50, 60 +3.52, 100 +3.42; LMFN 20 +1.92, 40 +2.10, 60 +2.10; the
+# photos_* sets within 0.01 dB at 40).
 # Chosen on the tuning set only (benchmarks/kernel_refine.py `tune`, MTWDN,
 # network alone +1.60 dB): edges 15 % / reg 0.01: 1 round +2.29, 2 rounds
 # +2.55; edges 5 % / reg 0.1: 2 rounds +2.94, 3 rounds +3.06, 4 +3.11,
@@ -176,6 +186,23 @@ JPEG_LIMIT = 1.1
 # smallest offset that is corrected.
 ALIGN_RADIUS = 4
 ALIGN_MIN = 0.05
+# Each L0 round's kernel is moved back (`anchored`) when its centroid is more
+# than ANCHOR_SLACK px (per axis) from the first kernel's (2026-11-28): the
+# first kernel is read off the network's output, which is where the photo's
+# content is; unanchored, a round's kernel and latent can drift together
+# (the photo is explained as well), and over 16 rounds some drifted 5-8 px
+# (CBSD68 x Levin 101085_k7: past ALIGN_RADIUS, and a 27 px kernel pushed
+# against the 41 px window's edge). The slack lets the rounds correct the
+# first kernel's own bias (a ghost pulls its centroid). Tuning set, MTWDN
+# leg 16 bf16 outputs, guarded, 40 iterations: unanchored +3.50 dB; slack
+# 2 +3.57, 1 +3.59, 0.5 +3.60, 0.25 +3.58; whole-pixel moves to the anchor
+# +3.59; every round moved exactly onto the anchor (bilinear) +3.76, but
+# that also smooths every round's kernel, and on a test scene whose start
+# carries a ghost it locked the ghost's pull in (kernel further from the
+# truth after 4 rounds than after 1) and on a noisy one (sigma 0.02,
+# unguarded) cost 2.6 dB against 0.3: not adopted. The photos_* sets
+# within 0.01 dB.
+ANCHOR_SLACK = 1.0
 
 
 def _check_plane(arr, name):
@@ -505,11 +532,15 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         # or its latent collapses to flat.
         top = float(np.percentile(y_luma[window], 99))
         y_part = y_luma[window] / max(top, 1e-6)
+        anchor = centroid(kernel)
         for _ in range(int(rounds) - 1):
             sharp = np.clip(l0_latent(y_part, kernel, weight=weight), 0.0, y_part.max())
             if not any(np.abs(g[BORDER:-BORDER, BORDER:-BORDER]).max() > 1e-9 for g in _gradients(sharp)):
                 break  # nothing left to estimate from (a flat photo): keep the kernel
             kernel = estimate_kernel(sharp, y_part, size=size, edges=edges, reg=reg, floor=floor)
+            # Kept near the first kernel (ANCHOR_SLACK): a kernel and its
+            # latent drifting together explain the photo as well.
+            kernel = anchored(kernel, anchor)
         info["kernel"] = kernel
     whole = all(part == slice(0, n) for part, n in zip(window, start_luma.shape))
     latent = None
@@ -581,6 +612,28 @@ def image_offset(moved, reference, radius=ALIGN_RADIUS, border=BORDER):
                 frac = float(np.clip(0.5 * (lo - hi) / curve, -0.5, 0.5))
         out.append(a - radius + frac)
     return out[0], out[1]
+
+
+def centroid(kernel):
+    """(row, col) of `kernel`'s centre of mass (non-negative 2-D array with a
+    positive sum), from its centre: (0, 0) for a kernel centred in its
+    window."""
+    kernel = _check_plane(kernel, "kernel")
+    total = float(kernel.sum())
+    if not total > 0 or kernel.min() < 0:
+        raise ValueError("kernel must be non-negative with a positive sum")
+    rows, cols = np.mgrid[:kernel.shape[0], :kernel.shape[1]]
+    return (float((rows * kernel).sum()) / total - (kernel.shape[0] - 1) / 2,
+            float((cols * kernel).sum()) / total - (kernel.shape[1] - 1) / 2)
+
+
+def anchored(kernel, anchor, slack=ANCHOR_SLACK):
+    """`kernel` moved (`shift_kernel`) just enough that its `centroid` is
+    within `slack` px of `anchor` (row, col) on each axis; unchanged when it
+    already is."""
+    at = centroid(kernel)
+    move = [float(np.sign(a - b)) * max(abs(a - b) - slack, 0.0) for a, b in zip(anchor, at)]
+    return shift_kernel(kernel, *move) if any(move) else np.asarray(kernel, np.float64)
 
 
 def shift_kernel(kernel, dy, dx):
