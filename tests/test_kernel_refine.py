@@ -325,7 +325,9 @@ def test_refine_reads_the_offset_on_the_estimation_square_of_a_large_photo(monke
     shapes, rl = [], kr.richardson_lucy
     monkeypatch.setattr(kr, "richardson_lucy", lambda y, *a, **kw: shapes.append(y.shape) or rl(y, *a, **kw))
     on, info = kr.refine(y, soft, size=21, rounds=1, guard=False, return_info=True)
-    assert shapes == [(160, 512, 3), (160, 640, 3)]
+    # the square (AWAY_ITERS iterations), then the whole photo: AWAY_ITERS,
+    # the guard's distance ratio read, and the rest continued from there
+    assert shapes == [(160, 512, 3), (160, 640, 3), (160, 640, 3)] and kr.ITERS > kr.AWAY_ITERS
     assert abs(info["offset"][0]) < 0.2 and abs(info["offset"][1] + 2) < 0.2
     assert np.abs(info["kernel"] - _embed(k, 21)).sum() < 0.25
     window = kr.estimation_window(kr._luma(soft ** 2.2))
@@ -356,7 +358,10 @@ def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_
     y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
     soft = cv2.GaussianBlur(x, (0, 0), 0.8)
     refined, info = kr.refine(y, soft, size=21, rounds=1, return_info=True)
-    assert info["applied"] and info["away"] == pytest.approx(kr.away_ratio(y, soft, refined))
+    # the ratio is read after AWAY_ITERS iterations, where MIN_AWAY was set
+    at_away = kr.refine(y, soft, size=21, rounds=1, iters=kr.AWAY_ITERS)
+    assert info["applied"] and info["away"] == pytest.approx(kr.away_ratio(y, soft, at_away))
+    assert info["away"] != pytest.approx(kr.away_ratio(y, soft, refined))
     monkeypatch.setattr(kr, "MIN_AWAY", info["away"] + 0.01)
     kept, again = kr.refine(y, soft, size=21, rounds=1, return_info=True)
     np.testing.assert_array_equal(kept, soft)
