@@ -305,7 +305,7 @@ def test_l0_rounds_keep_the_kernel_near_the_first_one(monkeypatch):
         monkeypatch.setattr(kr, "estimate_kernel", drifting)
         monkeypatch.setattr(kr, "anchored", lambda kern, anchor, s=slack: original(kern, anchor, slack=s))
         _, last = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=6, guard=False, align=False,
-                            return_kernel=True)
+                            pyramid=False, return_kernel=True)
         ends[slack] = kr.centroid(last)[1] - kr.centroid(k)[1]
     assert abs(ends[kr.ANCHOR_SLACK] - kr.ANCHOR_SLACK) < 1e-6 and abs(ends[40.0] - 5) < 1e-6
 
@@ -371,11 +371,12 @@ def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_
     real, real_rl = kr.estimate_kernel, kr.richardson_lucy
     monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(kr, "richardson_lucy", lambda *a, **k: deconvolutions.append(1) or real_rl(*a, **k))
-    kept, late = kr.refine(y, soft, size=21, rounds=3, align=False, return_info=True)
+    # (single scale: the pyramid's rounds would estimate more)
+    kept, late = kr.refine(y, soft, size=21, rounds=3, align=False, pyramid=False, return_info=True)
     np.testing.assert_array_equal(kept, soft)
     assert len(calls) == 3 and len(deconvolutions) == 1 and "closer to the blurry photo" in late["reason"]
     monkeypatch.setattr(kr, "MIN_AWAY", 0.0)
-    assert kr.refine(y, soft, size=21, rounds=3, return_info=True)[1]["applied"] and len(calls) == 6
+    assert kr.refine(y, soft, size=21, rounds=3, pyramid=False, return_info=True)[1]["applied"] and len(calls) == 6
 
 
 def test_away_ratio_and_accepts():
@@ -435,9 +436,15 @@ def test_guard_keeps_the_restoration_when_one_kernel_does_not_explain_the_blur(m
     fits = iter([0.5, kr.LOCAL_FIT_MAX + 0.01])
     monkeypatch.setattr(kr, "local_fit", lambda *a, **k: next(fits))
     calls.clear()
-    kept, last = kr.refine(y, x, size=21, rounds=3, return_info=True)
+    kept, last = kr.refine(y, x, size=21, rounds=3, pyramid=False, return_info=True)
     np.testing.assert_array_equal(kept, x)
     assert "the last kernel of 3" in last["reason"] and calls == [0, 0, 1]  # two L0 rounds, one deconvolution
+    # With the pyramid: its two rounds and the energies' two latents too, still one deconvolution
+    fits = iter([0.5, kr.LOCAL_FIT_MAX + 0.01])
+    calls.clear()
+    kept, last = kr.refine(y, x, size=21, rounds=3, return_info=True)
+    np.testing.assert_array_equal(kept, x)
+    assert len(last["energies"]) == 2 and calls == [0] * 6 + [1]
 
 
 def test_trim_cuts_the_zero_frame_and_changes_no_convolution():
@@ -564,3 +571,98 @@ def test_a_dark_photo_refines_like_a_bright_one_and_a_flat_one_comes_back():
     out, info = kr.refine(flat, flat, return_info=True)
     np.testing.assert_array_equal(out, flat)
     assert not info["applied"] and "flat" in info["reason"]
+
+
+def test_scale_kernel_closed_forms():
+    # An 11 px line enlarged twice: 21 px long (bilinear spreads a pixel at
+    # each end and half of each row to the rows beside it: 1/4, 1/2, 1/4),
+    # still centred, sum 1; its variance along the line four times the
+    # original's ((11^2 - 1) / 12 = 10), within a pixel^2.
+    k = np.zeros((21, 21))
+    k[10, 5:16] = 1.0 / 11
+    big = kr.scale_kernel(k, 2.0, 41)
+    assert big.shape == (41, 41) and abs(big.sum() - 1) < 1e-12 and big.min() >= 0
+    cols = np.nonzero(big.sum(axis=0) > 1e-12)[0]
+    assert (cols[0], cols[-1]) == (9, 31)
+    np.testing.assert_allclose(big.sum(axis=1)[19:22], [0.25, 0.5, 0.25], atol=1e-6)
+    assert kr.centroid(big) == pytest.approx((0.0, 0.0), abs=1e-9)
+    var = float((big.sum(axis=0) * (np.arange(41) - 20.0) ** 2).sum())
+    assert abs(var - 40.0) < 1.0
+    np.testing.assert_allclose(kr.scale_kernel(k, 1.0, 21), k, atol=1e-12)
+    with pytest.raises(ValueError, match="scale must be at least 1"):
+        kr.scale_kernel(k, 0.5, 21)
+
+
+def test_pyramid_fits_closed_form():
+    # Half the photo must hold the coarse (21 px for 41) kernel's estimate:
+    # 2 x 21 + 2 x BORDER = 82 px a side at half size.
+    need = 2 * (2 * 21 + 2 * kr.BORDER)
+    assert kr.pyramid_fits((need, need + 300), 41) and not kr.pyramid_fits((need - 2, need + 300), 41)
+    assert kr.pyramid_fits((2 * (2 * 11 + 2 * kr.BORDER),) * 2, 21)
+
+
+def test_l0_energy_closed_forms():
+    # A vertical step and no blur: the L0 latent is the photo itself; the
+    # energy is the weight times the step's pixels in the interior (160 - 2
+    # x BORDER rows, one column); a flat photo has none.
+    img = np.full((160, 160), 0.2)
+    img[:, 80:] = 0.7
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1.0
+    assert kr.l0_energy(img, delta, weight=1e-3) == pytest.approx(1e-3 * (160 - 2 * kr.BORDER), rel=1e-6)
+    assert kr.l0_energy(np.full((160, 160), 0.4), delta, weight=1e-3) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pyramid_rounds_find_a_long_kernel_at_its_length():
+    # A 30 px hook; from the sharp image the rounds at half size, then at
+    # full size from their kernel enlarged, end near the truth (measured L1
+    # distance 0.20-0.31 after 2-8 rounds; 2 = disjoint). The kernel left at
+    # half size (not enlarged) would be half as long: far off.
+    k = kr.scale_kernel(_kernel(), 2.0, 31)
+    x = _scene(size=200, seed=4)
+    y = kr.convolve(x, k)
+    want = _embed(k, 41)
+    got = kr.pyramid_rounds(y, x, 4)
+    assert got.shape == (41, 41) and abs(got.sum() - 1) < 1e-9
+    assert np.abs(got - want).sum() < 0.4
+    assert np.abs(_embed(_kernel(), 41) - want).sum() > 1.0
+
+
+def test_refine_keeps_the_rounds_with_the_lower_l0_energy(monkeypatch):
+    # Both candidates (single scale, coarse to fine) are estimated; the one
+    # whose L0 latent has the lower energy is deconvolved with, whichever
+    # of the two it is. A photo too small for the pyramid has one.
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    k = _embed(_kernel(), 21)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    other = kr.shift_kernel(k, 0, 3)
+    for single, pyramid in ((k, other), (other, k)):
+        monkeypatch.setattr(kr, "l0_rounds", lambda *a, s=single, **kw: s)
+        monkeypatch.setattr(kr, "pyramid_rounds", lambda *a, p=pyramid, **kw: p)
+        monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is k else 2.0)
+        _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
+                            return_info=True)
+        assert info["energies"] in ([1.0, 2.0], [2.0, 1.0]) and info["kernel"] is k
+        _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
+                            pyramid=False, return_info=True)
+        assert info["energies"] is None and info["kernel"] is single
+    # Energies closer than the noise's draw keep the single-scale kernel
+    monkeypatch.setattr(kr, "energy_draw", lambda b, **kw: 0.5)
+    monkeypatch.setattr(kr, "l0_rounds", lambda *a, **kw: other)
+    monkeypatch.setattr(kr, "pyramid_rounds", lambda *a, **kw: k)
+    for low, chosen in ((1.6, other), (1.4, k)):
+        monkeypatch.setattr(kr, "l0_energy", lambda b, kern, v=low, **kw: v if kern is k else 2.0)
+        _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
+                            return_info=True)
+        assert info["kernel"] is chosen
+
+
+def test_energy_draw_reads_the_noise():
+    # White noise of sigma s over n interior pixels: the fit term's sum of
+    # squares varies by sqrt(2 n) s^2; the draw is PYRAMID_DRAW of that.
+    rng = np.random.default_rng(3)
+    for sigma in (0.005, 0.02):
+        img = 0.5 + sigma * rng.standard_normal((200, 240))
+        want = kr.PYRAMID_DRAW * np.sqrt(2.0 * 160 * 200) * sigma ** 2
+        assert kr.energy_draw(img) == pytest.approx(want, rel=0.1)
+    assert kr.energy_draw(np.full((100, 100), 0.3)) == 0.0
