@@ -80,6 +80,35 @@ def test_richardson_lucy_delta_kernel_is_the_identity_and_true_kernel_restores()
     assert _psnr(kr.richardson_lucy(y, k, 20), x) > _psnr(y, x) + 3
 
 
+def test_richardson_lucy_in_float32_matches_float64():
+    # refine deconvolves in float32 (half the memory, 1.8x faster on 12 MP
+    # with the discrepancy's subsample): the same iterations to 1e-5, and a
+    # float32 start or photo stays float32 through `convolve`.
+    x = _scene(seed=4)
+    k = _kernel()
+    y = kr.convolve(x, k)
+    start = np.clip(x + 0.05, 0, 1)
+    f64 = kr.richardson_lucy(y, k, 15, start=start)
+    f32 = kr.richardson_lucy(y, k, 15, start=start, dtype=np.float32)
+    assert f64.dtype == np.float64 and f32.dtype == np.float32
+    assert kr.convolve(f32, k).dtype == np.float32
+    np.testing.assert_allclose(f32, f64, atol=1e-5)
+    assert np.abs(f32 - f64).max() < 1e-3 * np.abs(f64 - start).max()  # far under what the iterations moved
+    with pytest.raises(ValueError, match="dtype must be"):
+        kr.richardson_lucy(y, k, 1, dtype=np.float16)
+
+
+def test_discrepancy_grid_closed_forms():
+    # Every interior pixel up to 1 M of them (2^20); a 12 MP photo's every
+    # fourth row and column (3960 x 2960 interior: 11.2 x 2^20 -> step 4).
+    rows, cols = kr.discrepancy_grid((720, 1280))
+    assert (rows, cols) == (slice(20, 700, 1), slice(20, 1260, 1))
+    rows, cols = kr.discrepancy_grid((3000, 4000))
+    assert rows.step == cols.step == 4 and (rows.start, rows.stop) == (20, 2980)
+    assert kr.discrepancy_grid((100, 100), pixels=100)[0].step == 6  # 60 x 60 = 3600 -> sqrt(36)
+    assert np.zeros((3000, 4000))[kr.discrepancy_grid((3000, 4000))].size <= kr.DISCREPANCY_PIXELS
+
+
 def test_refine_with_the_estimated_kernel_matches_the_true_kernel_and_beats_a_soft_start():
     # gamma-encoded RGB, blurred in linear light as the photos stream blurs.
     # From the sharp image as the "restoration", refine (kernel estimated)

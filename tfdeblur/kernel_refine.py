@@ -160,6 +160,11 @@ MIN_SIDE = 2 * KERNEL_SIZE + 2 * BORDER  # the smallest image side `refine` take
 # no nearly sharp image, pays for it: 3 rounds +3.06 dB without, +2.98 at
 # 1.0, +2.95 at 1.5, +2.87 at 2.0, +2.70 at 3.0.
 DISCREPANCY = 2.0
+# The discrepancy is read on at most this many pixels (a regular
+# subsample of a larger photo's interior, `discrepancy_grid`; the mean square of ~1 M residuals
+# is known to a fraction of a percent): on a 12 MP photo reading all of them
+# cost 17 of refinement's 66 s.
+DISCREPANCY_PIXELS = 2 ** 20
 QUANT_SIGMA = 1.0 / 255.0 / np.sqrt(12.0)  # 8-bit quantization noise, the floor of the noise estimate
 # The guard (`refine(guard=True)`, the default): the network's output is kept
 # unchanged when the photo is noisier than NOISE_LIMIT (display values,
@@ -335,9 +340,13 @@ def trim(kernel):
 def convolve(img, kernel):
     """True 2-D convolution of a (H, W) or (H, W, C) float image, centred on
     the kernel's middle element, reflected borders (as
-    `tfdeblur.datasets.blur_image` blurs)."""
-    flipped = np.ascontiguousarray(np.asarray(kernel, np.float64)[::-1, ::-1])
-    return cv2.filter2D(np.asarray(img, np.float64), -1, flipped, borderType=cv2.BORDER_REFLECT)
+    `tfdeblur.datasets.blur_image` blurs). float32 stays float32 (half the
+    time and memory: `richardson_lucy(dtype=np.float32)`); anything else is
+    computed in float64."""
+    img = np.asarray(img)
+    dtype = np.float32 if img.dtype == np.float32 else np.float64
+    flipped = np.ascontiguousarray(np.asarray(kernel, dtype)[::-1, ::-1])
+    return cv2.filter2D(np.asarray(img, dtype), -1, flipped, borderType=cv2.BORDER_REFLECT)
 
 
 def _difference_power(shape):
@@ -407,27 +416,34 @@ def estimation_window(latent, side=ESTIMATE_SIDE, border=BORDER):
     return slice(best[1], best[1] + sh), slice(best[2], best[2] + sw)
 
 
-def richardson_lucy(blurry, kernel, iters=ITERS, start=None, stop=None):
+def richardson_lucy(blurry, kernel, iters=ITERS, start=None, stop=None, dtype=np.float64):
     """`iters` Richardson-Lucy iterations, x <- x * K^T(y / K x), from
     `start` (default: the blurry image); (H, W) or (H, W, C) float,
     non-negative. `stop(K x)`, if given, is asked before each iteration and
-    ends them when it returns True (`refine`: the discrepancy principle)."""
+    ends them when it returns True (`refine`: the discrepancy principle).
+    Computed and returned in `dtype` (np.float64 or np.float32: `refine`
+    deconvolves in float32, within 1e-6 of float64 and with the
+    discrepancy's subsample, `discrepancy_grid`, 1.8x faster on a 12 MP
+    photo)."""
     if int(iters) != iters or iters < 0:
         raise ValueError(f"iters must be a non-negative integer; got {iters}")
-    y = np.maximum(np.asarray(blurry, np.float64), 0.0)
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be np.float32 or np.float64; got {dtype}")
+    y = np.maximum(np.asarray(blurry, dtype), 0.0)
     kernel = trim(kernel) if np.asarray(kernel).shape[0] % 2 and np.asarray(kernel).shape[1] % 2 else kernel
     adjoint = np.asarray(kernel, np.float64)[::-1, ::-1]
     if start is None:
         x = y.copy()
     else:
-        x = np.maximum(np.asarray(start, np.float64), 1e-4)  # RL cannot leave an exact 0
+        x = np.maximum(np.asarray(start, dtype), 1e-4).astype(dtype, copy=False)  # RL cannot leave an exact 0
         if x.shape != y.shape:
             raise ValueError(f"start must have the blurry image's shape {y.shape}; got {x.shape}")
     for _ in range(int(iters)):
         blurred = convolve(x, kernel)
         if stop is not None and stop(blurred):
             break
-        x = x * convolve(y / np.maximum(blurred, 1e-6), adjoint)
+        ratio = np.divide(y, np.maximum(blurred, 1e-6, out=blurred), out=blurred)
+        x *= convolve(ratio, adjoint)
     return x
 
 
@@ -533,9 +549,12 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
 
     def fits_to(photo):
+        sub = discrepancy_grid(photo.shape)
+        target = photo[sub]
+
         def fits(reblurred):
-            encoded = np.power(np.clip(reblurred[inner], 0.0, 1.0), 1.0 / gamma)
-            return float(np.mean((encoded - photo[inner]) ** 2)) <= threshold
+            encoded = np.power(np.clip(reblurred[sub], 0.0, 1.0), 1.0 / gamma)
+            return float(np.mean((encoded - target) ** 2)) <= threshold
         return fits
 
     y_luma, start_luma = _luma(y), _luma(start)
@@ -596,7 +615,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         # `begin` (default: the restoration).
         stop = fits_to(blurry[rows_cols]) if discrepancy else None
         begin = start[rows_cols] if begin is None else begin
-        return richardson_lucy(y[rows_cols], kernel, n, start=begin, stop=stop)
+        return richardson_lucy(y[rows_cols], kernel, n, start=begin, stop=stop, dtype=np.float32)
 
     # The offset and the guard's distance ratio are read after AWAY_ITERS
     # iterations (what they were set at); the rest of the iterations run
@@ -633,9 +652,20 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         return result(restored)
     if int(iters) > first:
         latent = deconvolve(full, int(iters) - first, begin=latent)
-    out = np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma)
+    out = np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma).astype(np.float64)
     info["applied"] = True
     return result(out)
+
+
+def discrepancy_grid(shape, border=BORDER, pixels=DISCREPANCY_PIXELS):
+    """(rows, cols) slices of the pixels `refine`'s discrepancy stop reads in
+    an image of `shape`: the interior (`border` px of each side left out),
+    every `step`-th row and column, `step` the smallest whole number with
+    interior pixels / step^2 <= `pixels` (1 up to about 1280x720; a 12 MP
+    photo, 4)."""
+    h, w = int(shape[0]), int(shape[1])
+    step = max(1, int(np.ceil(np.sqrt(max(h - 2 * border, 0) * max(w - 2 * border, 0) / pixels) - 1e-9)))
+    return slice(border, h - border, step), slice(border, w - border, step)
 
 
 def l0_rounds(blurry, kernel, rounds, size=KERNEL_SIZE, edges=EDGES, reg=REG, floor=FLOOR, weight=L0_WEIGHT):
