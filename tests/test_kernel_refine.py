@@ -334,7 +334,7 @@ def test_l0_rounds_keep_the_kernel_near_the_first_one(monkeypatch):
         monkeypatch.setattr(kr, "estimate_kernel", drifting)
         monkeypatch.setattr(kr, "anchored", lambda kern, anchor, s=slack: original(kern, anchor, slack=s))
         _, last = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=6, guard=False, align=False,
-                            pyramid=False, return_kernel=True)
+                            pyramid=False, restarts=1, return_kernel=True)
         ends[slack] = kr.centroid(last)[1] - kr.centroid(k)[1]
     assert abs(ends[kr.ANCHOR_SLACK] - kr.ANCHOR_SLACK) < 1e-6 and abs(ends[40.0] - 5) < 1e-6
 
@@ -376,7 +376,7 @@ def test_a_photo_the_last_kernel_check_turns_down_pays_no_full_deconvolution(mon
     monkeypatch.setattr(kr, "local_fit", lambda *a, **kw: next(fits))
     shapes, rl = [], kr.richardson_lucy
     monkeypatch.setattr(kr, "richardson_lucy", lambda y, *a, **kw: shapes.append(y.shape) or rl(y, *a, **kw))
-    out, info = kr.refine(y, soft, size=21, rounds=2, return_info=True)
+    out, info = kr.refine(y, soft, size=21, rounds=2, restarts=1, return_info=True)
     assert not info["applied"] and "last kernel" in info["reason"] and np.array_equal(out, np.clip(soft, 0, 1))
     assert shapes == [(160, 512, 3)]
 
@@ -401,11 +401,12 @@ def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_
     monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(kr, "richardson_lucy", lambda *a, **k: deconvolutions.append(1) or real_rl(*a, **k))
     # (single scale: the pyramid's rounds would estimate more)
-    kept, late = kr.refine(y, soft, size=21, rounds=3, align=False, pyramid=False, return_info=True)
+    kept, late = kr.refine(y, soft, size=21, rounds=3, align=False, pyramid=False, restarts=1, return_info=True)
     np.testing.assert_array_equal(kept, soft)
     assert len(calls) == 3 and len(deconvolutions) == 1 and "closer to the blurry photo" in late["reason"]
     monkeypatch.setattr(kr, "MIN_AWAY", 0.0)
-    assert kr.refine(y, soft, size=21, rounds=3, pyramid=False, return_info=True)[1]["applied"] and len(calls) == 6
+    assert kr.refine(y, soft, size=21, rounds=3, pyramid=False, restarts=1, return_info=True)[1]["applied"]
+    assert len(calls) == 6
 
 
 def test_away_ratio_and_accepts():
@@ -465,15 +466,18 @@ def test_guard_keeps_the_restoration_when_one_kernel_does_not_explain_the_blur(m
     fits = iter([0.5, kr.LOCAL_FIT_MAX + 0.01])
     monkeypatch.setattr(kr, "local_fit", lambda *a, **k: next(fits))
     calls.clear()
-    kept, last = kr.refine(y, x, size=21, rounds=3, pyramid=False, return_info=True)
+    kept, last = kr.refine(y, x, size=21, rounds=3, pyramid=False, restarts=1, return_info=True)
     np.testing.assert_array_equal(kept, x)
     assert "the last kernel of 3" in last["reason"] and calls == [0, 0, 1]  # two L0 rounds, one deconvolution
-    # With the pyramid: its two rounds and the energies' two latents too, still one deconvolution
-    fits = iter([0.5, kr.LOCAL_FIT_MAX + 0.01])
+    # With the pyramid: its two rounds and the energies' two latents too;
+    # the other candidate is then tried (placed by its own deconvolution of
+    # the square) and checked in turn
+    fits = iter([0.5, kr.LOCAL_FIT_MAX + 0.01, kr.LOCAL_FIT_MAX + 0.02])
     calls.clear()
-    kept, last = kr.refine(y, x, size=21, rounds=3, return_info=True)
+    kept, last = kr.refine(y, x, size=21, rounds=3, restarts=1, return_info=True)
     np.testing.assert_array_equal(kept, x)
-    assert len(last["energies"]) == 2 and calls == [0] * 6 + [1]
+    assert len(last["energies"]) == 2 and calls == [0] * 6 + [1, 1]
+    assert f"{kr.LOCAL_FIT_MAX + 0.02:.2f}x worse" in last["reason"]
 
 
 def test_trim_cuts_the_zero_frame_and_changes_no_convolution():
@@ -670,10 +674,10 @@ def test_refine_keeps_the_rounds_with_the_lower_l0_energy(monkeypatch):
         monkeypatch.setattr(kr, "pyramid_rounds", lambda *a, p=pyramid, **kw: p)
         monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is k else 2.0)
         _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
-                            return_info=True)
+                            restarts=1, return_info=True)
         assert info["energies"] in ([1.0, 2.0], [2.0, 1.0]) and info["kernel"] is k
         _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
-                            pyramid=False, return_info=True)
+                            pyramid=False, restarts=1, return_info=True)
         assert info["energies"] is None and info["kernel"] is single
     # Energies closer than the noise's draw keep the single-scale kernel
     monkeypatch.setattr(kr, "energy_draw", lambda b, **kw: 0.5)
@@ -682,8 +686,70 @@ def test_refine_keeps_the_rounds_with_the_lower_l0_energy(monkeypatch):
     for low, chosen in ((1.6, other), (1.4, k)):
         monkeypatch.setattr(kr, "l0_energy", lambda b, kern, v=low, **kw: v if kern is k else 2.0)
         _, info = kr.refine(y, cv2.GaussianBlur(x, (0, 0), 0.8), size=21, rounds=4, guard=False, align=False,
-                            return_info=True)
+                            restarts=1, return_info=True)
         assert info["kernel"] is chosen
+
+
+def test_refine_falls_back_to_the_other_candidate_when_the_guard_turns_the_first_down(monkeypatch):
+    # The lower energy's kernel is a dot (a kernel shrunk by the rounds):
+    # deconvolving with it returns the blurry photo, and the distance ratio
+    # turns it down. The other candidate, the true kernel, is then tried and
+    # used; with the dot as the only candidate the restoration is kept.
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    k = _embed(_kernel(), 21)
+    dot = _embed(np.ones((1, 1)), 21)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    monkeypatch.setattr(kr, "l0_rounds", lambda *a, **kw: dot)
+    monkeypatch.setattr(kr, "pyramid_rounds", lambda *a, **kw: k)
+    monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is dot else 2.0)
+    refined, info = kr.refine(y, soft, size=21, rounds=4, align=False, restarts=1, return_info=True)
+    assert info["applied"] and info["kernel"] is k and info["turn"] == 1 and info["reason"] == ""
+    assert _psnr(refined, x) > _psnr(soft, x) + 3
+    kept, alone = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=1,
+                                  return_info=True)
+    np.testing.assert_array_equal(kept, soft)
+    assert not alone["applied"] and alone["kernel"] is dot and "closer to the blurry photo" in alone["reason"]
+    # Unguarded, the first candidate is used as it is
+    _, raw = kr.refine(y, soft, size=21, rounds=4, align=False, guard=False, restarts=1, return_info=True)
+    assert raw["applied"] and raw["kernel"] is dot and raw["turn"] == 0
+
+
+def test_restarts_rank_every_start_by_energy_and_deconvolve_from_the_restoration(monkeypatch):
+    # The rounds from the restoration itself shrink the kernel to a dot; from
+    # the noisy copies (a kernel estimated from a perturbed start) they find
+    # the true one. Ranked by energy, the true kernel is deconvolved with
+    # (first, no fallback needed), and the deconvolution starts from the
+    # restoration, not from a noisy copy: the result is the same as with
+    # that kernel alone. One start keeps the restoration (the dot turned
+    # down). Seeded: the same photo refines the same way twice.
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    k = _embed(_kernel(), 21)
+    dot = _embed(np.ones((1, 1)), 21)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    firsts, real_estimate = [], kr.estimate_kernel
+    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: firsts.append(a[0]) or real_estimate(*a, **kw))
+    monkeypatch.setattr(kr, "l0_rounds", lambda part, begin, *a, **kw: dot if len(firsts) == 1 else k)
+    monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is k else 2.0)
+    refined, info = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=3, return_info=True)
+    assert len(firsts) == 3 and len(info["energies"]) == 3 and info["energies"][0] == 2.0
+    # the noisy starts differ from the restoration by about RESTART_NOISE
+    assert 0.3 * kr.RESTART_NOISE < np.std(firsts[1] - firsts[0]) < 3 * kr.RESTART_NOISE
+    assert info["applied"] and info["kernel"] is k and info["turn"] == 0
+    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: k)
+    np.testing.assert_allclose(refined, kr.refine(y, soft, size=21, rounds=1, align=False), atol=1e-6)
+    assert _psnr(refined, x) > _psnr(soft, x) + 3
+    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: firsts.append(a[0]) or real_estimate(*a, **kw))
+    firsts.clear()
+    again = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=3)
+    np.testing.assert_array_equal(again, refined)
+    firsts.clear()
+    kept, one = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=1, return_info=True)
+    np.testing.assert_array_equal(kept, soft)
+    assert not one["applied"] and one["kernel"] is dot
+    with pytest.raises(ValueError, match="restarts must be a positive integer"):
+        kr.refine(y, soft, size=21, rounds=4, restarts=0)
 
 
 def test_energy_draw_reads_the_noise():

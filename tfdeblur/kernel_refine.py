@@ -35,10 +35,15 @@ values ** `gamma`, where blur happens):
    the first kernel's `centroid`: a kernel and a latent drifting together
    explain the photo as well, and unanchored some drifted 5-8 px. The
    rounds run twice (`l0_rounds`; `pyramid_rounds`, coarse to fine: half
-   of them at half size), and the coarse-to-fine kernel is kept where its
-   L0 latent explains the square with a clearly lower `l0_energy`
-   (`energy_draw`): at full size alone a long kernel the network's
-   output reads poorly can shrink towards a dot.
+   of them at half size): at full size alone a long kernel the network's
+   output reads poorly can shrink towards a dot. Both run from the
+   network's output and, as `RESTARTS`, from copies of it with a little
+   seeded noise (the rounds are bistable: a start that differs by the
+   network's rounding can end on the true kernel or on a dot). The
+   candidates are ranked by `l0_energy` (how well their L0 latent explains
+   the square), the single-scale kernel of the output itself first unless
+   another's energy is clearly lower (`energy_draw`); the first the guard
+   accepts is used.
 3. `richardson_lucy(blurry, kernel, iters, start=restored)` per channel,
    reflected borders: started from the network's output, not from the
    blurry image, so the iterations add to the network's restoration what
@@ -75,7 +80,8 @@ amplifies), when the first or the last estimated kernel makes part of the photo 
 no blur at all (`local_fit` over `LOCAL_FIT_MAX`: non-uniform blur), or
 when the refined image is closer to the blurry photo than the network's
 output was (`MIN_AWAY`: a kernel estimated too small, which undoes the
-network's work). Measured in `benchmarks/kernel_refine.py`
+network's work); the last two are checked for each candidate kernel in
+turn (step 2). Measured in `benchmarks/kernel_refine.py`
 (docs/benchmarks.md).
 
 numpy and OpenCV only.
@@ -242,6 +248,12 @@ ALIGN_MIN = 0.05
 # unguarded) cost 2.6 dB against 0.3: not adopted. The photos_* sets
 # within 0.01 dB.
 ANCHOR_SLACK = 1.0
+# Restarts (`refine(restarts=...)`): the L0 rounds (single scale and coarse
+# to fine) run from the restoration and from RESTARTS - 1 copies of it with
+# Gaussian noise of RESTART_NOISE (display values; seeds 1, 2, ...) added,
+# and the candidates are ranked by their energy.
+RESTARTS = 4
+RESTART_NOISE = 0.5 / 255.0
 
 
 def _check_plane(arr, name):
@@ -490,7 +502,7 @@ def _luma(rgb):
 
 def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma=GAMMA, edges=EDGES,
            reg=REG, floor=FLOOR, weight=L0_WEIGHT, discrepancy=True, guard=True, align=True, pyramid=True,
-           return_kernel=False, return_info=False):
+           restarts=RESTARTS, return_kernel=False, return_info=False):
     """Kernel refinement of a restoration (module docstring): `blurry` and
     `restored` are (H, W, 3) or (H, W) floats in [0, 1], display-encoded
     (`gamma`: the encoding's exponent; 1 for linear data). `rounds` kernel
@@ -500,8 +512,9 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     `return_kernel`: None when none was estimated).
 
     `pyramid` (default): also run the rounds coarse to fine
-    (`pyramid_rounds`, where `pyramid_fits`) and keep that kernel where its
-    `l0_energy` is lower by more than `energy_draw`.
+    (`pyramid_rounds`, where `pyramid_fits`) and deconvolve with that kernel
+    where its `l0_energy` is lower by more than `energy_draw`; where the
+    guard turns the chosen kernel down, the other is tried.
 
     `align` (default): move the kernel by the deconvolved image's offset
     from `restored` (`image_offset`; at least `ALIGN_MIN` px) and deconvolve
@@ -516,12 +529,15 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     when none was), `away` (rms distance of the refined image to the blurry
     photo over the restoration's; None when not computed), `offset`,
     `energies` (`l0_energy` of the single-scale and the coarse-to-fine
-    kernels; None when the pyramid did not run) and `kernel`."""
+    kernels; None when the pyramid did not run), `turn` (which candidate
+    was deconvolved with: 0 the lower energy's, 1 the other, tried where
+    the guard turned the first down; None when none was) and `kernel`."""
     blurry = np.asarray(blurry, np.float64)
     restored = np.asarray(restored, np.float64)
     if blurry.shape != restored.shape:
         raise ValueError(f"blurry and restored must have the same shape; got {blurry.shape} and {restored.shape}")
     _check_count(rounds, "rounds")
+    _check_count(restarts, "restarts")
     y = np.power(np.clip(blurry, 0.0, 1.0), gamma)
     start = np.power(np.clip(restored, 0.0, 1.0), gamma)
     # The discrepancy principle: once the estimate re-blurred matches the
@@ -530,7 +546,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     noise = noise_sigma(_luma(np.clip(blurry, 0.0, 1.0)))
     blocks = blockiness(np.clip(blurry, 0.0, 1.0)) if min(blurry.shape[:2]) >= 16 else 1.0
     info = {"applied": False, "reason": "", "noise": noise, "blockiness": blocks, "away": None, "local_fit": None,
-            "offset": None, "kernel": None, "energies": None}
+            "offset": None, "kernel": None, "energies": None, "turn": None}
 
     def result(image):
         image = np.clip(image, 0.0, 1.0)
@@ -592,25 +608,50 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         top = float(np.percentile(y_luma[window], 99))
         y_part = y_luma[window] / max(top, 1e-6)
         opts = dict(size=size, edges=edges, reg=reg, floor=floor, weight=weight)
-        candidates = [l0_rounds(y_part, kernel, int(rounds) - 1, **opts)]
-        if pyramid and pyramid_fits(y_part.shape, size) and int(rounds) > 2:
-            candidates.append(pyramid_rounds(y_part, start_luma[window] / max(top, 1e-6), int(rounds) - 1,
-                                             **opts))
-        # The coarse-to-fine kernel where its L0 latent explains the square
-        # with a clearly lower energy (`l0_energy`: the objective both rounds
-        # descend; more than the noise could make, `energy_draw`).
-        kernel = candidates[0]
+        candidates = []
+        for seed in range(int(restarts)):
+            # Restarts: the rounds are bistable (docs/benchmarks.md, "How
+            # fragile the estimate is": the network's output in fp32 or bf16,
+            # within 0.03 dB of each other, and a kernel found on one shrinks
+            # to a dot from the other), so they also run from the
+            # restoration with a little noise added (RESTART_NOISE, seeded:
+            # the same photo refines the same way every time); every
+            # candidate is ranked by its energy below. Only the kernel's
+            # estimate sees the noise; the deconvolution starts from the
+            # restoration itself.
+            begin, luma = kernel, start_luma
+            if seed:
+                noisy = np.clip(restored + RESTART_NOISE * np.random.default_rng(seed).standard_normal(
+                    restored.shape), 0.0, 1.0)
+                luma = _luma(np.power(noisy, gamma))
+                begin = estimate_kernel(luma, y_luma, size=size, edges=edges, reg=reg, floor=floor)
+                if guard and local_fit(start_luma, y_luma, begin) > LOCAL_FIT_MAX:
+                    continue
+            candidates.append(l0_rounds(y_part, begin, int(rounds) - 1, **opts))
+            if pyramid and pyramid_fits(y_part.shape, size) and int(rounds) > 2:
+                candidates.append(pyramid_rounds(y_part, luma[window] / max(top, 1e-6), int(rounds) - 1, **opts))
+        # Ranked by energy (`l0_energy`: the objective the rounds descend),
+        # the single-scale kernel of the restoration itself first unless
+        # another explains the square with a clearly lower energy (more than
+        # the noise could make, `energy_draw`). The others are fallbacks:
+        # where the guard turns a kernel down (its last local fit, or the
+        # distance ratio: a kernel shrunk towards a dot), the next is tried
+        # before the restoration is kept; the energy can prefer a shrunk
+        # kernel.
+        order = [0]
         if len(candidates) > 1:
-            info["energies"] = [l0_energy(y_part, k, weight=weight) for k in candidates]
-            if info["energies"][1] < info["energies"][0] - energy_draw(y_part):
-                kernel = candidates[1]
-        info["kernel"] = kernel
+            energies = info["energies"] = [l0_energy(y_part, k, weight=weight) for k in candidates]
+            draw = energy_draw(y_part)
+            ranked = sorted(range(1, len(candidates)), key=lambda i: energies[i])
+            order = ([i for i in ranked if energies[i] < energies[0] - draw] + [0]
+                     + [i for i in ranked if energies[i] >= energies[0] - draw])
+        kernels = [candidates[i] for i in order]
+    else:
+        kernels = [kernel]
     whole = all(part == slice(0, n) for part, n in zip(window, start_luma.shape))
-    latent = None
-
     full = (slice(None), slice(None))
 
-    def deconvolve(rows_cols, n, begin=None):
+    def deconvolve(kernel, rows_cols, n, begin=None):
         # Unclipped (a continuation starts from it), `n` iterations from
         # `begin` (default: the restoration).
         stop = fits_to(blurry[rows_cols]) if discrepancy else None
@@ -621,37 +662,45 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     # iterations (what they were set at); the rest of the iterations run
     # only for a photo that passes.
     first = min(int(iters), AWAY_ITERS)
-    if align:
-        # The rounds can move the kernel: (x shifted by d, k by -d) explains
-        # the photo as well, and the deconvolution then shifts the image.
-        # The network's output is where the photo's content is: the kernel
-        # is moved by the deconvolved image's offset from it. The offset is
-        # read on the estimation square (on the 11 GoPro dev frames within
-        # 0.15 px, median, of the whole frame's, at a third of the time), so
-        # a photo the last kernel's check turns down pays no full
-        # deconvolution.
-        probe = deconvolve(window, first)
-        if whole:
-            latent = probe
-        dy, dx = image_offset(_luma(np.clip(probe, 0.0, 1.0)), start_luma[window])
-        info["offset"] = (dy, dx)
-        if max(abs(dy), abs(dx)) >= ALIGN_MIN:
-            kernel = shift_kernel(kernel, dy, dx)
-            info["kernel"] = kernel
-            latent = None
-    # The last kernel's local fit, once it is in place (a kernel off by a
-    # pixel or two re-blurs the restoration off the photo everywhere).
-    if rounds > 1 and not check(kernel, f"the last kernel of {rounds}"):
-        return result(restored)
-    if latent is None:
-        latent = deconvolve(full, first)
-    info["away"] = away_ratio(blurry, restored, np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma))
-    if guard and not accepts(noise, info["away"]):
-        info["reason"] = (f"the refinement ends closer to the blurry photo than the restoration "
-                          f"(distance ratio {info['away']:.2f} < {MIN_AWAY})")
+    for turn, kernel in enumerate(kernels):
+        info["kernel"] = kernel
+        latent = None
+        if align:
+            # The rounds can move the kernel: (x shifted by d, k by -d) explains
+            # the photo as well, and the deconvolution then shifts the image.
+            # The network's output is where the photo's content is: the kernel
+            # is moved by the deconvolved image's offset from it. The offset is
+            # read on the estimation square (on the 11 GoPro dev frames within
+            # 0.15 px, median, of the whole frame's, at a third of the time), so
+            # a photo the last kernel's check turns down pays no full
+            # deconvolution.
+            probe = deconvolve(kernel, window, first)
+            if whole:
+                latent = probe
+            dy, dx = image_offset(_luma(np.clip(probe, 0.0, 1.0)), start_luma[window])
+            info["offset"] = (dy, dx)
+            if max(abs(dy), abs(dx)) >= ALIGN_MIN:
+                kernel = shift_kernel(kernel, dy, dx)
+                info["kernel"] = kernel
+                latent = None
+        # The last kernel's local fit, once it is in place (a kernel off by a
+        # pixel or two re-blurs the restoration off the photo everywhere).
+        if rounds > 1 and not check(kernel, f"the last kernel of {rounds}"):
+            continue
+        if latent is None:
+            latent = deconvolve(kernel, full, first)
+        info["away"] = away_ratio(blurry, restored, np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma))
+        if guard and not accepts(noise, info["away"]):
+            info["reason"] = (f"the refinement ends closer to the blurry photo than the restoration "
+                              f"(distance ratio {info['away']:.2f} < {MIN_AWAY})")
+            continue
+        info["reason"] = ""
+        info["turn"] = turn
+        break
+    else:
         return result(restored)
     if int(iters) > first:
-        latent = deconvolve(full, int(iters) - first, begin=latent)
+        latent = deconvolve(kernel, full, int(iters) - first, begin=latent)
     out = np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma).astype(np.float64)
     info["applied"] = True
     return result(out)
