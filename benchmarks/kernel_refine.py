@@ -1,7 +1,7 @@
 """Kernel refinement (`tfdeblur.kernel_refine`) against the network alone.
 
     python benchmarks/kernel_refine.py [--model mtwdn-photos] [--data tune levin cbsd68 gopro_dev]
-        [--limit 16] [--iters 20] [--edges 0.05] [--size 41] [--rounds 3] [--ensemble N] [--precision auto]
+        [--limit 16] [--iters 20] [--edges 0.05] [--size 41] [--rounds 3] [--restarts 4] [--ensemble N] [--precision auto]
         [--sheet docs/models/mtwdn-photos-uniform_blur.jpg] [--shared ../shared]
 
 For each pair: the network's restoration (as `tfdeblur.deblur` restores
@@ -260,6 +260,8 @@ def main(argv=None):
     p.add_argument("--edges", type=float, default=kr.EDGES)
     p.add_argument("--size", type=int, default=kr.KERNEL_SIZE)
     p.add_argument("--rounds", type=int, default=kr.ROUNDS)
+    p.add_argument("--restarts", type=int, default=kr.RESTARTS,
+                   help=f"starts of the L0 rounds (default {kr.RESTARTS}; 1: the restoration alone, as before 2026-11-29)")
     p.add_argument("--sheet", metavar="PATH", help="also write the real-photo sheet (blurry | network | "
                    "--uniform-blur) to PATH (.jpg or .png)")
     p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
@@ -274,7 +276,8 @@ def main(argv=None):
     from tfdeblur.inference import Deblurrer
 
     deblurrer = Deblurrer(args.model, scales="auto", ensemble=args.ensemble, precision=args.precision)
-    options = {"iters": args.iters, "edges": args.edges, "size": args.size, "rounds": args.rounds}
+    options = {"iters": args.iters, "edges": args.edges, "size": args.size, "rounds": args.rounds,
+               "restarts": args.restarts}
     print(f"{args.model} (ensemble {args.ensemble}, precision {deblurrer.precision}); refine {options}")
     for name in args.data:
         rows = run_set(name, deblurrer, args.shared, args.limit, options)
