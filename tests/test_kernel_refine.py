@@ -690,24 +690,28 @@ def test_refine_keeps_the_rounds_with_the_lower_l0_energy(monkeypatch):
         assert info["kernel"] is chosen
 
 
+def _dot_or_true_kernel():
+    """A scene, its blurred photo (the test kernel, gamma 2.2, 8 bits), a
+    soft restoration, the true kernel and a dot (both 21x21): the two
+    candidates of the fallback and restart tests."""
+    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    return x, y, cv2.GaussianBlur(x, (0, 0), 0.8), _embed(_kernel(), 21), _embed(np.ones((1, 1)), 21)
+
+
 def test_refine_falls_back_to_the_other_candidate_when_the_guard_turns_the_first_down(monkeypatch):
     # The lower energy's kernel is a dot (a kernel shrunk by the rounds):
     # deconvolving with it returns the blurry photo, and the distance ratio
     # turns it down. The other candidate, the true kernel, is then tried and
     # used; with the dot as the only candidate the restoration is kept.
-    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
-    k = _embed(_kernel(), 21)
-    dot = _embed(np.ones((1, 1)), 21)
-    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
-    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    x, y, soft, k, dot = _dot_or_true_kernel()
     monkeypatch.setattr(kr, "l0_rounds", lambda *a, **kw: dot)
     monkeypatch.setattr(kr, "pyramid_rounds", lambda *a, **kw: k)
     monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is dot else 2.0)
     refined, info = kr.refine(y, soft, size=21, rounds=4, align=False, restarts=1, return_info=True)
     assert info["applied"] and info["kernel"] is k and info["turn"] == 1 and info["reason"] == ""
     assert _psnr(refined, x) > _psnr(soft, x) + 3
-    kept, alone = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=1,
-                                  return_info=True)
+    kept, alone = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=1, return_info=True)
     np.testing.assert_array_equal(kept, soft)
     assert not alone["applied"] and alone["kernel"] is dot and "closer to the blurry photo" in alone["reason"]
     # Unguarded, the first candidate is used as it is
@@ -723,11 +727,7 @@ def test_restarts_rank_every_start_by_energy_and_deconvolve_from_the_restoration
     # restoration, not from a noisy copy: the result is the same as with
     # that kernel alone. One start keeps the restoration (the dot turned
     # down). Seeded: the same photo refines the same way twice.
-    x = np.repeat(_scene(seed=4)[..., None], 3, axis=2) ** (1 / 2.2)
-    k = _embed(_kernel(), 21)
-    dot = _embed(np.ones((1, 1)), 21)
-    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
-    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    x, y, soft, k, dot = _dot_or_true_kernel()
     firsts, real_estimate = [], kr.estimate_kernel
     monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: firsts.append(a[0]) or real_estimate(*a, **kw))
     monkeypatch.setattr(kr, "l0_rounds", lambda part, begin, *a, **kw: dot if len(firsts) == 1 else k)
