@@ -728,9 +728,14 @@ def test_restarts_rank_every_start_by_energy_and_deconvolve_from_the_restoration
     # that kernel alone. One start keeps the restoration (the dot turned
     # down). Seeded: the same photo refines the same way twice.
     x, y, soft, k, dot = _dot_or_true_kernel()
-    firsts, real_estimate = [], kr.estimate_kernel
-    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: firsts.append(a[0]) or real_estimate(*a, **kw))
-    monkeypatch.setattr(kr, "l0_rounds", lambda part, begin, *a, **kw: dot if len(firsts) == 1 else k)
+    firsts, kernels, real_estimate = [], [], kr.estimate_kernel
+
+    def estimate(*a, **kw):
+        firsts.append(a[0])
+        kernels.append(real_estimate(*a, **kw))
+        return kernels[-1]
+    monkeypatch.setattr(kr, "estimate_kernel", estimate)
+    monkeypatch.setattr(kr, "l0_rounds", lambda part, begin, *a, **kw: dot if begin is kernels[0] else k)
     monkeypatch.setattr(kr, "l0_energy", lambda b, kern, **kw: 1.0 if kern is k else 2.0)
     refined, info = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=3, return_info=True)
     assert len(firsts) == 3 and len(info["energies"]) == 3 and info["energies"][0] == 2.0
@@ -740,11 +745,13 @@ def test_restarts_rank_every_start_by_energy_and_deconvolve_from_the_restoration
     monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: k)
     np.testing.assert_allclose(refined, kr.refine(y, soft, size=21, rounds=1, align=False), atol=1e-6)
     assert _psnr(refined, x) > _psnr(soft, x) + 3
-    monkeypatch.setattr(kr, "estimate_kernel", lambda *a, **kw: firsts.append(a[0]) or real_estimate(*a, **kw))
+    monkeypatch.setattr(kr, "estimate_kernel", estimate)
     firsts.clear()
+    kernels.clear()
     again = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=3)
     np.testing.assert_array_equal(again, refined)
     firsts.clear()
+    kernels.clear()
     kept, one = kr.refine(y, soft, size=21, rounds=4, align=False, pyramid=False, restarts=1, return_info=True)
     np.testing.assert_array_equal(kept, soft)
     assert not one["applied"] and one["kernel"] is dot
@@ -761,3 +768,8 @@ def test_energy_draw_reads_the_noise():
         want = kr.PYRAMID_DRAW * np.sqrt(2.0 * 160 * 200) * sigma ** 2
         assert kr.energy_draw(img) == pytest.approx(want, rel=0.1)
     assert kr.energy_draw(np.full((100, 100), 0.3)) == 0.0
+
+
+def test_in_threads_keeps_the_order_and_the_results():
+    assert kr._in_threads(lambda v: v * v, range(7)) == [v * v for v in range(7)]
+    assert kr._in_threads(lambda v: v, []) == []

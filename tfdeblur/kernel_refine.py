@@ -86,6 +86,9 @@ turn (step 2). Measured in `benchmarks/kernel_refine.py`
 
 numpy and OpenCV only.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -608,7 +611,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         top = float(np.percentile(y_luma[window], 99))
         y_part = y_luma[window] / max(top, 1e-6)
         opts = dict(size=size, edges=edges, reg=reg, floor=floor, weight=weight)
-        candidates = []
+        chains = []
         for seed in range(int(restarts)):
             # Restarts: the rounds are bistable (docs/benchmarks.md, "How
             # fragile the estimate is": the network's output in fp32 or bf16,
@@ -627,9 +630,13 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
                 begin = estimate_kernel(luma, y_luma, size=size, edges=edges, reg=reg, floor=floor)
                 if guard and local_fit(start_luma, y_luma, begin) > LOCAL_FIT_MAX:
                     continue
-            candidates.append(l0_rounds(y_part, begin, int(rounds) - 1, **opts))
+            chains.append(lambda begin=begin: l0_rounds(y_part, begin, int(rounds) - 1, **opts))
             if pyramid and pyramid_fits(y_part.shape, size) and int(rounds) > 2:
-                candidates.append(pyramid_rounds(y_part, luma[window] / max(top, 1e-6), int(rounds) - 1, **opts))
+                chains.append(lambda luma=luma: pyramid_rounds(y_part, luma[window] / max(top, 1e-6),
+                                                               int(rounds) - 1, **opts))
+        # The chains are independent (numpy's FFTs release the GIL): run on
+        # the machine's cores, each the same as run alone.
+        candidates = _in_threads(lambda chain: chain(), chains)
         # Ranked by energy (`l0_energy`: the objective the rounds descend),
         # the single-scale kernel of the restoration itself first unless
         # another explains the square with a clearly lower energy (more than
@@ -640,7 +647,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
         # kernel.
         order = [0]
         if len(candidates) > 1:
-            energies = info["energies"] = [l0_energy(y_part, k, weight=weight) for k in candidates]
+            energies = info["energies"] = _in_threads(lambda k: l0_energy(y_part, k, weight=weight), candidates)
             draw = energy_draw(y_part)
             ranked = sorted(range(1, len(candidates)), key=lambda i: energies[i])
             order = ([i for i in ranked if energies[i] < energies[0] - draw] + [0]
@@ -704,6 +711,17 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
     out = np.power(np.clip(latent, 0.0, 1.0), 1.0 / gamma).astype(np.float64)
     info["applied"] = True
     return result(out)
+
+
+def _in_threads(fn, items):
+    """[fn(item) for item in items], on up to os.cpu_count() threads (in
+    order; each call as it would run alone)."""
+    items = list(items)
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def discrepancy_grid(shape, border=BORDER, pixels=DISCREPANCY_PIXELS):
