@@ -381,6 +381,39 @@ def test_a_photo_the_last_kernel_check_turns_down_pays_no_full_deconvolution(mon
     assert shapes == [(160, 512, 3)]
 
 
+def test_a_candidate_far_under_the_distance_ratio_on_the_square_pays_no_full_deconvolution(monkeypatch):
+    # A photo larger than the estimation square: the distance ratio is read
+    # on the square's deconvolution first (PROBE_AWAY); under it, the
+    # candidate is turned down before the whole photo is deconvolved.
+    x = np.concatenate([_scene(seed=s) for s in (4, 5, 6, 7)], axis=1)
+    x = np.repeat(x[..., None], 3, axis=2) ** (1 / 2.2)
+    y = blur_image(x.astype(np.float32), _kernel().astype(np.float32), noise_sigma=0, gamma=2.2, quantize=True)
+    soft = cv2.GaussianBlur(x, (0, 0), 0.8)
+    shapes, rl = [], kr.richardson_lucy
+    monkeypatch.setattr(kr, "richardson_lucy", lambda y, *a, **kw: shapes.append(y.shape) or rl(y, *a, **kw))
+    out, info = kr.refine(y, soft, size=21, rounds=1, return_info=True)
+    assert info["applied"] and shapes[0] == (160, 512, 3) and (160, 640, 3) in shapes
+    # the ratio on the square: the square's deconvolution against the
+    # square of the blurry photo and of the restoration
+    window = kr.estimation_window(kr._luma(np.clip(soft, 0, 1) ** 2.2))
+    # (with the kernel before alignment moves it: the one estimated from the restoration)
+    first = kr.estimate_kernel(kr._luma(np.clip(soft, 0, 1) ** 2.2), kr._luma(np.clip(y, 0, 1) ** 2.2), size=21)
+    square = rl(np.clip(y, 0, 1)[window] ** 2.2, first, kr.AWAY_ITERS, start=np.clip(soft, 0, 1)[window] ** 2.2,
+                dtype=np.float32)
+    expected = kr.away_ratio(y[window], soft[window], np.clip(square, 0, 1) ** (1 / 2.2))
+    assert info["probe_away"] >= kr.PROBE_AWAY and info["probe_away"] == pytest.approx(expected, rel=1e-3)
+    monkeypatch.setattr(kr, "PROBE_AWAY", info["probe_away"] + 0.01)
+    shapes.clear()
+    kept, turned = kr.refine(y, soft, size=21, rounds=1, return_info=True)
+    assert not turned["applied"] and "estimation square" in turned["reason"] and turned["away"] is None
+    np.testing.assert_array_equal(kept, np.clip(soft, 0, 1))
+    assert shapes == [(160, 512, 3)]
+    # unguarded, or a photo no larger than the square: no such test
+    assert kr.refine(y, soft, size=21, rounds=1, guard=False, return_info=True)[1]["probe_away"] is None
+    small = kr.refine(y[:, :160], soft[:, :160], size=21, rounds=1, return_info=True)[1]
+    assert small["probe_away"] is None and small["applied"]
+
+
 def test_guard_keeps_the_restoration_when_refinement_returns_towards_the_blurry_photo(monkeypatch):
     # Same clean pair both times; only the threshold on away_ratio moves.
     x = np.repeat(_scene(seed=8)[..., None], 3, axis=2) ** (1 / 2.2)
