@@ -708,7 +708,7 @@ def refine(blurry, restored, size=KERNEL_SIZE, iters=ITERS, rounds=ROUNDS, gamma
                                                 np.power(np.clip(probe, 0.0, 1.0), 1.0 / gamma))
                 if info["probe_away"] < PROBE_AWAY:
                     info["reason"] = (f"the refinement ends closer to the blurry photo than the restoration on "
-                                      f"the estimation square (distance ratio {info['probe_away']:.2f} < "
+                                      f"the estimation square (distance ratio {info['probe_away']:.3f} < "
                                       f"{PROBE_AWAY})")
                     continue
             dy, dx = image_offset(_luma(np.clip(probe, 0.0, 1.0)), start_luma[window])
