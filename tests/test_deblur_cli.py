@@ -294,6 +294,8 @@ def test_uniform_blur_refines_with_an_estimated_kernel(tiny_model, tmp_path, cap
     monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
     monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
     monkeypatch.setattr(kernel_refine, "LOCAL_FIT_MAX", float("inf"))
+    monkeypatch.setattr(kernel_refine, "LOCAL_FIT_FIRST", float("inf"))
+    monkeypatch.setattr(kernel_refine, "PROBE_AWAY", 0.0)
     side = kernel_refine.MIN_SIDE
     src = _write(tmp_path / "in" / "a.png", _rgb(side, side + 6, seed=7))
     assert main(["deblur", src, "--model", tiny_model, "--out", str(tmp_path / "plain"), "--no-uniform-blur"]) == 0

@@ -511,6 +511,19 @@ def test_guard_keeps_the_restoration_when_one_kernel_does_not_explain_the_blur(m
     np.testing.assert_array_equal(kept, x)
     assert len(last["energies"]) == 2 and calls == [0] * 6 + [1, 1]
     assert f"{kr.LOCAL_FIT_MAX + 0.02:.2f}x worse" in last["reason"]
+    # The first kernel has its own limit (LOCAL_FIT_FIRST): a fit between
+    # the two limits passes as the first kernel's and not as the last's
+    monkeypatch.setattr(kr, "LOCAL_FIT_FIRST", kr.LOCAL_FIT_MAX + 0.1)
+    between = kr.LOCAL_FIT_MAX + 0.05
+    fits = iter([between, 0.5])
+    assert kr.refine(y, x, size=21, rounds=3, pyramid=False, restarts=1, return_info=True)[1]["applied"]
+    fits = iter([0.5, between])
+    assert "the last kernel of 3" in kr.refine(y, x, size=21, rounds=3, pyramid=False, restarts=1,
+                                               return_info=True)[1]["reason"]
+    monkeypatch.setattr(kr, "LOCAL_FIT_FIRST", kr.LOCAL_FIT_MAX)
+    fits = iter([between])
+    assert "the first kernel of 3" in kr.refine(y, x, size=21, rounds=3, pyramid=False, restarts=1,
+                                                return_info=True)[1]["reason"]
 
 
 def test_trim_cuts_the_zero_frame_and_changes_no_convolution():

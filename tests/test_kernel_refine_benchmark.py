@@ -66,6 +66,8 @@ def test_sheet_rows_are_blurry_network_refined(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
     monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
     monkeypatch.setattr(kernel_refine, "LOCAL_FIT_MAX", float("inf"))
+    monkeypatch.setattr(kernel_refine, "LOCAL_FIT_FIRST", float("inf"))
+    monkeypatch.setattr(kernel_refine, "PROBE_AWAY", 0.0)
     shared = shared_path()
     path = tmp_path / "sheet.png"
     bench.real_sheet("lmfn-photos", str(shared), str(path), photos=("srn_01.png",))

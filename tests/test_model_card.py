@@ -226,6 +226,8 @@ def test_uniform_blur_row_is_kernel_refine_of_the_network_output(card, tmp_path,
     monkeypatch.setattr(kernel_refine, "NOISE_LIMIT", float("inf"))
     monkeypatch.setattr(kernel_refine, "MIN_AWAY", 0.0)
     monkeypatch.setattr(kernel_refine, "LOCAL_FIT_MAX", float("inf"))
+    monkeypatch.setattr(kernel_refine, "LOCAL_FIT_FIRST", float("inf"))
+    monkeypatch.setattr(kernel_refine, "PROBE_AWAY", 0.0)
 
     model, result, text = _card_of_a_perturbed_tiny_model(card, tmp_path, 1, ["--uniform-blur", "synthetic"])
     plain, uni = result["sets"]["synthetic"], result["sets"]["synthetic"]["uniform_blur"]
